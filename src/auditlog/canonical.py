@@ -1,0 +1,72 @@
+"""RFC 8785 (JCS) canonical JSON, fast.
+
+``jcs(value)`` is byte-identical to ``rfc8785.dumps(value)`` (a hypothesis property test shows
+it). For JSON without floats and with ASCII object keys, the standard library's encoder with
+sorted keys, no whitespace and no ASCII escaping already produces JCS: integers print the same,
+strings escape the same characters the same way, and ASCII keys sort the same by code point as
+by UTF-16 code unit. Anything else falls back to the ``rfc8785`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import rfc8785
+
+from auditlog.errors import InvalidEvent
+from auditlog.model import check_json
+
+_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def needs_slow_path(value: Any) -> bool:
+    """True when ``value`` holds a float or a non-ASCII object key."""
+    if isinstance(value, dict):
+        return any(not k.isascii() or needs_slow_path(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(needs_slow_path(v) for v in value)
+    return isinstance(value, float)
+
+
+def jcs_text(value: Any, slow: bool | None = None) -> str:
+    """Canonical JSON text of ``value``; ``slow`` may be passed when already known."""
+    if slow is None:
+        slow = needs_slow_path(value)
+    if slow:
+        return rfc8785.dumps(value).decode("utf-8")
+    return _encode(value)
+
+
+def jcs(value: Any) -> bytes:
+    """Canonical JSON bytes of ``value`` (RFC 8785)."""
+    return jcs_text(value).encode("utf-8")
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_FLOAT_OR_BIG = re.compile(r"\d[.eE]|\d{16}")
+
+
+def checked_text(value: Any, field: str) -> str:
+    """Canonical JSON text of a field value, refusing what PostgreSQL or I-JSON cannot hold.
+
+    The encoded text is screened in C (ASCII only, no number with a fraction, exponent or 16+
+    digits, no escaped NUL); only a value that trips a screen is walked in Python, which names
+    the offending path and decides whether the ``rfc8785`` fallback is needed.
+    """
+    try:
+        text = _encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(field, f"not representable as JSON: {exc}") from None
+    if text.isascii() and "\\u0000" not in text:
+        bare = _STRINGS.sub("", text) if '"' in text else text
+        if not _FLOAT_OR_BIG.search(bare):
+            return text
+    try:
+        slow = check_json(value)
+    except ValueError as exc:
+        raise InvalidEvent(field, str(exc)) from None
+    return rfc8785.dumps(value).decode("utf-8") if slow else text

