@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from sqlalchemy.engine import Engine
 
 from auditlog import db, integrity
 from auditlog.errors import AuditLogError, EventConflict, InvalidEvent
@@ -48,6 +50,25 @@ def open_log(settings: Settings) -> AuditLog:
     except ImportError:  # pragma: no cover - identity is part of the package
         resolve = None
     return AuditLog(engine, settings, resolve=resolve)
+
+
+@contextmanager
+def log_session(settings: Settings) -> Iterator[AuditLog]:
+    """An AuditLog whose connections are closed when the command ends."""
+    log = open_log(settings)
+    try:
+        yield log
+    finally:
+        log.engine.dispose()
+
+
+@contextmanager
+def engine_session(settings: Settings, role: db.Role) -> Iterator[Engine]:
+    engine = db.connect(settings, role)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -119,7 +140,14 @@ def ingest(
 ) -> None:
     """Append events from NDJSON; report each invalid line with its number and reason."""
     settings = _settings()
-    log = open_log(settings)
+    with log_session(settings) as log:
+        _run_ingest(log, settings, file, strict, reject_file, batch_size)
+
+
+def _run_ingest(
+    log: AuditLog, settings: Settings, file: str, strict: bool,
+    reject_file: Path | None, batch_size: int,
+) -> None:  # fmt: skip
     if reject_file is None:
         reject_file = Path("rejects.ndjson" if file == "-" else f"{file}.rejects.ndjson")
     stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
@@ -168,8 +196,13 @@ def demo(
                 fh.write(json.dumps(ev, ensure_ascii=False) + "\n")
         typer.echo(f"wrote {events} events to {out}")
         return
-    settings = _settings()
-    log = open_log(settings)
+    with log_session(_settings()) as log:
+        _run_demo(log, events, seed, if_empty)
+
+
+def _run_demo(log: AuditLog, events: int, seed: int, if_empty: bool) -> None:
+    from auditlog.demo import demo_events
+
     with log.engine.connect() as conn:
         count = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
     if if_empty and count:
@@ -211,13 +244,12 @@ def verify(
     ] = None,
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
-    settings = _settings()
-    engine = db.connect(settings, "reader")
     keys = None
     if public_key:
         loaded = [integrity.load_public_key(p.read_bytes()) for p in public_key]
         keys = {integrity.key_id_of(k): k for k in loaded}
-    report = integrity.verify_database(engine, keys)
+    with engine_session(_settings(), "reader") as engine:
+        report = integrity.verify_database(engine, keys)
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
@@ -231,8 +263,9 @@ def verify(
 @app.command()
 def checkpoint() -> None:
     """Sign the head of every chain not yet covered by a checkpoint (run it periodically)."""
-    log = open_log(_settings())
-    for cp in log.checkpoint():
+    with log_session(_settings()) as log:
+        signed = log.checkpoint()
+    for cp in signed:
         typer.echo(f"signed {cp.category} seq {cp.seq} {cp.entry_hash.hex()}")
 
 
@@ -252,13 +285,13 @@ def identity_sync(
     """Fill the directory from Microsoft Graph (AUDITLOG_GRAPH_* settings) or a CSV."""
     from auditlog import identity
 
-    settings = _settings()
-    directory = identity.Directory(db.connect(settings, "writer"))
-    if csv is not None:
-        count = directory.upsert(identity.load_csv(csv))
-        typer.echo(f"loaded {count} principals from {csv}")
-        return
-    result = identity.sync_from_graph(directory, identity.graph_client_from_env())
+    with engine_session(_settings(), "writer") as engine:
+        directory = identity.Directory(engine)
+        if csv is not None:
+            count = directory.upsert(identity.load_csv(csv))
+            typer.echo(f"loaded {count} principals from {csv}")
+            return
+        result = identity.sync_from_graph(directory, identity.graph_client_from_env())
     typer.echo(f"synced {result.users} users and {result.service_principals} service principals")
 
 

@@ -1,0 +1,197 @@
+"""Tampering by a superuser is named by verify at the right seq, with the right reason."""
+
+from __future__ import annotations
+
+import json
+
+import rfc8785
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from auditlog import integrity
+from auditlog.canonical import jcs
+from auditlog.store import AuditLog
+from tests.test_model import valid
+
+GOV = "governance"
+
+
+def fill(log: AuditLog, n: int = 10, category: str = GOV) -> None:
+    log.record_many([valid(category=category, details={"i": i}) for i in range(n)])
+
+
+def tamper(admin: Engine, *statements: str) -> None:
+    """As a superuser: switch the guard triggers off, change rows, switch them back on."""
+    with admin.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+        for stmt in statements:
+            conn.exec_driver_sql(stmt)
+        conn.exec_driver_sql("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
+
+
+def problem(engine: Engine) -> integrity.Problem:
+    report = integrity.verify_database(engine)
+    assert not report.ok
+    assert len(report.problems) == 1
+    return report.problems[0]
+
+
+def test_untouched_log_verifies(log: AuditLog) -> None:
+    fill(log)
+    fill(log, 3, "user_activity")
+    report = integrity.verify_database(log.engine)
+    assert report.ok
+    assert report.rows == 13
+    assert report.chains[GOV].checkpoints >= 1
+
+
+def test_one_changed_byte_is_named_at_its_seq(log: AuditLog, admin_engine: Engine) -> None:
+    fill(log)
+    tamper(admin_engine, "UPDATE events SET details = '{\"i\": 7}' WHERE category = 'governance' "
+                         "AND seq = 6")  # fmt: skip
+    p = problem(log.engine)
+    assert (p.category, p.seq, p.kind) == (GOV, 6, "content changed")
+
+
+def test_changed_hash_of_a_row_breaks_the_link_of_the_next(
+    log: AuditLog, admin_engine: Engine
+) -> None:
+    fill(log)
+    tamper(admin_engine, "UPDATE events SET outcome = 'failure' WHERE seq = 4 AND category = "
+                         "'governance'")  # fmt: skip
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (4, "content changed")
+
+
+def test_deleted_middle_row_is_named_as_missing(log: AuditLog, admin_engine: Engine) -> None:
+    fill(log)
+    tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq = 5")
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (5, "row missing")
+
+
+def test_deleted_last_rows_after_a_checkpoint_are_named_as_cut(
+    log: AuditLog, admin_engine: Engine
+) -> None:
+    fill(log, 10)
+    log.checkpoint()
+    tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq > 7")
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (8, "chain cut")
+    assert "8..10" in p.message
+
+
+def test_swapped_rows_are_named_as_reordered(log: AuditLog, admin_engine: Engine) -> None:
+    fill(log)
+    tamper(
+        admin_engine,
+        "UPDATE events SET seq = 1003 WHERE category = 'governance' AND seq = 3",
+        "UPDATE events SET seq = 3 WHERE category = 'governance' AND seq = 4",
+        "UPDATE events SET seq = 4 WHERE category = 'governance' AND seq = 1003",
+    )
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (3, "rows reordered")
+    assert "written at seq 4" in p.message
+
+
+def test_rehashed_forgery_breaks_the_link_to_the_next_row(
+    log: AuditLog, admin_engine: Engine
+) -> None:
+    """An attacker who recomputes a row's hash still breaks seq+1's prev_hash."""
+    fill(log)
+    with admin_engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT * FROM events WHERE category = 'governance' AND seq = 5"
+        ).mappings().one()
+    record = integrity.row_to_record(row)
+    record["outcome"] = "denied"
+    forged = integrity.chain_hash(bytes(row["prev_hash"]), integrity.record_bytes(record))
+    tamper(admin_engine, f"UPDATE events SET outcome = 'denied', entry_hash = '\\x{forged.hex()}' "
+                         "WHERE category = 'governance' AND seq = 5")  # fmt: skip
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (6, "link broken")
+
+
+def test_forged_checkpoint_signature_is_named(log: AuditLog, admin_engine: Engine) -> None:
+    fill(log, 3)
+    with admin_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE checkpoints DISABLE TRIGGER checkpoints_no_update_delete")
+        conn.exec_driver_sql("UPDATE checkpoints SET signature = '\\x" + "00" * 64 + "'")
+    p = problem(log.engine)
+    assert p.kind == "bad signature"
+
+
+def test_checkpoint_from_an_untrusted_key_is_refused(log: AuditLog) -> None:
+    fill(log, 3)
+    stranger = integrity.Signer.generate()
+    report = integrity.verify_database(log.engine, {stranger.key_id: stranger.public})
+    assert [p.kind for p in report.problems] == ["bad signature"]
+    assert "unknown key" in report.problems[0].message
+
+
+def test_verify_cli_exits_1_and_names_first_bad_row(
+    log: AuditLog, admin_engine: Engine, settings: object, monkeypatch: object
+) -> None:
+    from typer.testing import CliRunner
+
+    from auditlog.cli import app
+
+    fill(log)
+    tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq = 2")
+    env = {"AUDITLOG_DATABASE_URL": settings.database_url, "AUDITLOG_HOME": str(settings.home)}  # type: ignore[attr-defined]
+    result = CliRunner().invoke(app, ["verify"], env=env)
+    assert result.exit_code == 1
+    assert "governance seq 2: row missing" in result.output
+
+
+# --- canonical JSON: byte-identical to the rfc8785 package -----------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_fast_canonicaliser_is_byte_identical_to_rfc8785(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        return  # e.g. lone surrogates: refused at validation, never hashed
+    assert jcs(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(integrity.HASHED_FIELDS), json_values))
+def test_record_bytes_equal_jcs_of_the_whole_record(partial: dict[str, object]) -> None:
+    record = dict.fromkeys(integrity.HASHED_FIELDS, None) | partial
+    try:
+        expected = rfc8785.dumps(record)
+    except rfc8785.CanonicalizationError:
+        return
+    assert integrity.record_bytes(record) == expected
+
+
+def test_checkpoint_message_is_jcs_of_its_fields() -> None:
+    msg = integrity.checkpoint_message("governance", 3, b"\x01" * 32, "2026-11-28T09:00:00.000000Z", "k")
+    assert json.loads(msg) == {
+        "category": "governance", "seq": 3, "entry_hash": "01" * 32,
+        "signed_at": "2026-11-28T09:00:00.000000Z", "key_id": "k",
+    }  # fmt: skip
+    assert msg == rfc8785.dumps(json.loads(msg))
+
+
+def test_reader_role_can_verify(reader_engine: Engine, log: AuditLog) -> None:
+    fill(log, 2)
+    assert integrity.verify_database(reader_engine).ok
+    with reader_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT session_user")).scalar_one() == "auditlog_dashboard"
