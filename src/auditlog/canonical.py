@@ -47,7 +47,9 @@ def jcs(value: Any) -> bytes:
 
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_FLOAT_OR_BIG = re.compile(r"\d[.eE]|\d{16}")
+# A number with a fraction or exponent, or of 16+ digits, right after [ : or , (strings that
+# merely look like that are told apart by a second search with the strings removed).
+_FLOAT_OR_BIG = re.compile(r"[\[:,]-?\d(?:\d*[.eE]|\d{15})")
 
 
 def checked_text(value: Any, field: str) -> str:
@@ -57,13 +59,25 @@ def checked_text(value: Any, field: str) -> str:
     digits, no escaped NUL); only a value that trips a screen is walked in Python, which names
     the offending path and decides whether the ``rfc8785`` fallback is needed.
     """
+    if value is None:
+        return "null"
+    if value.__class__ is str:
+        text = _encode(value)
+        if text.isascii() and "\\u0000" not in text:
+            return text
+        try:
+            check_json(value)
+        except ValueError as exc:
+            raise InvalidEvent(field, str(exc)) from None
+        return text
     try:
         text = _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(field, f"not representable as JSON: {exc}") from None
     if text.isascii() and "\\u0000" not in text:
-        bare = _STRINGS.sub("", text) if '"' in text else text
-        if not _FLOAT_OR_BIG.search(bare):
+        if text[0] not in "-0123456789" and (
+            not _FLOAT_OR_BIG.search(text) or not _FLOAT_OR_BIG.search(_STRINGS.sub("", text))
+        ):
             return text
     try:
         slow = check_json(value)

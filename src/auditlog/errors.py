@@ -11,7 +11,7 @@ Every message names the field or thing concerned and what to do about it.
     ├── NotFound                       a named thing does not exist (status 404)
     ├── IntegrityFailure               verification found tampering (see VerifyReport)
     ├── InvalidFile                    an input file (principals CSV) has a bad row (line, column)
-    └── GraphError                     Microsoft Graph refused or failed a directory sync (status 502)
+    └── GraphError                     Microsoft Graph or its token endpoint failed (status 502)
 """
 
 from __future__ import annotations

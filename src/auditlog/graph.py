@@ -113,7 +113,7 @@ class GraphClient:
             result = self._msal_app.acquire_token_for_client(scopes=[f"{self.base_url}/.default"])
         except (ValueError, OSError) as exc:
             raise GraphError(
-                f"could not reach the token authority {self.authority}: {exc}"
+                f"could not get a token from {self.authority}: {exc}"
             ) from exc
         if "access_token" not in result:
             raise GraphError(

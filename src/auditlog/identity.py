@@ -11,8 +11,9 @@ How an actor is resolved:
 - The actor's ``entra_object_id``, then ``upn``, then ``id`` are tried in that order. Each is
   compared, case-insensitively, with a principal's object id, then UPN, then mail, then (for
   service principals) app id. The first principal found is the match.
-- A match is refused when it contradicts the actor: a different ``entra_object_id`` than the
-  one sent, or a different ``tenant_id``. The actor then stays unresolved.
+- A match is refused when it contradicts the actor: another of its keys names a different
+  principal, or it sent a different ``entra_object_id`` or ``tenant_id``. The actor then stays
+  unresolved (a key that names no principal, such as a UPN since renamed, is no contradiction).
 - A match fills only the fields the producer left empty (``entra_object_id``,
   ``display_name``, ``upn``, ``tenant_id``) and sets ``resolved: true``. What the producer sent
   is kept as sent, so an idempotent resend still compares equal; ``type`` is never changed.
@@ -146,11 +147,12 @@ class _Index:
 
     def match(self, actor: Actor) -> Principal | None:
         """The principal ``actor`` names, or None (see the module docstring for the rule)."""
-        found = None
-        for key in (actor.entra_object_id, actor.upn, actor.id):
-            if key and (found := self.find(key)) is not None:
-                break
-        if found is None:
+        keys = (actor.entra_object_id, actor.upn, actor.id)
+        matches = [p for p in (self.find(k) for k in keys if k) if p is not None]
+        if not matches:
+            return None
+        found = matches[0]
+        if any(p is not found for p in matches[1:]):
             return None
         if actor.entra_object_id and actor.entra_object_id != found.object_id:
             return None
