@@ -107,11 +107,38 @@ def test_rehashed_forgery_breaks_the_link_to_the_next_row(
         ).mappings().one()
     record = integrity.row_to_record(row)
     record["outcome"] = "denied"
-    forged = integrity.chain_hash(bytes(row["prev_hash"]), integrity.record_bytes(record))
-    tamper(admin_engine, f"UPDATE events SET outcome = 'denied', entry_hash = '\\x{forged.hex()}' "
-                         "WHERE category = 'governance' AND seq = 5")  # fmt: skip
+    text = integrity.record_bytes(record)
+    forged = integrity.chain_hash(bytes(row["prev_hash"]), text)
+    with admin_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+        conn.execute(
+            sa.text("UPDATE events SET outcome = 'denied', entry_hash = :h, record = :r "
+                    "WHERE category = 'governance' AND seq = 5"),  # fmt: skip
+            {"h": forged, "r": text.decode()},
+        )
     p = problem(log.engine)
     assert (p.seq, p.kind) == (6, "link broken")
+
+
+def test_changed_record_bytes_are_named_even_when_columns_are_untouched(
+    log: AuditLog, admin_engine: Engine
+) -> None:
+    fill(log)
+    tamper(admin_engine, "UPDATE events SET record = replace(record, '\"i\":3', '\"i\":4') "
+                         "WHERE category = 'governance' AND seq = 4")  # fmt: skip
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (4, "content changed")
+
+
+def test_changed_column_is_named_with_the_column(log: AuditLog, admin_engine: Engine) -> None:
+    fill(log)
+    tamper(admin_engine, "UPDATE events SET source_ip = '10.9.9.9', "
+                         "actor = jsonb_set(actor, '{upn}', '\"mallory@contoso.com\"') "
+                         "WHERE category = 'governance' AND seq = 8")  # fmt: skip
+    p = problem(log.engine)
+    assert (p.seq, p.kind) == (8, "content changed")
+    assert "actor" in p.message
+    assert "source_ip" in p.message
 
 
 def test_forged_checkpoint_signature_is_named(log: AuditLog, admin_engine: Engine) -> None:

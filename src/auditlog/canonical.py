@@ -47,9 +47,27 @@ def jcs(value: Any) -> bytes:
 
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-# A number with a fraction or exponent, or of 16+ digits, right after [ : or , (strings that
-# merely look like that are told apart by a second search with the strings removed).
-_FLOAT_OR_BIG = re.compile(r"[\[:,]-?\d(?:\d*[.eE]|\d{15})")
+# A number with a fraction or exponent, or of 16+ digits, right after `:`, `[` or `,` (strings
+# that merely look like that are told apart by a second search with the strings removed).
+_FLOAT_OR_BIG = re.compile(r"[:\[,]-?\d(?:\d*[.eE]|\d{15})")
+
+
+_NUMBERISH = re.compile(r"\d[.eE]|\d{16}")
+
+
+def screen_ok(text: str, free_json: str) -> bool:
+    """True when JSON text from the C encoder is certainly JCS and holds nothing to refuse.
+
+    ``text`` must be ASCII with no escaped NUL; ``free_json`` (the part that may hold numbers
+    of the producer's) must hold no number with a fraction, exponent or 16+ digits. The cheap
+    first search has false positives (hex, dotted versions in strings); the second, with the
+    strings removed, has none.
+    """
+    if not text.isascii() or "\\u0000" in text:
+        return False
+    return not _NUMBERISH.search(free_json) or not _FLOAT_OR_BIG.search(
+        _STRINGS.sub("", free_json)
+    )
 
 
 def checked_text(value: Any, field: str) -> str:

@@ -47,6 +47,23 @@ def chain_hash(prev_hash: bytes, record_json: bytes) -> bytes:
     return hashlib.sha256(prev_hash + record_json).digest()
 
 
+def record_seq(record: bytes) -> int | None:
+    """The top-level ``seq`` of a canonical record, without parsing it all.
+
+    In JCS the top-level keys are sorted, so only source_ip, target (fixed keys) and
+    user_agent follow ``seq``; a quote inside a string is escaped. So the last ``,"seq":``
+    is the top-level one.
+    """
+    at = record.rfind(b',"seq":')
+    if at < 0:
+        return None
+    end = record.find(b",", at + 7)
+    try:
+        return int(record[at + 7 : end])
+    except ValueError:
+        return None
+
+
 def row_to_record(row: Mapping[str, Any]) -> dict[str, Any]:
     """A database row (Python types) in record form: the JSON values the hash covers."""
     occurred, recorded = row["occurred_at"], row["recorded_at"]
@@ -280,19 +297,32 @@ class ChainVerifier:
         return None
 
     def feed(self, rec: dict[str, Any]) -> bool:
-        """Check one row; return False once the chain has a problem."""
+        """Check one row in record form; return False once the chain has a problem."""
         if self.result.problem:
             return False
-        seq = rec["seq"]
         prev, stored = bytes.fromhex(rec["prev_hash"]), bytes.fromhex(rec["entry_hash"])
-        if chain_hash(prev, record_bytes(rec)) != stored:
-            moved = self._reordered_from(rec, prev, stored)
-            if moved is not None:
-                self._fail(seq, "rows reordered", f"the entry stored at seq {seq} was "
-                           f"written at seq {moved}")  # fmt: skip
-            else:
-                self._fail(seq, "content changed", "entry_hash does not match the stored "
-                           "fields: this row was altered after it was written")  # fmt: skip
+        ok = chain_hash(prev, record_bytes(rec)) == stored
+        moved = None if ok else self._reordered_from(rec, prev, stored)
+        return self._check(rec["seq"], prev, stored, ok, moved)
+
+    def feed_stored(self, seq: int, prev: bytes, stored: bytes, record: bytes) -> bool:
+        """Check one row by its stored record bytes (the database's ``record`` column)."""
+        if self.result.problem:
+            return False
+        ok = hashlib.sha256(prev + record).digest() == stored
+        written = record_seq(record) if ok else None
+        if written is not None and written != seq:
+            return self._check(seq, prev, stored, False, written)
+        return self._check(seq, prev, stored, ok, None)
+
+    def _check(self, seq: int, prev: bytes, stored: bytes, ok: bool, moved: int | None) -> bool:
+        if moved is not None:
+            self._fail(seq, "rows reordered", f"the entry stored at seq {seq} was "
+                       f"written at seq {moved}")  # fmt: skip
+            return False
+        if not ok:
+            self._fail(seq, "content changed", "entry_hash does not match the stored "
+                       "fields: this row was altered after it was written")  # fmt: skip
             return False
         if self.contiguous or seq == self.expect_seq:
             if seq > self.expect_seq:
@@ -344,16 +374,37 @@ class ChainVerifier:
 
 # --- the database ------------------------------------------------------------------------
 
-_ROW_SQL = (
-    "SELECT category, seq, event_id, action, outcome, occurred_at, occurred_offset, recorded_at,"
-    " clock_skew, actor, target, before, after, source_ip, user_agent, correlation_id, details,"
-    " prev_hash, entry_hash FROM events WHERE category = %s ORDER BY seq"
+_CHAIN_SQL = (
+    "SELECT seq, prev_hash, entry_hash, convert_to(record, 'UTF8') FROM events "
+    "WHERE category = %s ORDER BY seq"
 )
-_ROW_COLS = (
-    "category", "seq", "event_id", "action", "outcome", "occurred_at", "occurred_offset",
-    "recorded_at", "clock_skew", "actor", "target", "before", "after", "source_ip",
-    "user_agent", "correlation_id", "details", "prev_hash", "entry_hash",
-)  # fmt: skip
+# Every column must still equal its value in the hashed record; the first row where one does
+# not, and which columns differ. Run by the server, in one pass.
+_COLUMN_CHECKS = {
+    "category": "e.category IS DISTINCT FROM r->>'category'",
+    "seq": "e.seq IS DISTINCT FROM (r->>'seq')::bigint",
+    "event_id": "e.event_id IS DISTINCT FROM (r->>'event_id')::uuid",
+    "action": "e.action IS DISTINCT FROM r->>'action'",
+    "outcome": "e.outcome IS DISTINCT FROM r->>'outcome'",
+    "occurred_at": "e.occurred_at IS DISTINCT FROM (r->>'occurred_at')::timestamptz",
+    "occurred_offset": "e.occurred_offset IS DISTINCT FROM (r->>'occurred_offset')::int",
+    "recorded_at": "e.recorded_at IS DISTINCT FROM (r->>'recorded_at')::timestamptz",
+    "clock_skew": "e.clock_skew IS DISTINCT FROM (r->>'clock_skew')::boolean",
+    "actor": "e.actor IS DISTINCT FROM r->'actor'",
+    "target": "e.target IS DISTINCT FROM r->'target'",
+    "before": "e.before IS DISTINCT FROM nullif(r->'before', 'null'::jsonb)",
+    "after": "e.after IS DISTINCT FROM nullif(r->'after', 'null'::jsonb)",
+    "source_ip": "e.source_ip IS DISTINCT FROM (r->>'source_ip')::inet",
+    "user_agent": "e.user_agent IS DISTINCT FROM r->>'user_agent'",
+    "correlation_id": "e.correlation_id IS DISTINCT FROM r->>'correlation_id'",
+    "details": "e.details IS DISTINCT FROM r->'details'",
+}
+_CONSISTENCY_SQL = (  # fmt: skip
+    "SELECT seq, differs FROM (SELECT e.seq, array_remove(ARRAY["
+    + ", ".join(f"CASE WHEN {cond} THEN '{col}' END" for col, cond in _COLUMN_CHECKS.items())
+    + "], NULL) AS differs FROM (SELECT *, record::jsonb AS r FROM events WHERE category = %s "
+    "OFFSET 0) e) s WHERE cardinality(differs) > 0 ORDER BY seq LIMIT 1"
+)  # OFFSET 0 keeps the planner from inlining r, which would parse the record once per use
 
 
 def db_public_keys(conn: Any) -> dict[str, Ed25519PublicKey]:
@@ -383,18 +434,33 @@ def db_anchor(conn: Any, category: str) -> tuple[int, bytes]:
 def verify_category(
     conn: Any, category: str, keys: Mapping[str, Ed25519PublicKey], batch: int = 20_000
 ) -> ChainResult:
-    """Verify one category's chain and its checkpoints, from its purge anchor on."""
+    """Verify one category: chain, columns against the hashed record, and checkpoints."""
     checkpoints = db_checkpoints(conn, category)
     verifier = ChainVerifier(category, db_anchor(conn, category))
     verifier.watch = {cp.seq for cp in checkpoints}
     with conn.transaction(), conn.cursor(name=f"verify_{category}") as cur:
         cur.itersize = batch
-        cur.execute(_ROW_SQL, (category,))
-        for row in cur:
-            if not verifier.feed(row_to_record(dict(zip(_ROW_COLS, row, strict=True)))):
+        cur.execute(_CHAIN_SQL, (category,))
+        feed = verifier.feed_stored
+        for seq, prev, stored, record in cur:
+            if not feed(seq, prev, stored, record):
                 break
     verifier.check_checkpoints(checkpoints, keys)
+    _check_columns(conn, category, verifier.result)
     return verifier.result
+
+
+def _check_columns(conn: Any, category: str, result: ChainResult) -> None:
+    """Name the first row whose columns no longer equal its hashed record (if earlier)."""
+    with conn.cursor() as cur:
+        cur.execute(_CONSISTENCY_SQL, (category,))
+        row = cur.fetchone()
+    conn.commit()
+    if row is None or (result.problem and (result.problem.seq or 0) <= row[0]):
+        return
+    cols = ", ".join(row[1])
+    result.problem = Problem(category, row[0], "content changed", f"column(s) {cols} no longer "
+                             "match the hashed record: this row was altered after it was written")
 
 
 def verify_database(

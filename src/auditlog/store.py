@@ -9,39 +9,39 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import json
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.copy import QueuedLibpqWriter
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog import integrity
-from auditlog.canonical import _encode, checked_text, jcs_text
+from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
 from auditlog.model import Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
 NOTIFY_CHANNEL = "auditlog_events"
-CHUNK = 2000  # events validated at a time while the server ingests the previous ones
+CHUNK = 1000  # events validated at a time while the server ingests the previous ones
 ALL_CATEGORIES = ["configuration", "governance", "user_activity"]
 COPY_COLUMNS = (
     "category", "seq", "event_id", "action", "outcome", "occurred_at", "occurred_offset",
     "recorded_at", "clock_skew", "actor", "target", "before", "after", "source_ip",
-    "user_agent", "correlation_id", "details", "prev_hash", "entry_hash",
+    "user_agent", "correlation_id", "details", "prev_hash", "entry_hash", "record",
 )  # fmt: skip
 COPY_SQL = f"COPY events ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 ACTOR_KEYS = ("type", "id", "display_name", "upn", "entra_object_id", "tenant_id", "resolved")
 ActorResolver = Callable[[Actor], Actor]
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
     """Where an event landed. ``duplicate`` means it was already stored (idempotent repeat)."""
 
     event_id: str
@@ -51,7 +51,7 @@ class Receipt:
     duplicate: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """A validated event with the canonical JSON text of each field.
 
@@ -76,18 +76,14 @@ class Prepared:
     def content(self) -> dict[str, str]:
         return {k: v for k, v in self.texts.items() if k != "actor"}
 
-    def record_bytes(self, skew: bool, recorded_at: str, seq: int) -> bytes:
-        """JCS(record), equal to ``integrity.record_bytes`` of the stored row."""
+    def record_text(self, skew: bool, recorded_at: str, seq: int) -> str:
+        """JCS(record) as text; its UTF-8 bytes equal ``integrity.record_bytes`` of the row."""
         flag = "true" if skew else "false"
-        return (f'{self.head}{flag}{self.middle}"{recorded_at}","seq":{seq}{self.tail}').encode()
+        return f'{self.head}{flag}{self.middle}"{recorded_at}","seq":{seq}{self.tail}'
 
 
-def _state_text(name: str, value: dict[str, Any] | None, cap: int) -> str:
-    text = checked_text(value, name)
-    size = len(text) if text.isascii() else len(text.encode("utf-8"))
-    if size > cap:
-        raise InvalidEvent(name, f"{size} bytes exceeds the {cap}-byte cap for before/after state")
-    return text
+def _byte_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _actor_dict(a: Actor) -> dict[str, Any]:
@@ -96,26 +92,61 @@ def _actor_dict(a: Actor) -> dict[str, Any]:
             "resolved": a.resolved}  # fmt: skip
 
 
-def _texts(ev: AuditEvent, actor: dict[str, Any], settings: Settings) -> dict[str, str]:
+def _free_values(ev: AuditEvent, actor: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose values come from the producer as free JSON or text."""
+    tgt = ev.target
+    return {"actor": actor, "after": ev.after, "before": ev.before,
+            "correlation_id": ev.correlation_id, "details": ev.details,
+            "target": {"type": tgt.type, "id": tgt.id, "name": tgt.name},
+            "user_agent": ev.user_agent}  # fmt: skip
+
+
+def _texts(ev: AuditEvent, free: dict[str, Any], slow: bool) -> dict[str, str]:
     # action, enums, the uuid, the timestamp and the canonical IP are validated to contain
-    # nothing JSON escapes, so quoting them is their JCS form.
+    # nothing JSON escapes, so quoting them is their JCS form. The free fields are encoded by
+    # the C encoder, which is JCS unless the caller's screen trips (then: checked_text).
     ip = ev.source_ip
-    return {
+    t = {k: checked_text(v, k) if slow else _fast_encode(v) for k, v in free.items()}
+    t.update({
         "action": f'"{ev.action}"',
-        "actor": checked_text(actor, "actor"),
-        "after": _state_text("after", ev.after, settings.max_state_bytes),
-        "before": _state_text("before", ev.before, settings.max_state_bytes),
         "category": f'"{ev.category}"',
-        "correlation_id": checked_text(ev.correlation_id, "correlation_id"),
-        "details": checked_text(ev.details, "details"),
         "event_id": f'"{ev.event_id}"',
         "occurred_at": f'"{utc_text(ev.occurred_at)}"',
         "occurred_offset": str(offset_minutes(ev.occurred_at)),
         "outcome": f'"{ev.outcome}"',
         "source_ip": "null" if ip is None else f'"{ip}"',
-        "target": checked_text(ev.target.model_dump(), "target"),
-        "user_agent": checked_text(ev.user_agent, "user_agent"),
-    }
+    })  # fmt: skip
+    return t
+
+
+def _fast_encode(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value.__class__ is str:
+        return _encode_str(value)
+    return _encode(value)
+
+
+def _segments(t: dict[str, str]) -> tuple[str, str, str]:
+    head = (f'{{"action":{t["action"]},"actor":{t["actor"]},"after":{t["after"]},'
+            f'"before":{t["before"]},"category":{t["category"]},"clock_skew":')
+    middle = (f',"correlation_id":{t["correlation_id"]},"details":{t["details"]},'
+              f'"event_id":{t["event_id"]},"occurred_at":{t["occurred_at"]},'
+              f'"occurred_offset":{t["occurred_offset"]},"outcome":{t["outcome"]},"recorded_at":')
+    tail = f',"source_ip":{t["source_ip"]},"target":{t["target"]},"user_agent":{t["user_agent"]}}}'
+    return head, middle, tail  # fmt: skip
+
+
+def _check_sizes(t: dict[str, str], total: int, settings: Settings) -> None:
+    cap = settings.max_state_bytes
+    for name in ("before", "after"):
+        size = _byte_len(t[name])
+        if size > cap:
+            raise InvalidEvent(name, f"{size} bytes exceeds the {cap}-byte cap for "
+                               "before/after state")  # fmt: skip
+    if total > settings.max_event_bytes:
+        raise InvalidEvent("event", f"{total} bytes exceeds the "
+                           f"{settings.max_event_bytes}-byte cap for one event")  # fmt: skip
 
 
 def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) -> Prepared:
@@ -123,18 +154,19 @@ def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) 
     ev = parse_event(raw)
     given = {k: v for k, v in _actor_dict(ev.actor).items() if v is not None and k != "resolved"}
     actor = resolve(ev.actor) if resolve else ev.actor
-    t = _texts(ev, {**_actor_dict(actor), "resolved": bool(resolve and actor.resolved)}, settings)
-    size = sum(map(len, t.values())) + 256
-    if size > settings.max_event_bytes:
-        raise InvalidEvent("event", f"about {size} bytes exceeds the "
-                           f"{settings.max_event_bytes}-byte cap for one event")  # fmt: skip
-    head = (f'{{"action":{t["action"]},"actor":{t["actor"]},"after":{t["after"]},'
-            f'"before":{t["before"]},"category":{t["category"]},"clock_skew":')
-    middle = (f',"correlation_id":{t["correlation_id"]},"details":{t["details"]},'
-              f'"event_id":{t["event_id"]},"occurred_at":{t["occurred_at"]},'
-              f'"occurred_offset":{t["occurred_offset"]},"outcome":{t["outcome"]},"recorded_at":')
-    tail = f',"source_ip":{t["source_ip"]},"target":{t["target"]},"user_agent":{t["user_agent"]}}}'
-    return Prepared(ev, t, given, ev.occurred_at, head, middle, tail)  # fmt: skip
+    free = _free_values(ev, {**_actor_dict(actor), "resolved": bool(resolve and actor.resolved)})
+    try:
+        t = _texts(ev, free, slow=False)
+        head, middle, tail = _segments(t)
+        # actor and target hold only validated strings; numbers can come in the free JSON
+        slow = not screen_ok(head + middle + tail, t["before"] + t["after"] + t["details"])
+    except (TypeError, ValueError):
+        slow = True
+    if slow:  # names the offending field, or canonicalises floats / non-ASCII keys exactly
+        t = _texts(ev, free, slow=True)
+        head, middle, tail = _segments(t)
+    _check_sizes(t, _byte_len(head) + _byte_len(middle) + _byte_len(tail) + 64, settings)
+    return Prepared(ev, t, given, ev.occurred_at, head, middle, tail)
 
 
 def prepare_many(
@@ -172,11 +204,15 @@ class AuditLog:
         settings: Settings | None = None,
         signer: integrity.Signer | None = None,
         resolve: ActorResolver | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings or load_settings()
         self.signer = signer or integrity.load_signer(self.settings)
         self.resolve = resolve
+        # recorded_at comes from the server clock; ``clock`` replaces it (tests and benchmarks
+        # that need rows recorded in the past, e.g. for retention). Never set in production.
+        self.clock = clock
         self._register_key()
 
     @classmethod
@@ -225,12 +261,13 @@ class AuditLog:
                 cur = sa_conn.connection.driver_connection.cursor()
                 batch.start(cur, cats)
                 batch.lookup(cur, first)
-                with cur.copy(COPY_SQL, writer=QueuedLibpqWriter(cur)) as copy:
-                    batch.write(copy, first)
+                with cur.copy(COPY_SQL) as copy:
+                    pending = first
                     for n, chunk in enumerate(chunks[1:], start=1):
-                        batch.feed(copy, chunk, n * CHUNK)
+                        pending = batch.feed(copy, chunk, n * CHUNK, pending)
                     if batch.errors:
                         raise BatchRejected(batch.errors)
+                    batch.write(copy, pending)
                 batch.finish(cur)
         except psycopg.errors.UniqueViolation as exc:
             raise EventConflict("(one of the batch)", f" in another category: {exc}") from None
@@ -252,6 +289,12 @@ class AuditLog:
         if due and (last is None or last[0] < seq):
             _insert_checkpoint(cur, integrity.sign_checkpoint(self.signer, category, seq, head, now))
 
+    def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
+        if self.clock is not None:
+            return self.clock()
+        cur.execute("SELECT clock_timestamp()")
+        return cur.fetchone()[0]  # type: ignore[index,no-any-return]
+
     def checkpoint(self, categories: Iterable[str] | None = None) -> list[integrity.Checkpoint]:
         """Sign the current head of each category not yet covered; return what was signed."""
         from auditlog.model import Category
@@ -265,8 +308,7 @@ class AuditLog:
                 cur.execute("SELECT max(seq) FROM checkpoints WHERE category = %s", (cat,))
                 covered = cur.fetchone()[0] or 0  # type: ignore[index]
                 if seq > covered:
-                    cur.execute("SELECT clock_timestamp()")
-                    now = cur.fetchone()[0]  # type: ignore[index]
+                    now = self._now(cur)
                     cp = integrity.sign_checkpoint(self.signer, cat, seq, head, now)
                     _insert_checkpoint(cur, cp)
                     done.append(cp)
@@ -310,8 +352,8 @@ def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, 
 class _Batch:
     """State of one append: chain heads, receipts, errors, ids seen; rows go out by COPY.
 
-    Validation of chunk n+1 overlaps the server's ingest of chunk n (the COPY stays open and
-    its queued writer sends from a thread). Existing event_ids are looked up on a second
+    Validation of chunk n+1 is interleaved with writing chunk n row by row, so the server
+    ingests (from the socket buffer) while we validate. Existing event_ids are looked up on a second
     connection, since the first is busy with the COPY; the chain locks we hold keep any
     other writer from adding rows meanwhile.
     """
@@ -339,8 +381,7 @@ class _Batch:
             seq, head, at = _head(cur, cat)
             self.heads[cat] = (seq, head)
             last_at = at if last_at is None or (at and at > last_at) else last_at
-        cur.execute("SELECT clock_timestamp()")
-        now = cur.fetchone()[0]  # type: ignore[index]
+        now = self.log._now(cur)
         self.now = max(now, last_at) if last_at else now
         self.rec_text = utc_text(self.now)
         self.skew = timedelta(seconds=self.log.settings.clock_skew_seconds)
@@ -348,16 +389,33 @@ class _Batch:
     def lookup(self, cur: psycopg.Cursor[Any], chunk: Sequence[Prepared]) -> None:
         self.existing = _existing(cur, [p for p in chunk if p.event_id not in self.seen])
 
-    def feed(self, copy: Any, chunk: Sequence[Any], offset: int) -> None:
-        good = self.prepare(chunk, offset)
+    def feed(
+        self, copy: Any, chunk: Sequence[Any], offset: int, pending: Sequence[Prepared]
+    ) -> list[Prepared]:
+        """Validate ``chunk`` while writing ``pending`` (the previous one) a row at a time, so
+        the server ingests rows while we validate; then look up the chunk's event_ids."""
+        if self.prepared:
+            self.write(copy, pending)
+            good = list(chunk)
+        else:
+            good, rows = [], iter(pending)
+            for i, raw in enumerate(chunk):
+                try:
+                    good.append(prepare(raw, self.log.settings, self.log.resolve))
+                except InvalidEvent as exc:
+                    self.errors[offset + i] = exc
+                if not self.errors:
+                    self.write(copy, itertools.islice(rows, 1))
+            if not self.errors:
+                self.write(copy, rows)
         if self.errors:
-            return  # keep validating, to name every bad event; write nothing more
+            return []  # keep validating, to name every bad event; write nothing more
         if self._lookup is None:
             self._lookup = self.log.engine.connect()
         self.lookup(self._lookup.connection.driver_connection.cursor(), good)
-        self.write(copy, good)
+        return good
 
-    def write(self, copy: Any, chunk: Sequence[Prepared]) -> None:
+    def write(self, copy: Any, chunk: Iterable[Prepared]) -> None:
         sha256, now, rec_text, skew = hashlib.sha256, self.now, self.rec_text, self.skew
         for p in chunk:
             eid = p.event_id
@@ -365,7 +423,7 @@ class _Batch:
             if known is not None:
                 if known[0].texts != p.texts:
                     raise EventConflict(eid, " (twice in this batch)")
-                self.receipts.append(replace(known[1], duplicate=True))
+                self.receipts.append(known[1]._replace(duplicate=True))
                 continue
             stored = self.existing.get(eid)
             if stored is not None:
@@ -375,8 +433,9 @@ class _Batch:
             seq, prev = self.heads[p.category]
             seq += 1
             flagged = abs(p.occurred - now) > skew
-            entry = sha256(prev + p.record_bytes(flagged, rec_text, seq)).digest()
-            copy.write_row(_copy_row(p, seq, now, flagged, prev, entry))
+            record = p.record_text(flagged, rec_text, seq)
+            entry = sha256(prev + record.encode()).digest()
+            copy.write_row(_copy_row(p, seq, now, flagged, prev, entry, record))
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
             receipt = Receipt(eid, p.category, seq, entry)
@@ -408,14 +467,14 @@ def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime
 
 
 def _copy_row(
-    p: Prepared, seq: int, now: datetime, flagged: bool, prev: bytes, entry: bytes
+    p: Prepared, seq: int, now: datetime, flagged: bool, prev: bytes, entry: bytes, record: str
 ) -> tuple[Any, ...]:
     t, ev = p.texts, p.event
     return (
         p.category, seq, p.event_id, ev.action, ev.outcome, ev.occurred_at,
         offset_minutes(ev.occurred_at), now, flagged, t["actor"], t["target"],
         None if ev.before is None else t["before"], None if ev.after is None else t["after"],
-        ev.source_ip, ev.user_agent, ev.correlation_id, t["details"], prev, entry,
+        ev.source_ip, ev.user_agent, ev.correlation_id, t["details"], prev, entry, record,
     )  # fmt: skip
 
 

@@ -55,6 +55,9 @@ CREATE TABLE events (
     details         jsonb       NOT NULL,
     prev_hash       bytea       NOT NULL CHECK (length(prev_hash) = 32),
     entry_hash      bytea       NOT NULL CHECK (length(entry_hash) = 32),
+    -- The exact bytes hashed: JCS(record) of the columns above. Verification hashes these and
+    -- checks, in SQL, that every column still equals its value in the record.
+    record          text        NOT NULL,
     PRIMARY KEY (category, seq),
     UNIQUE (event_id)
 );
