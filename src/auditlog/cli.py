@@ -77,8 +77,12 @@ def db_upgrade() -> None:
     settings = _settings()
     db.ensure_database(settings)
     engine = db.make_engine(db.admin_url(settings), "admin")
-    applied = db.upgrade(engine)
-    typer.echo(f"schema at version {db.current_version(engine)}; applied: {applied or 'none'}")
+    try:
+        applied = db.upgrade(engine)
+        version = db.current_version(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"schema at version {version}; applied: {applied or 'none'}")
 
 
 # --- ingest ------------------------------------------------------------------------------
