@@ -27,8 +27,8 @@ run: install
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
-bench: install
-	$(BIN)/python benchmarks/bench_ingest.py
+bench: install system-deps
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks app.py pages

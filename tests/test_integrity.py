@@ -222,3 +222,41 @@ def test_reader_role_can_verify(reader_engine: Engine, log: AuditLog) -> None:
     assert integrity.verify_database(reader_engine).ok
     with reader_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT session_user")).scalar_one() == "auditlog_dashboard"
+
+
+def test_an_independent_implementation_of_docs_integrity_agrees(log: AuditLog) -> None:
+    """Re-derive every entry_hash from raw columns by docs/integrity.md alone."""
+    import hashlib
+    import ipaddress
+    from datetime import timezone
+
+    log.record_many([
+        valid(source_ip="2001:db8::7", details={"ratio": 0.25, "note": "Zoë ✓"}),
+        valid(category="governance", source_ip=None, before=None, correlation_id="c-1"),
+    ])  # fmt: skip
+
+    def ts(value: object) -> str:
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[attr-defined]
+
+    def ip(value: object) -> str | None:
+        if value is None:
+            return None
+        addr = ipaddress.ip_address(str(value))
+        return str(addr) if addr.version == 4 else addr.exploded
+
+    with log.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT category, seq, event_id::text, action, outcome, occurred_at, occurred_offset,"
+            " recorded_at, clock_skew, actor, target, before, after, host(source_ip),"
+            " user_agent, correlation_id, details, prev_hash, entry_hash FROM events"
+        ).all()
+    for r in rows:
+        record = {
+            "category": r[0], "seq": r[1], "event_id": r[2], "action": r[3], "outcome": r[4],
+            "occurred_at": ts(r[5]), "occurred_offset": r[6], "recorded_at": ts(r[7]),
+            "clock_skew": r[8], "actor": r[9], "target": r[10], "before": r[11],
+            "after": r[12], "source_ip": ip(r[13]), "user_agent": r[14],
+            "correlation_id": r[15], "details": r[16],
+        }  # fmt: skip
+        digest = hashlib.sha256(bytes(r[17]) + rfc8785.dumps(record)).digest()
+        assert digest == bytes(r[18])
