@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_database, rate, server_url  # noqa: E402
+from _common import fresh_database, rate, server_url
 
-from auditlog import db, integrity  # noqa: E402
-from auditlog.demo import demo_events  # noqa: E402
-from auditlog.settings import load_settings  # noqa: E402
-from auditlog.store import COPY_COLUMNS, COPY_SQL, AuditLog  # noqa: E402
+from auditlog import db, integrity
+from auditlog.demo import demo_events
+from auditlog.settings import load_settings
+from auditlog.store import COPY_COLUMNS, COPY_SQL, AuditLog
 
 
 def ingest(log: AuditLog, events: list[dict], batch: int) -> float:
@@ -82,8 +82,10 @@ def main() -> None:
     t = time.perf_counter()
     report = integrity.verify_database(engine)
     took = time.perf_counter() - t
-    print(f"verify: {report.rows:,} rows in {took:.2f} s = {rate(report.rows, took)} "
-          f"ok={report.ok} (target >= 50,000/s)")  # fmt: skip
+    print(
+        f"verify: {report.rows:,} rows in {took:.2f} s = {rate(report.rows, took)} "
+        f"ok={report.ok} (target >= 50,000/s)"
+    )
     engine.dispose()
 
 

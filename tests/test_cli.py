@@ -41,9 +41,16 @@ def write_ndjson(path: Path, lines: list[Any]) -> Path:
 def test_ingest_stores_valid_lines_and_reports_each_invalid_one(
     run: Any, tmp_path: Path, admin_engine: Engine
 ) -> None:
-    src = write_ndjson(tmp_path / "in.ndjson", [
-        valid(), valid(source_ip="1.2.3"), "{not json", valid(), valid(occurred_at="now"),
-    ])  # fmt: skip
+    src = write_ndjson(
+        tmp_path / "in.ndjson",
+        [
+            valid(),
+            valid(source_ip="1.2.3"),
+            "{not json",
+            valid(),
+            valid(occurred_at="now"),
+        ],
+    )
     result = run("ingest", str(src))
     assert result.exit_code == 1
     assert "line 2: source_ip:" in result.output
@@ -51,7 +58,8 @@ def test_ingest_stores_valid_lines_and_reports_each_invalid_one(
     assert "line 5: occurred_at:" in result.output
     assert "stored 2, already present 0, rejected 3" in result.output
     rejects = (tmp_path / "in.ndjson.rejects.ndjson").read_text("utf-8").splitlines()
-    assert len(rejects) == 3 and rejects[1] == "{not json"
+    assert len(rejects) == 3
+    assert rejects[1] == "{not json"
     assert count(admin_engine) == 2
 
 
@@ -109,9 +117,7 @@ def test_oversized_line_is_rejected_before_parsing(
     assert count(admin_engine) == 1
 
 
-def test_demo_builds_all_categories_and_correlated_stories(
-    run: Any, admin_engine: Engine
-) -> None:
+def test_demo_builds_all_categories_and_correlated_stories(run: Any, admin_engine: Engine) -> None:
     assert run("demo", "--events", "400").exit_code == 0
     with admin_engine.connect() as conn:
         cats = conn.exec_driver_sql("SELECT count(DISTINCT category) FROM events").scalar_one()

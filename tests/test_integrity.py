@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import rfc8785
 import sqlalchemy as sa
@@ -49,8 +50,10 @@ def test_untouched_log_verifies(log: AuditLog) -> None:
 
 def test_one_changed_byte_is_named_at_its_seq(log: AuditLog, admin_engine: Engine) -> None:
     fill(log)
-    tamper(admin_engine, "UPDATE events SET details = '{\"i\": 7}' WHERE category = 'governance' "
-                         "AND seq = 6")  # fmt: skip
+    tamper(
+        admin_engine,
+        "UPDATE events SET details = '{\"i\": 7}' WHERE category = 'governance' AND seq = 6",
+    )
     p = problem(log.engine)
     assert (p.category, p.seq, p.kind) == (GOV, 6, "content changed")
 
@@ -59,8 +62,10 @@ def test_changed_hash_of_a_row_breaks_the_link_of_the_next(
     log: AuditLog, admin_engine: Engine
 ) -> None:
     fill(log)
-    tamper(admin_engine, "UPDATE events SET outcome = 'failure' WHERE seq = 4 AND category = "
-                         "'governance'")  # fmt: skip
+    tamper(
+        admin_engine,
+        "UPDATE events SET outcome = 'failure' WHERE seq = 4 AND category = 'governance'",
+    )
     p = problem(log.engine)
     assert (p.seq, p.kind) == (4, "content changed")
 
@@ -102,9 +107,11 @@ def test_rehashed_forgery_breaks_the_link_to_the_next_row(
     """An attacker who recomputes a row's hash still breaks seq+1's prev_hash."""
     fill(log)
     with admin_engine.connect() as conn:
-        row = conn.exec_driver_sql(
-            "SELECT * FROM events WHERE category = 'governance' AND seq = 5"
-        ).mappings().one()
+        row = (
+            conn.exec_driver_sql("SELECT * FROM events WHERE category = 'governance' AND seq = 5")
+            .mappings()
+            .one()
+        )
     record = integrity.row_to_record(row)
     record["outcome"] = "denied"
     text = integrity.record_bytes(record)
@@ -112,8 +119,10 @@ def test_rehashed_forgery_breaks_the_link_to_the_next_row(
     with admin_engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
         conn.execute(
-            sa.text("UPDATE events SET outcome = 'denied', entry_hash = :h, record = :r "
-                    "WHERE category = 'governance' AND seq = 5"),  # fmt: skip
+            sa.text(
+                "UPDATE events SET outcome = 'denied', entry_hash = :h, record = :r "
+                "WHERE category = 'governance' AND seq = 5"
+            ),
             {"h": forged, "r": text.decode()},
         )
     p = problem(log.engine)
@@ -124,17 +133,23 @@ def test_changed_record_bytes_are_named_even_when_columns_are_untouched(
     log: AuditLog, admin_engine: Engine
 ) -> None:
     fill(log)
-    tamper(admin_engine, "UPDATE events SET record = replace(record, '\"i\":3', '\"i\":4') "
-                         "WHERE category = 'governance' AND seq = 4")  # fmt: skip
+    tamper(
+        admin_engine,
+        "UPDATE events SET record = replace(record, '\"i\":3', '\"i\":4') "
+        "WHERE category = 'governance' AND seq = 4",
+    )
     p = problem(log.engine)
     assert (p.seq, p.kind) == (4, "content changed")
 
 
 def test_changed_column_is_named_with_the_column(log: AuditLog, admin_engine: Engine) -> None:
     fill(log)
-    tamper(admin_engine, "UPDATE events SET source_ip = '10.9.9.9', "
-                         "actor = jsonb_set(actor, '{upn}', '\"mallory@contoso.com\"') "
-                         "WHERE category = 'governance' AND seq = 8")  # fmt: skip
+    tamper(
+        admin_engine,
+        "UPDATE events SET source_ip = '10.9.9.9', "
+        "actor = jsonb_set(actor, '{upn}', '\"mallory@contoso.com\"') "
+        "WHERE category = 'governance' AND seq = 8",
+    )
     p = problem(log.engine)
     assert (p.seq, p.kind) == (8, "content changed")
     assert "actor" in p.message
@@ -181,8 +196,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -209,11 +225,16 @@ def test_record_bytes_equal_jcs_of_the_whole_record(partial: dict[str, object]) 
 
 
 def test_checkpoint_message_is_jcs_of_its_fields() -> None:
-    msg = integrity.checkpoint_message("governance", 3, b"\x01" * 32, "2026-11-28T09:00:00.000000Z", "k")
+    msg = integrity.checkpoint_message(
+        "governance", 3, b"\x01" * 32, "2026-11-28T09:00:00.000000Z", "k"
+    )
     assert json.loads(msg) == {
-        "category": "governance", "seq": 3, "entry_hash": "01" * 32,
-        "signed_at": "2026-11-28T09:00:00.000000Z", "key_id": "k",
-    }  # fmt: skip
+        "category": "governance",
+        "seq": 3,
+        "entry_hash": "01" * 32,
+        "signed_at": "2026-11-28T09:00:00.000000Z",
+        "key_id": "k",
+    }
     assert msg == rfc8785.dumps(json.loads(msg))
 
 
@@ -228,15 +249,16 @@ def test_an_independent_implementation_of_docs_integrity_agrees(log: AuditLog) -
     """Re-derive every entry_hash from raw columns by docs/integrity.md alone."""
     import hashlib
     import ipaddress
-    from datetime import timezone
 
-    log.record_many([
-        valid(source_ip="2001:db8::7", details={"ratio": 0.25, "note": "Zoë ✓"}),
-        valid(category="governance", source_ip=None, before=None, correlation_id="c-1"),
-    ])  # fmt: skip
+    log.record_many(
+        [
+            valid(source_ip="2001:db8::7", details={"ratio": 0.25, "note": "Zoë ✓"}),
+            valid(category="governance", source_ip=None, before=None, correlation_id="c-1"),
+        ]
+    )
 
     def ts(value: object) -> str:
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[attr-defined]
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[attr-defined]
 
     def ip(value: object) -> str | None:
         if value is None:
@@ -252,11 +274,23 @@ def test_an_independent_implementation_of_docs_integrity_agrees(log: AuditLog) -
         ).all()
     for r in rows:
         record = {
-            "category": r[0], "seq": r[1], "event_id": r[2], "action": r[3], "outcome": r[4],
-            "occurred_at": ts(r[5]), "occurred_offset": r[6], "recorded_at": ts(r[7]),
-            "clock_skew": r[8], "actor": r[9], "target": r[10], "before": r[11],
-            "after": r[12], "source_ip": ip(r[13]), "user_agent": r[14],
-            "correlation_id": r[15], "details": r[16],
-        }  # fmt: skip
+            "category": r[0],
+            "seq": r[1],
+            "event_id": r[2],
+            "action": r[3],
+            "outcome": r[4],
+            "occurred_at": ts(r[5]),
+            "occurred_offset": r[6],
+            "recorded_at": ts(r[7]),
+            "clock_skew": r[8],
+            "actor": r[9],
+            "target": r[10],
+            "before": r[11],
+            "after": r[12],
+            "source_ip": ip(r[13]),
+            "user_agent": r[14],
+            "correlation_id": r[15],
+            "details": r[16],
+        }
         digest = hashlib.sha256(bytes(r[17]) + rfc8785.dumps(record)).digest()
         assert digest == bytes(r[18])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from typing import Any
@@ -26,7 +27,9 @@ def count(engine: Engine) -> int:
 def rows(engine: Engine, category: str) -> list[Any]:
     with engine.connect() as conn:
         return conn.execute(
-            sa.text("SELECT seq, prev_hash, entry_hash FROM events WHERE category = :c ORDER BY seq"),
+            sa.text(
+                "SELECT seq, prev_hash, entry_hash FROM events WHERE category = :c ORDER BY seq"
+            ),
             {"c": category},
         ).all()
 
@@ -34,7 +37,7 @@ def rows(engine: Engine, category: str) -> list[Any]:
 def test_first_entry_starts_chain_at_seq_1_with_zero_prev_hash(log: AuditLog) -> None:
     receipt = log.record(valid())
     assert receipt.seq == 1
-    (seq, prev, entry), = rows(log.engine, "configuration")
+    ((seq, prev, entry),) = rows(log.engine, "configuration")
     assert (seq, bytes(prev), bytes(entry)) == (1, bytes(32), receipt.entry_hash)
 
 
@@ -44,7 +47,7 @@ def test_each_category_is_its_own_gapless_chain(log: AuditLog) -> None:
     for cat in set(cats):
         chain = rows(log.engine, cat)
         assert [r.seq for r in chain] == [1, 2, 3, 4, 5]
-        for before, after in zip(chain, chain[1:], strict=False):
+        for before, after in itertools.pairwise(chain):
             assert bytes(after.prev_hash) == bytes(before.entry_hash)
 
 
@@ -66,7 +69,8 @@ def test_repeated_event_id_with_same_content_is_stored_once(log: AuditLog) -> No
     ev = valid(event_id=str(uuid.uuid4()))
     first = log.record(ev)
     again = log.record(dict(ev))
-    assert again.duplicate and again.seq == first.seq
+    assert again.duplicate
+    assert again.seq == first.seq
     assert count(log.engine) == 1
 
 
@@ -213,15 +217,19 @@ def test_application_role_cannot_change_or_remove_entries(log: AuditLog, stateme
 
 
 def test_reader_role_cannot_insert(reader_engine: Engine, log: AuditLog) -> None:
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), reader_engine.begin() as c:
+    with (
+        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+        reader_engine.begin() as c,
+    ):
         c.exec_driver_sql("INSERT INTO signing_keys (key_id, public_key) VALUES ('x', '\\x00')")
 
 
 def test_superuser_in_replica_mode_still_cannot_update(log: AuditLog, admin_engine: Engine) -> None:
     log.record(valid())
-    with pytest.raises(sa.exc.DBAPIError, match="append-only"), admin_engine.begin() as conn:
+    with admin_engine.begin() as conn:
         conn.exec_driver_sql("SET session_replication_role = replica")
-        conn.exec_driver_sql("UPDATE events SET outcome = 'failure'")
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            conn.exec_driver_sql("UPDATE events SET outcome = 'failure'")
 
 
 def test_superuser_cannot_truncate_or_delete_without_altering_triggers(

@@ -65,9 +65,7 @@ def screen_ok(text: str, free_json: str) -> bool:
     """
     if not text.isascii() or "\\u0000" in text:
         return False
-    return not _NUMBERISH.search(free_json) or not _FLOAT_OR_BIG.search(
-        _STRINGS.sub("", free_json)
-    )
+    return not _NUMBERISH.search(free_json) or not _FLOAT_OR_BIG.search(_STRINGS.sub("", free_json))
 
 
 def checked_text(value: Any, field: str) -> str:
@@ -92,11 +90,11 @@ def checked_text(value: Any, field: str) -> str:
         text = _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(field, f"not representable as JSON: {exc}") from None
-    if text.isascii() and "\\u0000" not in text:
-        if text[0] not in "-0123456789" and (
-            not _FLOAT_OR_BIG.search(text) or not _FLOAT_OR_BIG.search(_STRINGS.sub("", text))
-        ):
-            return text
+    plain = text.isascii() and "\\u0000" not in text and text[0] not in "-0123456789"
+    if plain and (
+        not _FLOAT_OR_BIG.search(text) or not _FLOAT_OR_BIG.search(_STRINGS.sub("", text))
+    ):
+        return text
     try:
         slow = check_json(value)
     except ValueError as exc:

@@ -149,9 +149,13 @@ def ingest(
 
 
 def _run_ingest(
-    log: AuditLog, settings: Settings, file: str, strict: bool,
-    reject_file: Path | None, batch_size: int,
-) -> None:  # fmt: skip
+    log: AuditLog,
+    settings: Settings,
+    file: str,
+    strict: bool,
+    reject_file: Path | None,
+    batch_size: int,
+) -> None:
     if reject_file is None:
         reject_file = Path("rejects.ndjson" if file == "-" else f"{file}.rejects.ndjson")
     stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
@@ -176,8 +180,9 @@ def _run_ingest(
     if not job.rejected:
         reject_file.unlink(missing_ok=True)
     where = f"; rejected lines in {reject_file}" if job.rejected else ""
-    typer.echo(f"stored {job.stored}, already present {job.duplicates}, "
-               f"rejected {job.rejected}{where}")  # fmt: skip
+    typer.echo(
+        f"stored {job.stored}, already present {job.duplicates}, rejected {job.rejected}{where}"
+    )
     raise typer.Exit(1 if job.rejected else 0)
 
 
@@ -234,9 +239,18 @@ def _load_demo_directory(log: AuditLog, seed: int) -> None:
 
     directory = Directory(log.engine)
     directory.upsert(
-        [Principal(object_id=a["entra_object_id"], type=a["type"], upn=a.get("upn"),
-                   mail=a.get("upn"), display_name=a["display_name"], tenant_id=a["tenant_id"],
-                   source="demo") for a in demo_actors(seed)]  # fmt: skip
+        [
+            Principal(
+                object_id=a["entra_object_id"],
+                type=a["type"],
+                upn=a.get("upn"),
+                mail=a.get("upn"),
+                display_name=a["display_name"],
+                tenant_id=a["tenant_id"],
+                source="demo",
+            )
+            for a in demo_actors(seed)
+        ]
     )
     log.resolve = directory.resolver()
 

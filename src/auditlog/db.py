@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -128,7 +128,8 @@ def upgrade(engine: Engine) -> list[str]:
         for version, name, sql in migrations():
             if version in done:
                 continue
-            with conn.connection.cursor() as cur:  # raw: a file holds many statements
+            raw: Any = conn.connection.driver_connection  # a file holds many statements
+            with raw.cursor() as cur:
                 cur.execute(sql)
             conn.execute(
                 sa.text("INSERT INTO schema_migrations (version, name) VALUES (:v, :n)"),

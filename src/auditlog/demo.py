@@ -10,16 +10,50 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1c52-8f0b-4d1e-9d4e-2f1a7f6d0a11")
 TENANT = "7b0f3c6e-2d4a-4c1b-9e8f-1a2b3c4d5e6f"
-FIRST = ["Alice", "Bjørn", "Chen", "Daniela", "Émile", "Fatima", "Grace", "Hiro", "Ingrid",
-         "José", "Kwame", "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa",
-         "Sven", "Zoë"]  # fmt: skip
-LAST = ["Andersen", "Bauer", "Costa", "Dubois", "Evans", "Fischer", "García", "Haddad",
-        "Ito", "Jensen", "Kowalski", "Müller", "Nakamura", "O'Brien", "Patel"]  # fmt: skip
+FIRST = [
+    "Alice",
+    "Bjørn",
+    "Chen",
+    "Daniela",
+    "Émile",
+    "Fatima",
+    "Grace",
+    "Hiro",
+    "Ingrid",
+    "José",
+    "Kwame",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Zoë",
+]
+LAST = [
+    "Andersen",
+    "Bauer",
+    "Costa",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "García",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Müller",
+    "Nakamura",
+    "O'Brien",
+    "Patel",
+]
 SERVICES = ["Policy Engine", "Remediation Bot", "Access Review Runner", "Config Sync"]
 OFFSETS = [0, 60, -300, 330, 540, -480, 120]
 POLICIES = ["mfa-required", "data-retention", "byod-access", "privileged-access", "geo-block"]
@@ -38,12 +72,26 @@ def demo_actors(seed: int = 7, users: int = 24) -> list[dict[str, Any]]:
     for i in range(users):
         first, last = rnd.choice(FIRST), rnd.choice(LAST)
         login = f"{first}.{last}".lower().replace("'", "").encode("ascii", "ignore").decode()
-        out.append({"type": "user", "id": f"{login}{i}@contoso.com", "upn": f"{login}{i}@contoso.com",
-                    "display_name": f"{first} {last}", "entra_object_id": _uid(seed, "user", i),
-                    "tenant_id": TENANT})  # fmt: skip
+        out.append(
+            {
+                "type": "user",
+                "id": f"{login}{i}@contoso.com",
+                "upn": f"{login}{i}@contoso.com",
+                "display_name": f"{first} {last}",
+                "entra_object_id": _uid(seed, "user", i),
+                "tenant_id": TENANT,
+            }
+        )
     for i, name in enumerate(SERVICES):
-        out.append({"type": "service", "id": _uid(seed, "sp", i), "display_name": name,
-                    "entra_object_id": _uid(seed, "sp", i), "tenant_id": TENANT})  # fmt: skip
+        out.append(
+            {
+                "type": "service",
+                "id": _uid(seed, "sp", i),
+                "display_name": name,
+                "entra_object_id": _uid(seed, "sp", i),
+                "tenant_id": TENANT,
+            }
+        )
     return out
 
 
@@ -61,8 +109,11 @@ def _ip(rnd: random.Random) -> str:
 def _actor_ref(a: dict[str, Any], rnd: random.Random) -> dict[str, Any]:
     """How a producer names an actor: by UPN, object id or id, not all fields."""
     if a["type"] == "user":
-        return {"type": "user", "upn": a["upn"]} if rnd.random() < 0.7 else {
-            "type": "user", "entra_object_id": a["entra_object_id"]}  # fmt: skip
+        return (
+            {"type": "user", "upn": a["upn"]}
+            if rnd.random() < 0.7
+            else {"type": "user", "entra_object_id": a["entra_object_id"]}
+        )
     return {"type": "service", "id": a["id"], "display_name": a["display_name"]}
 
 
@@ -72,8 +123,10 @@ def _policy_state(rnd: random.Random, name: str) -> dict[str, Any]:
         "enabled": rnd.random() < 0.8,
         "mode": rnd.choice(["enforce", "report-only"]),
         "conditions": {
-            "users": {"include": rnd.sample(["all", "admins", "guests", "finance"], 2),
-                      "exclude": ["break-glass"]},  # fmt: skip
+            "users": {
+                "include": rnd.sample(["all", "admins", "guests", "finance"], 2),
+                "exclude": ["break-glass"],
+            },
             "locations": rnd.sample(["EU", "US", "APAC", "trusted-ips"], 2),
             "risk_levels": rnd.sample(["low", "medium", "high"], rnd.randint(1, 3)),
         },
@@ -109,17 +162,34 @@ class _Gen:
         self.services = [a for a in actors if a["type"] == "service"]
         self.n = 0
 
-    def event(self, category: str, action: str, at: datetime, actor: dict[str, Any],
-              target: dict[str, Any], **extra: Any) -> dict[str, Any]:  # fmt: skip
+    def event(
+        self,
+        category: str,
+        action: str,
+        at: datetime,
+        actor: dict[str, Any],
+        target: dict[str, Any],
+        **extra: Any,
+    ) -> dict[str, Any]:
         rnd, self.n = self.rnd, self.n + 1
-        ev = {"event_id": _uid(self.seed, self.key, self.n), "category": category, "action": action,
-              "outcome": extra.pop("outcome", "success"),
-              "occurred_at": _ts(at, rnd.choice(OFFSETS)), "actor": _actor_ref(actor, rnd),
-              "target": target, "details": extra.pop("details", {})}  # fmt: skip
+        ev = {
+            "event_id": _uid(self.seed, self.key, self.n),
+            "category": category,
+            "action": action,
+            "outcome": extra.pop("outcome", "success"),
+            "occurred_at": _ts(at, rnd.choice(OFFSETS)),
+            "actor": _actor_ref(actor, rnd),
+            "target": target,
+            "details": extra.pop("details", {}),
+        }
         if actor["type"] == "user":
             ev["source_ip"] = _ip(rnd)
-            ev["user_agent"] = rnd.choice(["Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/131",
-                                           "Mozilla/5.0 (Macintosh) Safari/17.5"])  # fmt: skip
+            ev["user_agent"] = rnd.choice(
+                [
+                    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/131",
+                    "Mozilla/5.0 (Macintosh) Safari/17.5",
+                ]
+            )
         ev.update(extra)
         return ev
 
@@ -132,29 +202,66 @@ class _Gen:
         name = rnd.choice(POLICIES)
         before = _policy_state(rnd, name)
         after = _mutate(rnd, before)
-        req = {"type": "change_request", "id": f"CR-{rnd.randrange(10000, 99999)}",
-               "name": f"Update {name}"}  # fmt: skip
+        req = {
+            "type": "change_request",
+            "id": f"CR-{rnd.randrange(10000, 99999)}",
+            "name": f"Update {name}",
+        }
         decision = rnd.choices(["approved", "rejected"], [0.85, 0.15])[0]
         evs = [
-            self.event("governance", "approval.requested", t, requester, req,
-                       correlation_id=corr, details={"justification": "quarterly review"}),
-            self.event("governance", "approval.decided", t + timedelta(minutes=rnd.randint(5, 600)),
-                       approver, req, correlation_id=corr,
-                       outcome="success" if decision == "approved" else "denied",
-                       details={"decision": decision}),
-        ]  # fmt: skip
+            self.event(
+                "governance",
+                "approval.requested",
+                t,
+                requester,
+                req,
+                correlation_id=corr,
+                details={"justification": "quarterly review"},
+            ),
+            self.event(
+                "governance",
+                "approval.decided",
+                t + timedelta(minutes=rnd.randint(5, 600)),
+                approver,
+                req,
+                correlation_id=corr,
+                outcome="success" if decision == "approved" else "denied",
+                details={"decision": decision},
+            ),
+        ]
         if decision == "approved":
             t2 = t + timedelta(hours=rnd.randint(11, 30))
-            run = {"type": "automation", "id": f"run-{_uid(self.seed, 'run', self.n)[:8]}",
-                   "name": f"apply {name}"}  # fmt: skip
+            run = {
+                "type": "automation",
+                "id": f"run-{_uid(self.seed, 'run', self.n)[:8]}",
+                "name": f"apply {name}",
+            }
             ok = rnd.random() > 0.07
-            evs.append(self.event("governance", "automation.executed", t2, bot, run,
-                                  correlation_id=corr, outcome="success" if ok else "failure",
-                                  details={"steps": rnd.randint(2, 9), "dry_run": False}))  # fmt: skip
+            evs.append(
+                self.event(
+                    "governance",
+                    "automation.executed",
+                    t2,
+                    bot,
+                    run,
+                    correlation_id=corr,
+                    outcome="success" if ok else "failure",
+                    details={"steps": rnd.randint(2, 9), "dry_run": False},
+                )
+            )
             if ok:
-                evs.append(self.event("configuration", "policy.updated", t2 + timedelta(seconds=4),
-                                      bot, {"type": "policy", "id": name, "name": name},
-                                      correlation_id=corr, before=before, after=after))  # fmt: skip
+                evs.append(
+                    self.event(
+                        "configuration",
+                        "policy.updated",
+                        t2 + timedelta(seconds=4),
+                        bot,
+                        {"type": "policy", "id": name, "name": name},
+                        correlation_id=corr,
+                        before=before,
+                        after=after,
+                    )
+                )
         return evs
 
     def activity(self) -> dict[str, Any]:
@@ -164,24 +271,45 @@ class _Gen:
         kind = rnd.random()
         if kind < 0.45:
             ok = rnd.random() > 0.08
-            return self.event("user_activity", "user.login", t, user,
-                              {"type": "application", "id": "governance-portal"},
-                              outcome="success" if ok else "failure",
-                              details={"method": rnd.choice(["password+mfa", "passkey"])})  # fmt: skip
+            return self.event(
+                "user_activity",
+                "user.login",
+                t,
+                user,
+                {"type": "application", "id": "governance-portal"},
+                outcome="success" if ok else "failure",
+                details={"method": rnd.choice(["password+mfa", "passkey"])},
+            )
         if kind < 0.8:
             dash = rnd.choice(DASHBOARDS)
-            return self.event("user_activity", "dashboard.viewed", t, user,
-                              {"type": "dashboard", "id": dash, "name": dash.replace("-", " ")})
+            return self.event(
+                "user_activity",
+                "dashboard.viewed",
+                t,
+                user,
+                {"type": "dashboard", "id": dash, "name": dash.replace("-", " ")},
+            )
         if kind < 0.9:
-            return self.event("user_activity", "export.downloaded", t, user,
-                              {"type": "report", "id": rnd.choice(DASHBOARDS)},
-                              details={"rows": rnd.randint(10, 50000), "format": "csv"})  # fmt: skip
+            return self.event(
+                "user_activity",
+                "export.downloaded",
+                t,
+                user,
+                {"type": "report", "id": rnd.choice(DASHBOARDS)},
+                details={"rows": rnd.randint(10, 50000), "format": "csv"},
+            )
         grantee = rnd.choice(self.users)
         role = rnd.choice(ROLES)
-        return self.event("configuration", "rbac.role_assigned", t, user,
-                          {"type": "user", "id": grantee["upn"], "name": grantee["display_name"]},
-                          before={"roles": ["Reader"]}, after={"roles": ["Reader", role]},
-                          outcome=rnd.choices(["success", "denied"], [0.9, 0.1])[0])  # fmt: skip
+        return self.event(
+            "configuration",
+            "rbac.role_assigned",
+            t,
+            user,
+            {"type": "user", "id": grantee["upn"], "name": grantee["display_name"]},
+            before={"roles": ["Reader"]},
+            after={"roles": ["Reader", role]},
+            outcome=rnd.choices(["success", "denied"], [0.9, 0.1])[0],
+        )
 
 
 def demo_events(
@@ -189,7 +317,7 @@ def demo_events(
 ) -> Iterator[dict[str, Any]]:
     """``n`` demo events spread over the ``days`` before ``end`` (default: now), in time order
     within each generated block of 5,000."""
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     gen = _Gen(seed, end - timedelta(days=days), end)
     made = 0
     while made < n:

@@ -4,7 +4,7 @@ Every message names the field or thing concerned and what to do about it.
 
     AuditLogError                      base class; pages catch this and show st.error
     ├── InvalidEvent                   one event failed validation (field, reason)
-    │   └── BatchRejected              a batch held invalid events (index -> InvalidEvent); nothing stored
+    │   └── BatchRejected              invalid events of a batch, by index; nothing stored
     ├── EventConflict                  an event_id was reused with different content
     ├── ConfigError                    bad setting, missing key, unreachable database
     ├── PermissionDenied               the caller's role may not do this (status 403)
@@ -43,9 +43,7 @@ class BatchRejected(AuditLogError, ValueError):
         self.errors = errors
         first = ", ".join(f"event {i}: {e}" for i, e in list(errors.items())[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(
-            f"{len(errors)} invalid event(s) in batch, nothing stored: {first}{more}"
-        )
+        super().__init__(f"{len(errors)} invalid event(s) in batch, nothing stored: {first}{more}")
 
 
 class EventConflict(AuditLogError):

@@ -25,10 +25,24 @@ from auditlog.settings import Settings
 ZERO_HASH = bytes(32)
 # Sorted as JCS sorts them (all ASCII), so a record can be assembled field by field.
 HASHED_FIELDS = (
-    "action", "actor", "after", "before", "category", "clock_skew", "correlation_id",
-    "details", "event_id", "occurred_at", "occurred_offset", "outcome", "recorded_at", "seq",
-    "source_ip", "target", "user_agent",
-)  # fmt: skip
+    "action",
+    "actor",
+    "after",
+    "before",
+    "category",
+    "clock_skew",
+    "correlation_id",
+    "details",
+    "event_id",
+    "occurred_at",
+    "occurred_offset",
+    "outcome",
+    "recorded_at",
+    "seq",
+    "source_ip",
+    "target",
+    "user_agent",
+)
 CHAIN_FIELDS = ("prev_hash", "entry_hash")
 
 
@@ -214,6 +228,12 @@ def sign_checkpoint(
     return Checkpoint(category, seq, entry_hash, when, signer.key_id, signer.sign(msg))
 
 
+def anchor_message(category: str, seq: int, entry_hash: bytes, key_id: str) -> bytes:
+    """The exact bytes a purge anchor's signature covers (see docs/retention.md)."""
+    return jcs({"anchor": "purge", "category": category, "seq": seq,
+                "entry_hash": entry_hash.hex(), "key_id": key_id})  # fmt: skip
+
+
 def signature_ok(cp: Checkpoint, keys: Mapping[str, Ed25519PublicKey]) -> bool:
     key = keys.get(cp.key_id)
     if key is None:
@@ -317,26 +337,40 @@ class ChainVerifier:
 
     def _check(self, seq: int, prev: bytes, stored: bytes, ok: bool, moved: int | None) -> bool:
         if moved is not None:
-            self._fail(seq, "rows reordered", f"the entry stored at seq {seq} was "
-                       f"written at seq {moved}")  # fmt: skip
+            self._fail(
+                seq, "rows reordered", f"the entry stored at seq {seq} was written at seq {moved}"
+            )
             return False
         if not ok:
-            self._fail(seq, "content changed", "entry_hash does not match the stored "
-                       "fields: this row was altered after it was written")  # fmt: skip
+            self._fail(
+                seq,
+                "content changed",
+                "entry_hash does not match the stored "
+                "fields: this row was altered after it was written",
+            )
             return False
         if self.contiguous or seq == self.expect_seq:
             if seq > self.expect_seq:
-                self._fail(self.expect_seq, "row missing", f"seq {self.expect_seq}"
-                           f"{'' if seq == self.expect_seq + 1 else f'..{seq - 1}'} "
-                           f"absent (next present is {seq})")  # fmt: skip
+                self._fail(
+                    self.expect_seq,
+                    "row missing",
+                    f"seq {self.expect_seq}"
+                    f"{'' if seq == self.expect_seq + 1 else f'..{seq - 1}'} "
+                    f"absent (next present is {seq})",
+                )
                 return False
             if seq < self.expect_seq:
-                self._fail(seq, "rows reordered", f"seq {seq} appears after seq "
-                           f"{self.expect_seq - 1}")  # fmt: skip
+                self._fail(
+                    seq, "rows reordered", f"seq {seq} appears after seq {self.expect_seq - 1}"
+                )
                 return False
             if prev != self.prev_hash:
-                self._fail(seq, "link broken", "prev_hash is not the entry_hash of seq "
-                           f"{seq - 1}: an entry before it was replaced or removed")  # fmt: skip
+                self._fail(
+                    seq,
+                    "link broken",
+                    "prev_hash is not the entry_hash of seq "
+                    f"{seq - 1}: an entry before it was replaced or removed",
+                )
                 return False
         self._accept(seq, stored)
         return True
@@ -363,13 +397,20 @@ class ChainVerifier:
                 why = "unknown key " + cp.key_id if cp.key_id not in keys else "does not verify"
                 return self._fail(cp.seq, "bad signature", f"checkpoint signature {why}")
             if cp.seq > last:
-                return self._fail(last + 1, "chain cut", f"a signed checkpoint covers seq "
-                                  f"{cp.seq} but the chain ends at seq {last}: entries "
-                                  f"{last + 1}..{cp.seq} were removed")  # fmt: skip
+                return self._fail(
+                    last + 1,
+                    "chain cut",
+                    f"a signed checkpoint covers seq "
+                    f"{cp.seq} but the chain ends at seq {last}: entries "
+                    f"{last + 1}..{cp.seq} were removed",
+                )
             got = self.hashes_at.get(cp.seq)
             if got is not None and got != cp.entry_hash:
-                return self._fail(cp.seq, "checkpoint mismatch", "the entry_hash at this seq "
-                                  "differs from the signed checkpoint")  # fmt: skip
+                return self._fail(
+                    cp.seq,
+                    "checkpoint mismatch",
+                    "the entry_hash at this seq differs from the signed checkpoint",
+                )
 
 
 # --- the database ------------------------------------------------------------------------
@@ -399,7 +440,7 @@ _COLUMN_CHECKS = {
     "correlation_id": "e.correlation_id IS DISTINCT FROM r->>'correlation_id'",
     "details": "e.details IS DISTINCT FROM r->'details'",
 }
-_CONSISTENCY_SQL = (  # fmt: skip
+_CONSISTENCY_SQL = (
     "SELECT seq, differs FROM (SELECT e.seq, array_remove(ARRAY["
     + ", ".join(f"CASE WHEN {cond} THEN '{col}' END" for col, cond in _COLUMN_CHECKS.items())
     + "], NULL) AS differs FROM (SELECT *, record::jsonb AS r FROM events WHERE category = %s "
@@ -416,17 +457,25 @@ def db_public_keys(conn: Any) -> dict[str, Ed25519PublicKey]:
 
 def db_checkpoints(conn: Any, category: str) -> list[Checkpoint]:
     with conn.cursor() as cur:
-        cur.execute("SELECT category, seq, entry_hash, signed_at, key_id, signature "
-                    "FROM checkpoints WHERE category = %s ORDER BY seq", (category,))  # fmt: skip
-        return [Checkpoint(c, int(s), bytes(h), utc_text(t), k, bytes(sig))
-                for c, s, h, t, k, sig in cur.fetchall()]  # fmt: skip
+        cur.execute(
+            "SELECT category, seq, entry_hash, signed_at, key_id, signature "
+            "FROM checkpoints WHERE category = %s ORDER BY seq",
+            (category,),
+        )
+        return [
+            Checkpoint(c, int(s), bytes(h), utc_text(t), k, bytes(sig))
+            for c, s, h, t, k, sig in cur.fetchall()
+        ]
 
 
 def db_anchor(conn: Any, category: str) -> tuple[int, bytes]:
     """(seq, entry_hash) of the last purged entry, or (0, zeros) if nothing was purged."""
     with conn.cursor() as cur:
-        cur.execute("SELECT seq, entry_hash FROM purge_anchors WHERE category = %s "
-                    "ORDER BY seq DESC LIMIT 1", (category,))  # fmt: skip
+        cur.execute(
+            "SELECT seq, entry_hash FROM purge_anchors WHERE category = %s "
+            "ORDER BY seq DESC LIMIT 1",
+            (category,),
+        )
         row = cur.fetchone()
     return (int(row[0]), bytes(row[1])) if row else (0, ZERO_HASH)
 
@@ -447,7 +496,31 @@ def verify_category(
                 break
     verifier.check_checkpoints(checkpoints, keys)
     _check_columns(conn, category, verifier.result)
+    verifier.result.problem = db_anchor_problem(conn, category, keys) or verifier.result.problem
     return verifier.result
+
+
+def db_anchor_problem(
+    conn: Any, category: str, keys: Mapping[str, Ed25519PublicKey]
+) -> Problem | None:
+    """The first purge anchor of ``category`` whose signature does not verify, if any."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq, entry_hash, key_id, signature FROM purge_anchors "
+                    "WHERE category = %s ORDER BY seq", (category,))  # fmt: skip
+        anchors = cur.fetchall()
+    conn.commit()
+    for seq, entry, key_id, sig in anchors:
+        key = keys.get(key_id or "")
+        why = "is missing" if sig is None else f"uses unknown key {key_id}" if key is None else ""
+        if not why:
+            try:
+                key.verify(bytes(sig), anchor_message(category, int(seq), bytes(entry), key_id))
+            except InvalidSignature:
+                why = "does not verify"
+        if why:
+            return Problem(category, int(seq), "bad anchor", f"the purge anchor's signature "
+                           f"{why}: the purge up to seq {seq} is not vouched for")  # fmt: skip
+    return None
 
 
 def _check_columns(conn: Any, category: str, result: ChainResult) -> None:
@@ -459,8 +532,13 @@ def _check_columns(conn: Any, category: str, result: ChainResult) -> None:
     if row is None or (result.problem and (result.problem.seq or 0) <= row[0]):
         return
     cols = ", ".join(row[1])
-    result.problem = Problem(category, row[0], "content changed", f"column(s) {cols} no longer "
-                             "match the hashed record: this row was altered after it was written")
+    result.problem = Problem(
+        category,
+        row[0],
+        "content changed",
+        f"column(s) {cols} no longer "
+        "match the hashed record: this row was altered after it was written",
+    )
 
 
 def verify_database(

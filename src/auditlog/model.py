@@ -6,11 +6,11 @@ or raises :class:`~auditlog.errors.InvalidEvent` naming the field and the reason
 
 from __future__ import annotations
 
-import socket
 import json
 import re
+import socket
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -204,7 +204,7 @@ class AuditEvent(_Strict):
             raise ValueError(f"{v[:60]!r} is not an IPv4 or IPv6 address") from None
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: Any) -> str:
     return ".".join(str(p) for p in err["loc"] if p != "__root__") or "event"
 
 

@@ -11,11 +11,11 @@ import gc
 import hashlib
 import itertools
 import json
-from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
 import psycopg
@@ -32,10 +32,27 @@ NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
 ALL_CATEGORIES = ["configuration", "governance", "user_activity"]
 COPY_COLUMNS = (
-    "category", "seq", "event_id", "action", "outcome", "occurred_at", "occurred_offset",
-    "recorded_at", "clock_skew", "actor", "target", "before", "after", "source_ip",
-    "user_agent", "correlation_id", "details", "prev_hash", "entry_hash", "record",
-)  # fmt: skip
+    "category",
+    "seq",
+    "event_id",
+    "action",
+    "outcome",
+    "occurred_at",
+    "occurred_offset",
+    "recorded_at",
+    "clock_skew",
+    "actor",
+    "target",
+    "before",
+    "after",
+    "source_ip",
+    "user_agent",
+    "correlation_id",
+    "details",
+    "prev_hash",
+    "entry_hash",
+    "record",
+)
 COPY_SQL = f"COPY events ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 ACTOR_KEYS = ("type", "id", "display_name", "upn", "entra_object_id", "tenant_id", "resolved")
 ActorResolver = Callable[[Actor], Actor]
@@ -87,18 +104,29 @@ def _byte_len(text: str) -> int:
 
 
 def _actor_dict(a: Actor) -> dict[str, Any]:
-    return {"type": a.type, "id": a.id, "display_name": a.display_name, "upn": a.upn,
-            "entra_object_id": a.entra_object_id, "tenant_id": a.tenant_id,
-            "resolved": a.resolved}  # fmt: skip
+    return {
+        "type": a.type,
+        "id": a.id,
+        "display_name": a.display_name,
+        "upn": a.upn,
+        "entra_object_id": a.entra_object_id,
+        "tenant_id": a.tenant_id,
+        "resolved": a.resolved,
+    }
 
 
 def _free_values(ev: AuditEvent, actor: dict[str, Any]) -> dict[str, Any]:
     """The fields whose values come from the producer as free JSON or text."""
     tgt = ev.target
-    return {"actor": actor, "after": ev.after, "before": ev.before,
-            "correlation_id": ev.correlation_id, "details": ev.details,
-            "target": {"type": tgt.type, "id": tgt.id, "name": tgt.name},
-            "user_agent": ev.user_agent}  # fmt: skip
+    return {
+        "actor": actor,
+        "after": ev.after,
+        "before": ev.before,
+        "correlation_id": ev.correlation_id,
+        "details": ev.details,
+        "target": {"type": tgt.type, "id": tgt.id, "name": tgt.name},
+        "user_agent": ev.user_agent,
+    }
 
 
 def _texts(ev: AuditEvent, free: dict[str, Any], slow: bool) -> dict[str, str]:
@@ -107,15 +135,17 @@ def _texts(ev: AuditEvent, free: dict[str, Any], slow: bool) -> dict[str, str]:
     # the C encoder, which is JCS unless the caller's screen trips (then: checked_text).
     ip = ev.source_ip
     t = {k: checked_text(v, k) if slow else _fast_encode(v) for k, v in free.items()}
-    t.update({
-        "action": f'"{ev.action}"',
-        "category": f'"{ev.category}"',
-        "event_id": f'"{ev.event_id}"',
-        "occurred_at": f'"{utc_text(ev.occurred_at)}"',
-        "occurred_offset": str(offset_minutes(ev.occurred_at)),
-        "outcome": f'"{ev.outcome}"',
-        "source_ip": "null" if ip is None else f'"{ip}"',
-    })  # fmt: skip
+    t.update(
+        {
+            "action": f'"{ev.action}"',
+            "category": f'"{ev.category}"',
+            "event_id": f'"{ev.event_id}"',
+            "occurred_at": f'"{utc_text(ev.occurred_at)}"',
+            "occurred_offset": str(offset_minutes(ev.occurred_at)),
+            "outcome": f'"{ev.outcome}"',
+            "source_ip": "null" if ip is None else f'"{ip}"',
+        }
+    )
     return t
 
 
@@ -128,13 +158,17 @@ def _fast_encode(value: Any) -> str:
 
 
 def _segments(t: dict[str, str]) -> tuple[str, str, str]:
-    head = (f'{{"action":{t["action"]},"actor":{t["actor"]},"after":{t["after"]},'
-            f'"before":{t["before"]},"category":{t["category"]},"clock_skew":')
-    middle = (f',"correlation_id":{t["correlation_id"]},"details":{t["details"]},'
-              f'"event_id":{t["event_id"]},"occurred_at":{t["occurred_at"]},'
-              f'"occurred_offset":{t["occurred_offset"]},"outcome":{t["outcome"]},"recorded_at":')
+    head = (
+        f'{{"action":{t["action"]},"actor":{t["actor"]},"after":{t["after"]},'
+        f'"before":{t["before"]},"category":{t["category"]},"clock_skew":'
+    )
+    middle = (
+        f',"correlation_id":{t["correlation_id"]},"details":{t["details"]},'
+        f'"event_id":{t["event_id"]},"occurred_at":{t["occurred_at"]},'
+        f'"occurred_offset":{t["occurred_offset"]},"outcome":{t["outcome"]},"recorded_at":'
+    )
     tail = f',"source_ip":{t["source_ip"]},"target":{t["target"]},"user_agent":{t["user_agent"]}}}'
-    return head, middle, tail  # fmt: skip
+    return head, middle, tail
 
 
 def _check_sizes(t: dict[str, str], total: int, settings: Settings) -> None:
@@ -142,11 +176,13 @@ def _check_sizes(t: dict[str, str], total: int, settings: Settings) -> None:
     for name in ("before", "after"):
         size = _byte_len(t[name])
         if size > cap:
-            raise InvalidEvent(name, f"{size} bytes exceeds the {cap}-byte cap for "
-                               "before/after state")  # fmt: skip
+            raise InvalidEvent(
+                name, f"{size} bytes exceeds the {cap}-byte cap for before/after state"
+            )
     if total > settings.max_event_bytes:
-        raise InvalidEvent("event", f"{total} bytes exceeds the "
-                           f"{settings.max_event_bytes}-byte cap for one event")  # fmt: skip
+        raise InvalidEvent(
+            "event", f"{total} bytes exceeds the {settings.max_event_bytes}-byte cap for one event"
+        )
 
 
 def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) -> Prepared:
@@ -226,8 +262,10 @@ class AuditLog:
     def _register_key(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                sa.text("INSERT INTO signing_keys (key_id, public_key) VALUES (:k, :p) "
-                        "ON CONFLICT (key_id) DO NOTHING"),  # fmt: skip
+                sa.text(
+                    "INSERT INTO signing_keys (key_id, public_key) VALUES (:k, :p) "
+                    "ON CONFLICT (key_id) DO NOTHING"
+                ),
                 {"k": self.signer.key_id, "p": integrity.public_pem(self.signer.public).encode()},
             )
 
@@ -258,7 +296,7 @@ class AuditLog:
         cats = ALL_CATEGORIES if len(chunks) > 1 else sorted({p.category for p in first})
         try:
             with self.engine.begin() as sa_conn:
-                cur = sa_conn.connection.driver_connection.cursor()
+                cur = _driver(sa_conn).cursor()
                 batch.start(cur, cats)
                 batch.lookup(cur, first)
                 with cur.copy(COPY_SQL) as copy:
@@ -278,8 +316,10 @@ class AuditLog:
     def _maybe_checkpoint(
         self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes, now: datetime
     ) -> None:
-        cur.execute("SELECT seq, signed_at FROM checkpoints WHERE category = %s "
-                    "ORDER BY seq DESC LIMIT 1", (category,))  # fmt: skip
+        cur.execute(
+            "SELECT seq, signed_at FROM checkpoints WHERE category = %s ORDER BY seq DESC LIMIT 1",
+            (category,),
+        )
         last = cur.fetchone()
         due = (
             last is None
@@ -287,7 +327,9 @@ class AuditLog:
             or now - last[1] >= timedelta(seconds=self.settings.checkpoint_seconds)
         )
         if due and (last is None or last[0] < seq):
-            _insert_checkpoint(cur, integrity.sign_checkpoint(self.signer, category, seq, head, now))
+            _insert_checkpoint(
+                cur, integrity.sign_checkpoint(self.signer, category, seq, head, now)
+            )
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
         if self.clock is not None:
@@ -301,7 +343,7 @@ class AuditLog:
 
         done = []
         with self.engine.begin() as sa_conn:
-            cur = sa_conn.connection.driver_connection.cursor()
+            cur = _driver(sa_conn).cursor()
             for cat in sorted(categories or [c.value for c in Category]):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
                 seq, head, _ = _head(cur, cat)
@@ -331,8 +373,9 @@ def paused_gc() -> Iterator[None]:
 def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, Receipt]:
     """Receipts for events already stored; EventConflict if one differs."""
     ids = [p.event_id for p in batch]
-    cur.execute(f"SELECT {', '.join(COPY_COLUMNS)} FROM events WHERE event_id = ANY(%s::uuid[])",
-                (ids,))  # fmt: skip
+    cur.execute(
+        f"SELECT {', '.join(COPY_COLUMNS)} FROM events WHERE event_id = ANY(%s::uuid[])", (ids,)
+    )
     rows = cur.fetchall()
     if not rows:
         return {}
@@ -344,8 +387,9 @@ def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, 
         diff = _same_content(p, stored)
         if diff:
             raise EventConflict(p.event_id, f" (field {diff} differs)")
-        out[p.event_id] = Receipt(p.event_id, stored["category"], stored["seq"],
-                                  bytes.fromhex(stored["entry_hash"]), True)  # fmt: skip
+        out[p.event_id] = Receipt(
+            p.event_id, stored["category"], stored["seq"], bytes.fromhex(stored["entry_hash"]), True
+        )
     return out
 
 
@@ -445,23 +489,36 @@ class _Batch:
     def finish(self, cur: psycopg.Cursor[Any]) -> None:
         for cat, seq in sorted(self.written.items()):
             self.log._maybe_checkpoint(cur, cat, seq, self.heads[cat][1], self.now)
-            cur.execute("SELECT pg_notify(%s, %s)",
-                        (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})))  # fmt: skip
+            cur.execute(
+                "SELECT pg_notify(%s, %s)",
+                (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})),
+            )
 
     def close(self) -> None:
         if self._lookup is not None:
             self._lookup.close()
 
 
+def _driver(sa_conn: sa.Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one (for COPY and raw cursors)."""
+    driver: psycopg.Connection[Any] = sa_conn.connection.driver_connection  # type: ignore[assignment]
+    return driver
+
+
 def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime | None]:
     """(seq, entry_hash, recorded_at) of the chain head; a purge anchor if all was purged."""
-    cur.execute("SELECT seq, entry_hash, recorded_at FROM events WHERE category = %s "
-                "ORDER BY seq DESC LIMIT 1", (category,))  # fmt: skip
+    cur.execute(
+        "SELECT seq, entry_hash, recorded_at FROM events WHERE category = %s "
+        "ORDER BY seq DESC LIMIT 1",
+        (category,),
+    )
     row = cur.fetchone()
     if row:
         return int(row[0]), bytes(row[1]), row[2]
-    cur.execute("SELECT seq, entry_hash FROM purge_anchors WHERE category = %s "
-                "ORDER BY seq DESC LIMIT 1", (category,))  # fmt: skip
+    cur.execute(
+        "SELECT seq, entry_hash FROM purge_anchors WHERE category = %s ORDER BY seq DESC LIMIT 1",
+        (category,),
+    )
     anchor = cur.fetchone()
     return (int(anchor[0]), bytes(anchor[1]), None) if anchor else (0, integrity.ZERO_HASH, None)
 
@@ -471,11 +528,27 @@ def _copy_row(
 ) -> tuple[Any, ...]:
     t, ev = p.texts, p.event
     return (
-        p.category, seq, p.event_id, ev.action, ev.outcome, ev.occurred_at,
-        offset_minutes(ev.occurred_at), now, flagged, t["actor"], t["target"],
-        None if ev.before is None else t["before"], None if ev.after is None else t["after"],
-        ev.source_ip, ev.user_agent, ev.correlation_id, t["details"], prev, entry, record,
-    )  # fmt: skip
+        p.category,
+        seq,
+        p.event_id,
+        ev.action,
+        ev.outcome,
+        ev.occurred_at,
+        offset_minutes(ev.occurred_at),
+        now,
+        flagged,
+        t["actor"],
+        t["target"],
+        None if ev.before is None else t["before"],
+        None if ev.after is None else t["after"],
+        ev.source_ip,
+        ev.user_agent,
+        ev.correlation_id,
+        t["details"],
+        prev,
+        entry,
+        record,
+    )
 
 
 def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: integrity.Checkpoint) -> None:
