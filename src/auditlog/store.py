@@ -460,7 +460,8 @@ class _Batch:
         return good
 
     def write(self, copy: Any, chunk: Iterable[Prepared]) -> None:
-        sha256, now, rec_text, skew = hashlib.sha256, self.now, self.rec_text, self.skew
+        sha256, rec_text = hashlib.sha256, self.rec_text
+        lo, hi = self.now - self.skew, self.now + self.skew
         for p in chunk:
             eid = p.event_id
             known = self.seen.get(eid)
@@ -476,10 +477,10 @@ class _Batch:
                 continue
             seq, prev = self.heads[p.category]
             seq += 1
-            flagged = abs(p.occurred - now) > skew
+            flagged = not lo <= p.occurred <= hi
             record = p.record_text(flagged, rec_text, seq)
             entry = sha256(prev + record.encode()).digest()
-            copy.write_row(_copy_row(p, seq, now, flagged, prev, entry, record))
+            copy.write_row(_copy_row(p, seq, rec_text, flagged, prev, entry, record))
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
             receipt = Receipt(eid, p.category, seq, entry)
@@ -524,8 +525,9 @@ def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime
 
 
 def _copy_row(
-    p: Prepared, seq: int, now: datetime, flagged: bool, prev: bytes, entry: bytes, record: str
+    p: Prepared, seq: int, recorded: str, flagged: bool, prev: bytes, entry: bytes, record: str
 ) -> tuple[Any, ...]:
+    # Timestamps go as the RFC 3339 UTC text that was hashed: exact, and cheaper to send.
     t, ev = p.texts, p.event
     return (
         p.category,
@@ -533,9 +535,9 @@ def _copy_row(
         p.event_id,
         ev.action,
         ev.outcome,
-        ev.occurred_at,
-        offset_minutes(ev.occurred_at),
-        now,
+        t["occurred_at"][1:-1],
+        t["occurred_offset"],
+        recorded,
         flagged,
         t["actor"],
         t["target"],
