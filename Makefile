@@ -31,8 +31,8 @@ bench: install system-deps
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks app.py pages
-	$(BIN)/ruff format --check src tests benchmarks app.py pages
+	$(BIN)/ruff check src tests benchmarks app.py pages ui
+	$(BIN)/ruff format --check src tests benchmarks app.py pages ui
 	$(BIN)/mypy
 
 clean:

@@ -195,7 +195,8 @@ class _Gen:
 
     def story(self) -> list[dict[str, Any]]:
         rnd = self.rnd
-        t = self.start + timedelta(seconds=rnd.random() * self.span)
+        # a story spans up to ~31 hours: start it early enough to end before `end`
+        t = self.start + timedelta(seconds=rnd.random() * max(self.span - 32 * 3600, 0))
         corr = f"chg-{_uid(self.seed, 'corr', self.n)[:8]}"
         requester, approver = rnd.sample(self.users, 2)
         bot = rnd.choice(self.services)
