@@ -240,3 +240,11 @@ def test_superuser_cannot_truncate_or_delete_without_altering_triggers(
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), admin_engine.begin() as c:
             c.exec_driver_sql(stmt)
     assert count(log.engine) == 1
+
+
+def test_repeat_with_a_large_float_is_a_duplicate_not_a_conflict(log: AuditLog) -> None:
+    ev = valid(event_id=str(uuid.uuid4()), details={"big": 1e21, "small": 1e-7, "x": 0.1})
+    first = log.record(ev)
+    again = log.record(dict(ev))
+    assert again.duplicate
+    assert again.seq == first.seq

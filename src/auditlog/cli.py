@@ -13,6 +13,8 @@ import typer
 from sqlalchemy.engine import Engine
 
 from auditlog import db, integrity
+from auditlog.cli_export import export as export_command
+from auditlog.cli_retention import archive_app, retention_app
 from auditlog.errors import AuditLogError, EventConflict, InvalidEvent
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog, Prepared, prepare
@@ -29,6 +31,9 @@ keys_app = typer.Typer(help="Checkpoint signing keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
 app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
+app.add_typer(archive_app, name="archive")
+app.command("export")(export_command)
 
 
 def _settings() -> Settings:
@@ -260,8 +265,24 @@ def verify(
     public_key: Annotated[
         list[Path] | None, typer.Option(help="trusted public key PEM (repeatable)")
     ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="check an evidence bundle (ZIP) instead of the database")
+    ] = None,
+    archive: Annotated[
+        Path | None, typer.Option(help="check a retention archive file instead of the database")
+    ] = None,
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
+    if bundle is not None:
+        from auditlog.cli_export import verify_bundle_command
+
+        verify_bundle_command(bundle, public_key)
+        return
+    if archive is not None:
+        from auditlog.cli_retention import verify_archive_command
+
+        verify_archive_command(archive, public_key)
+        return
     keys = None
     if public_key:
         loaded = [integrity.load_public_key(p.read_bytes()) for p in public_key]

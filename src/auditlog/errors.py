@@ -7,11 +7,19 @@ Every message names the field or thing concerned and what to do about it.
     │   └── BatchRejected              invalid events of a batch, by index; nothing stored
     ├── EventConflict                  an event_id was reused with different content
     ├── ConfigError                    bad setting, missing key, unreachable database
+    │   └── siem.InvalidDestination    a SIEM destination setting is wrong (field, reason)
     ├── PermissionDenied               the caller's role may not do this (status 403)
     ├── NotFound                       a named thing does not exist (status 404)
     ├── IntegrityFailure               verification found tampering (see VerifyReport)
     ├── InvalidFile                    an input file (principals CSV) has a bad row (line, column)
-    └── GraphError                     Microsoft Graph or its token endpoint failed (status 502)
+    ├── GraphError                     Microsoft Graph or its token endpoint failed (status 502)
+    ├── filters.InvalidFilter          a search filter is malformed (field, reason)
+    ├── export.ExportTooLarge          an export over the row cap, refused (status 413)
+    ├── retention_model.InvalidPolicy  a retention policy outside its bounds (field, reason)
+    ├── retention_model.RetentionRefused  a retention change or purge not allowed now
+    └── siem.transports.DeliveryFailed a SIEM receiver refused or could not be reached
+
+The classes marked module.Name live beside the code that raises them.
 """
 
 from __future__ import annotations

@@ -510,17 +510,25 @@ def db_anchor_problem(
         anchors = cur.fetchall()
     conn.commit()
     for seq, entry, key_id, sig in anchors:
-        key = keys.get(key_id or "")
-        why = "is missing" if sig is None else f"uses unknown key {key_id}" if key is None else ""
-        if not why:
-            try:
-                key.verify(bytes(sig), anchor_message(category, int(seq), bytes(entry), key_id))
-            except InvalidSignature:
-                why = "does not verify"
+        msg = anchor_message(category, int(seq), bytes(entry), key_id or "")
+        why = _anchor_flaw(keys.get(key_id or ""), key_id, sig, msg)
         if why:
             return Problem(category, int(seq), "bad anchor", f"the purge anchor's signature "
                            f"{why}: the purge up to seq {seq} is not vouched for")  # fmt: skip
     return None
+
+
+def _anchor_flaw(key: Ed25519PublicKey | None, key_id: str | None, sig: Any, msg: bytes) -> str:
+    """Why an anchor's signature is not good ('' when it is)."""
+    if sig is None:
+        return "is missing"
+    if key is None:
+        return f"uses unknown key {key_id}"
+    try:
+        key.verify(bytes(sig), msg)
+    except InvalidSignature:
+        return "does not verify"
+    return ""
 
 
 def _check_columns(conn: Any, category: str, result: ChainResult) -> None:

@@ -371,25 +371,26 @@ def paused_gc() -> Iterator[None]:
 
 
 def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, Receipt]:
-    """Receipts for events already stored; EventConflict if one differs."""
+    """Receipts for events already stored; EventConflict if one differs.
+
+    The comparison is with the stored record (the exact text hashed), not with the jsonb
+    columns, which hold numbers as PostgreSQL normalised them (1e+21 reads back as an int).
+    """
     ids = [p.event_id for p in batch]
     cur.execute(
-        f"SELECT {', '.join(COPY_COLUMNS)} FROM events WHERE event_id = ANY(%s::uuid[])", (ids,)
+        "SELECT event_id::text, category, seq, entry_hash, record FROM events "
+        "WHERE event_id = ANY(%s::uuid[])",
+        (ids,),
     )
     rows = cur.fetchall()
-    if not rows:
-        return {}
     by_id = {p.event_id: p for p in batch}
     out = {}
-    for row in rows:
-        stored = integrity.row_to_record(dict(zip(COPY_COLUMNS, row, strict=True)))
-        p = by_id[stored["event_id"]]
-        diff = _same_content(p, stored)
+    for event_id, category, seq, entry_hash, record in rows:
+        p = by_id[event_id]
+        diff = _same_content(p, json.loads(record))
         if diff:
             raise EventConflict(p.event_id, f" (field {diff} differs)")
-        out[p.event_id] = Receipt(
-            p.event_id, stored["category"], stored["seq"], bytes.fromhex(stored["entry_hash"]), True
-        )
+        out[p.event_id] = Receipt(p.event_id, category, int(seq), bytes(entry_hash), True)
     return out
 
 

@@ -1,0 +1,148 @@
+"""Retention: policies and legal holds, a change's impact before it is made, pending approvals,
+the policy history as the audit log records it, and the archives (each downloadable).
+
+Compliance leads change policies and holds (each change is logged with its reason); other
+roles see the page read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+import streamlit as st
+
+from auditlog import access
+from auditlog.errors import AuditLogError
+from auditlog.retention import CATEGORIES
+from auditlog.retention_view import (
+    download_event,
+    find_archive,
+    holds_frame,
+    impact_figure,
+    policies_frame,
+    proposals_frame,
+)
+from ui import data, session
+from ui import retention_data as rd
+
+user = session.guard("retention", "Retention")
+s = data.settings()
+st.title("Retention")
+session.viewed(user, "retention", "Retention", {})
+editor = access.allowed(user.role, "retention.change")
+try:
+    ret = rd.retention(s)
+    policies, holds, pending = ret.policies(), ret.holds(), ret.pending()
+except AuditLogError as exc:
+    session.stop_with_error(str(exc))
+    raise
+bounds = ret.settings
+if not editor:
+    st.info(f"Read-only: the {user.role} role may view retention but not change it.")
+
+
+def act(action: object) -> None:
+    """Run a change; show why it was refused, or show the new state."""
+    try:
+        action()  # type: ignore[operator]
+    except AuditLogError as exc:
+        st.error(str(exc))
+        return
+    rd.clear()
+    st.rerun()
+
+
+st.subheader("Policies in force")
+st.dataframe(policies_frame(policies), hide_index=True, width="stretch")
+st.caption(
+    f"A category without a policy is kept forever. Bounds: {bounds.min_days}.."
+    f"{bounds.max_days} days; approval by a second compliance lead is "
+    f"{'required' if bounds.require_approval else 'not required'}."
+)
+
+st.subheader("Legal holds")
+st.dataframe(holds_frame(holds), hide_index=True, width="stretch")
+if editor:
+    with st.form("hold"):
+        a, b = st.columns(2)
+        cat, case = a.selectbox("Category", CATEGORIES), b.text_input("Case name")
+        why = st.text_input("Reason")
+        place, lift = st.columns(2)
+        if place.form_submit_button("Place hold"):
+            act(lambda: ret.place_hold(user.identity, user.role, cat, case, why))
+        if lift.form_submit_button("Lift hold"):
+            act(lambda: ret.lift_hold(user.identity, user.role, cat, case, why))
+
+st.subheader("Change a policy")
+category = st.selectbox("Category", CATEGORIES, key="policy.category")
+now = policies[category]
+a, b = st.columns(2)
+days = int(
+    a.number_input(
+        "Keep in the table (days)",
+        min_value=1,
+        max_value=bounds.max_days,
+        value=now.days if now else bounds.min_days,
+    )
+)
+archive_days = int(
+    b.number_input(
+        "Then keep archives (days)",
+        min_value=0,
+        max_value=bounds.max_archive_days,
+        value=now.archive_days if now else 365,
+    )
+)
+held = any(h.category == category for h in holds)
+preview = rd.impact_preview(s, category, days, archive_days, held)
+totals = dict(preview.group_by("fate").agg(pl.col("events").sum()).iter_rows())
+st.caption(
+    f"Impact of {days} + {archive_days} days on {category}: "
+    + ", ".join(f"{n:,} {fate}" for fate, n in sorted(totals.items()))
+    + (" (legal hold: nothing is purged)" if held else "")
+)
+st.plotly_chart(impact_figure(preview), width="stretch")
+if editor:
+    reason = st.text_area("Reason for the change (recorded in the audit log)")
+    label = "Propose for approval" if bounds.require_approval else "Apply"
+    if st.button(label, type="primary"):
+        act(lambda: ret.set_policy(user.identity, user.role, category, days, archive_days, reason))
+
+st.subheader("Pending approvals")
+st.dataframe(proposals_frame(pending), hide_index=True, width="stretch")
+if editor and pending:
+    with st.form("decide"):
+        change = st.selectbox("Change", [p.change_id for p in pending])
+        note = st.text_input("Note or reason (a rejection needs one)")
+        yes, no = st.columns(2)
+        if yes.form_submit_button("Approve"):
+            act(lambda: ret.approve(user.identity, user.role, change, note))
+        if no.form_submit_button("Reject"):
+            act(lambda: ret.reject(user.identity, user.role, change, note))
+
+st.subheader("Policy history (from the audit log)")
+st.dataframe(rd.history(s), hide_index=True, width="stretch")
+
+st.subheader("Archives")
+archives = rd.archives(s)
+st.dataframe(archives, hide_index=True, width="stretch")
+kept = archives.filter(pl.col("state") != "deleted")
+if kept.height:
+    choice = st.selectbox("Download an archive", kept["path"].to_list())
+    row = kept.row(kept["path"].to_list().index(choice), named=True)
+    blob = (bounds.archive_root(s.home) / choice).read_bytes()
+
+    def _downloaded() -> None:
+        a = find_archive(ret.engine, row["category"], row["month"])
+        name = choice.rsplit("/", 1)[-1]
+        sha = hashlib.sha256(blob).digest()
+        ret.log.record(download_event(user.identity, a, "archive", row["rows"], sha, name))
+
+    st.download_button(
+        "Download (Parquet, zstd)",
+        blob,
+        file_name=choice.rsplit("/", 1)[-1],
+        mime="application/vnd.apache.parquet",
+        on_click=_downloaded,
+    )

@@ -1,0 +1,295 @@
+"""Evidence bundles: a ZIP of events.csv, events.ndjson, a signed manifest; and their check.
+
+Public API::
+
+    write_bundle(engine, dest, filters, log=..., actor=...) -> BundleResult
+    verify_bundle(path, public_keys=None) -> BundleReport   in auditlog.bundle_verify
+    CONTROLS                                 the compliance controls a bundle is evidence for
+
+The format and the exact verification algorithm are in docs/evidence.md. The manifest is
+signed with the installation's Ed25519 key (the key that signs chain checkpoints) under a
+message of its own, so neither signature can stand in for the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.engine import Engine
+
+from auditlog import export as ex
+from auditlog import integrity
+from auditlog.canonical import jcs
+from auditlog.errors import AuditLogError
+from auditlog.filters import Filters
+from auditlog.model import utc_text
+from auditlog.store import AuditLog, Receipt
+
+CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
+MANIFEST, SIGNATURE = "manifest.json", "manifest.sig.json"
+BUNDLE_FORMAT = "auditlog-evidence-bundle/1"
+CONTROLS = [
+    {
+        "framework": "SOC 2 (AICPA TSC 2017)",
+        "id": "CC7.2",
+        "title": "System components are monitored for anomalies indicative of malicious acts, "
+        "natural disasters and errors; anomalies are analysed",
+    },
+    {
+        "framework": "ISO/IEC 27001:2013",
+        "id": "A.12.4",
+        "title": "Logging and monitoring (event logging, protection of log information, "
+        "administrator and operator logs)",
+    },
+    {
+        "framework": "ISO/IEC 27001:2022",
+        "id": "A.8.15",
+        "title": "Logging: logs that record activities, exceptions, faults and other relevant "
+        "events are produced, stored, protected and analysed",
+    },
+]
+NDJSON_TAIL = re.compile(rb',"prev_hash":"([0-9a-f]{64})","entry_hash":"([0-9a-f]{64})"\}$')
+
+
+def manifest_message(manifest_sha256: str, key_id: str) -> bytes:
+    """The exact bytes a manifest signature covers."""
+    return jcs({"purpose": "auditlog evidence manifest", "manifest_sha256": manifest_sha256,
+                "key_id": key_id})  # fmt: skip
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+class Runs:
+    """Contiguous seq runs per category, kept compactly (two int64 per run)."""
+
+    def __init__(self) -> None:
+        self.by_cat: dict[str, array[int]] = {}
+
+    def add(self, category: str, seq: int) -> None:
+        runs = self.by_cat.get(category)
+        if runs is None:
+            self.by_cat[category] = array("q", (seq, seq))
+        elif runs[-1] + 1 == seq:
+            runs[-1] = seq
+        else:
+            runs.extend((seq, seq))
+
+    def pairs(self, category: str) -> list[list[int]]:
+        flat = self.by_cat.get(category, array("q"))
+        return [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]
+
+    def contains(self, category: str, seq: int) -> bool:
+        flat = self.by_cat.get(category)
+        if not flat:
+            return False
+        i = bisect_right(flat, seq)  # flat is sorted: start <= end < next start
+        return i % 2 == 1 or (i > 0 and flat[i - 1] == seq)
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only, non-seekable stream that hashes what passes (zipfile then streams)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.tally = raw, ex.Tally()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self.raw.write(data)
+        self.tally.take(data, 0)
+        return len(data)
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """What a bundle export produced; ``sha256`` is of the ZIP file, ``files`` of its parts."""
+
+    rows: int
+    size: int
+    sha256: str
+    files: dict[str, str]
+    manifest: dict[str, Any]
+    receipt: Receipt | None = None
+
+
+def _checkpoints(conn: Any, runs: Runs) -> list[integrity.Checkpoint]:
+    """Checkpoints at an exported seq, and the newest of each exported category."""
+    out = []
+    for cat in sorted(runs.by_cat):
+        cps = integrity.db_checkpoints(conn, cat)
+        out += [cp for cp in cps if runs.contains(cat, cp.seq)]
+        if cps and not runs.contains(cat, cps[-1].seq):
+            out.append(cps[-1])
+    return out
+
+
+def _public_keys(conn: Any, key_ids: set[str]) -> dict[str, str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT key_id, public_key FROM signing_keys WHERE key_id = ANY(%s)", (sorted(key_ids),)
+        )
+        return {k: bytes(pem).decode("ascii") for k, pem in cur.fetchall()}
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, blobs: Iterator[bytes]) -> None:
+    with zf.open(name, "w", force_zip64=True) as member:
+        for blob in blobs:
+            member.write(blob)
+
+
+def _file_entry(tally: ex.Tally, media_type: str) -> dict[str, Any]:
+    return {"sha256": tally.sha256, "bytes": tally.size, "rows": tally.rows,
+            "media_type": media_type}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One bundle export: what to read, who asked, and where the event goes."""
+
+    engine: Engine
+    filters: Filters
+    log: AuditLog
+    actor: Mapping[str, Any]
+    now: datetime
+    limits: ex.ExportLimits
+
+
+def _chains(runs: Runs) -> dict[str, Any]:
+    out = {}
+    for cat in sorted(runs.by_cat):
+        pairs = runs.pairs(cat)
+        rows = sum(b - a + 1 for a, b in pairs)
+        out[cat] = {"rows": rows, "first_seq": pairs[0][0], "last_seq": pairs[-1][1], "runs": pairs}
+    return out
+
+
+def _manifest(job: _Job, tallies: dict[str, ex.Tally], runs: Runs, conn: Any) -> dict[str, Any]:
+    params, window = ex.filter_record(job.filters, job.now)
+    cps = _checkpoints(conn, runs)
+    keys = _public_keys(conn, {cp.key_id for cp in cps})
+    keys[job.log.signer.key_id] = integrity.public_pem(job.log.signer.public)
+    files = {CSV_NAME: "csv", NDJSON_NAME: "ndjson"}
+    return {
+        "format": BUNDLE_FORMAT,
+        "exported_at": utc_text(job.now),
+        "exported_by": dict(job.actor),
+        "filters": params,
+        "window": window,
+        "rows": tallies[CSV_NAME].rows,
+        "files": {name: _file_entry(tallies[name], ex.MEDIA_TYPES[fmt])
+                  for name, fmt in files.items()},
+        "csv_columns": list(ex.CSV_COLUMNS),
+        "chains": _chains(runs),
+        "checkpoints": [cp.to_json() for cp in cps],
+        "public_keys": keys,
+        "manifest_key_id": job.log.signer.key_id,
+        "controls": CONTROLS,
+        "specification": "docs/evidence.md (format and verification), docs/integrity.md",
+    }  # fmt: skip
+
+
+def _write_data(
+    zf: zipfile.ZipFile, job: _Job, conn: Any, tallies: dict[str, ex.Tally], runs: Runs
+) -> None:
+    expected = ex.count_rows(conn, job.filters, job.now)
+    ex.check_cap(expected, job.limits)
+    args = (conn, job.filters, job.now)
+    chunk = job.limits.export_chunk_bytes
+    _write_member(zf, CSV_NAME, ex.csv_blobs(*args, tallies[CSV_NAME], chunk))
+    nd = ex.ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add)
+    _write_member(zf, NDJSON_NAME, nd)
+    if not tallies[CSV_NAME].rows == tallies[NDJSON_NAME].rows == expected:
+        raise AuditLogError("bundle files disagree on the row count; nothing valid was written")
+
+
+def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ZIP: data files from one snapshot, then the manifest and its signature."""
+    tallies, runs = {CSV_NAME: ex.Tally(), NDJSON_NAME: ex.Tally()}, Runs()
+    signer = job.log.signer
+    with (
+        ex.snapshot(job.engine, job.limits) as conn,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
+        _write_data(zf, job, conn, tallies, runs)
+        manifest = _manifest(job, tallies, runs, conn)
+        body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        sig = signer.sign(manifest_message(digest, signer.key_id))
+        zf.writestr(MANIFEST, body)
+        seal = {"key_id": signer.key_id, "manifest_sha256": digest, "signature": sig.hex()}
+        zf.writestr(SIGNATURE, json.dumps(seal, indent=2))
+    return manifest, {name: t.sha256 for name, t in tallies.items()} | {MANIFEST: digest}
+
+
+def write_bundle(
+    engine: Engine,
+    dest: str | Path | IO[bytes],
+    filters: Filters | None = None,
+    *,
+    log: AuditLog,
+    actor: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
+    limits: ex.ExportLimits | None = None,
+    now: datetime | None = None,
+) -> BundleResult:
+    """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
+
+    First signs the current chain heads (``log.checkpoint()``) so the exported rows are
+    covered, then exports from one snapshot, signs the manifest with ``log.signer`` and
+    records an ``export.downloaded`` event (format ``bundle``) with the ZIP's SHA-256.
+    Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
+    """
+    job = _Job(engine, filters or Filters(), log, actor, now or datetime.now(UTC),
+               limits or ex.load_limits())  # fmt: skip
+    params, window = ex.filter_record(job.filters, job.now)
+    name = (
+        Path(dest).name if isinstance(dest, str | Path) else ex.export_filename("bundle", job.now)
+    )
+    details: dict[str, Any] = {"format": "bundle", "file": name}
+    details |= {"filters": params, "window": window}
+
+    def record(outcome: str, target_id: str) -> Receipt:
+        return log.record(ex.export_event(actor, outcome, details, target_id, context))
+
+    log.checkpoint()
+    try:
+        with _open(dest) as raw:
+            writer = _HashingWriter(raw)
+            manifest, files = _write_zip(writer, job)
+    except ex.ExportTooLarge as exc:
+        details |= {"rows_matching": exc.rows, "max_export_rows": exc.cap}
+        record("denied", "refused")
+        raise
+    except Exception:
+        details["error"] = "bundle broken off"
+        record("failure", "incomplete")
+        raise
+    t = writer.tally
+    details |= {"rows": manifest["rows"], "bytes": t.size, "sha256": t.sha256, "files": files}
+    return BundleResult(manifest["rows"], t.size, t.sha256, files, manifest,
+                        record("success", t.sha256))  # fmt: skip
+
+
+@contextmanager
+def _open(dest: str | Path | IO[bytes]) -> Iterator[IO[bytes]]:
+    """A binary stream for ``dest``: opened (and closed) here when it is a path."""
+    if isinstance(dest, str | Path):
+        with open(dest, "wb") as fh:
+            yield fh
+    else:
+        yield dest

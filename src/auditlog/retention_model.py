@@ -1,0 +1,285 @@
+"""Retention's building blocks: errors, guard-rail settings, engines, records, queries.
+
+    InvalidPolicy, RetentionRefused               errors (422, 409)
+    RetentionSettings, load_retention_settings()  floor, ceiling, approval, archive directory
+    retention_engine(url), connect_retention(s)   engines acting as auditlog_retention
+    Policy, Proposal, Hold, Change                what the tables hold
+    current_policies(conn), active_holds(conn)    the state in force
+
+:mod:`auditlog.retention` re-exports all of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from auditlog import db
+from auditlog.errors import AuditLogError, ConfigError
+from auditlog.model import Category
+
+RETENTION_ROLE = "auditlog_retention"
+CATEGORIES = tuple(c.value for c in Category)
+
+
+class InvalidPolicy(AuditLogError, ValueError):
+    """A retention setting was refused; ``field`` names it, ``reason`` says why."""
+
+    status = 422
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class RetentionRefused(AuditLogError):
+    """The change conflicts with what is in force (a pending proposal, an existing hold...)."""
+
+    status = 409
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Guard rails of retention, from ``AUDITLOG_RETENTION_<NAME>`` or ``[retention]``."""
+
+    min_days: int = dataclasses.field(
+        default=365, metadata={"help": "floor: no policy may keep events fewer days"}
+    )
+    max_days: int = dataclasses.field(default=3650, metadata={"help": "ceiling of a policy"})
+    max_archive_days: int = dataclasses.field(
+        default=3650, metadata={"help": "ceiling of the archive period"}
+    )
+    require_approval: bool = dataclasses.field(
+        default=False, metadata={"help": "a change needs a second compliance lead"}
+    )
+    archive_dir: Path | None = dataclasses.field(
+        default=None, metadata={"help": "where archives go; unset = <home>/archives"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.min_days < 1:
+            raise ConfigError(f"retention.min_days = {self.min_days}: must be at least 1")
+        if self.max_days < self.min_days:
+            raise ConfigError(
+                f"retention.max_days = {self.max_days} is below retention."
+                f"min_days = {self.min_days}; raise max_days"
+            )
+
+    def validate(self, days: Any, archive_days: Any) -> None:
+        """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
+        s = self
+        for name, value in (("days", days), ("archive_days", archive_days)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidPolicy(name, f"{value!r} is not a whole number of days")
+        if days < s.min_days:
+            raise InvalidPolicy(
+                "days",
+                f"{days} days is below the floor of {s.min_days} days: "
+                f"events must be kept at least {s.min_days} days (the floor is "
+                "retention.min_days in auditlog.toml)",
+            )
+        if days > s.max_days:
+            raise InvalidPolicy(
+                "days",
+                f"{days} days is above the ceiling of {s.max_days} days "
+                "(retention.max_days in auditlog.toml)",
+            )
+        if not 0 <= archive_days <= s.max_archive_days:
+            raise InvalidPolicy(
+                "archive_days",
+                f"{archive_days} is outside 0..{s.max_archive_days}"
+                " days (retention.max_archive_days in auditlog.toml)",
+            )
+
+    def archive_root(self, home: Path) -> Path:
+        return self.archive_dir if self.archive_dir is not None else home / "archives"
+
+
+def _coerce(name: str, raw: Any, kind: str) -> Any:
+    if kind == "bool":
+        text = str(raw).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"retention.{name}: {raw!r} is not true or false")
+        return text in ("1", "true", "yes", "on")
+    if "Path" in kind:
+        return Path(raw)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"retention.{name}: {raw!r} is not a whole number") from None
+
+
+def load_retention_settings(
+    env: Mapping[str, str] | None = None, **overrides: Any
+) -> RetentionSettings:
+    """Env ``AUDITLOG_RETENTION_<NAME>`` > ``[retention]`` of ``auditlog.toml`` > default."""
+    env = os.environ if env is None else env
+    path = Path(env.get("AUDITLOG_CONFIG") or "auditlog.toml")
+    table = tomllib.loads(path.read_text("utf-8")).get("retention", {}) if path.is_file() else {}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(RetentionSettings):
+        raw = overrides.get(
+            f.name, env.get(f"AUDITLOG_RETENTION_{f.name.upper()}", table.get(f.name))
+        )
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(f.name, raw, str(f.type))
+    return RetentionSettings(**values)
+
+
+# --- engines -----------------------------------------------------------------------------
+
+
+def retention_engine(url: URL | str) -> Engine:
+    """An engine whose connections act as ``auditlog_retention`` (the URL's user must be a
+    member: auditlog_app is, on the embedded server)."""
+    engine = db.make_engine(url, "admin")
+
+    @sa.event.listens_for(engine, "connect")
+    def _set_role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET ROLE {RETENTION_ROLE}")
+        dbapi_conn.commit()
+
+    return engine
+
+
+def connect_retention(settings: Any) -> Engine:
+    """The retention engine for ``settings`` (migrating the database on first start)."""
+    writer = db.connect(settings, "writer")
+    url = writer.url
+    writer.dispose()
+    return retention_engine(url)
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy in force: keep ``days`` in the table, then ``archive_days`` more as archives."""
+
+    category: str
+    days: int
+    archive_days: int
+    effective_at: datetime
+    change_id: str
+    proposed_by: str
+    approved_by: str | None
+    reason: str
+
+    def state(self) -> dict[str, int]:
+        return {"days": self.days, "archive_days": self.archive_days}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change waiting for a second compliance lead."""
+
+    change_id: str
+    category: str
+    days: int
+    archive_days: int
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An active legal hold: nothing of ``category`` is purged while it stands."""
+
+    id: int
+    category: str
+    case_name: str
+    reason: str
+    placed_by: str
+    placed_at: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    """What :meth:`Retention.set_policy` did: applied now, or proposed for approval."""
+
+    applied: bool
+    policy: Policy | None = None
+    proposal: Proposal | None = None
+
+
+_POLICIES = sa.text(
+    "SELECT DISTINCT ON (category) category, days, archive_days, effective_at, "
+    "change_id::text, proposed_by, approved_by, reason FROM retention_policies "
+    "ORDER BY category, id DESC"
+)
+_PENDING = sa.text(
+    "SELECT p.change_id::text, p.category, p.days, p.archive_days, p.reason, p.proposed_by, "
+    "p.proposed_at FROM retention_proposals p LEFT JOIN retention_decisions d "
+    "USING (change_id) WHERE d.change_id IS NULL ORDER BY p.proposed_at"
+)
+_HOLDS = sa.text(
+    "SELECT id, category, case_name, reason, placed_by, placed_at FROM active_legal_holds "
+    "ORDER BY category, placed_at"
+)
+
+
+def required_text(value: str | None, field: str, what: str) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise InvalidPolicy(field, f"a {what} is required")
+    if "\x00" in text or len(text) > 2000:
+        raise InvalidPolicy(field, f"the {what} must be plain text of at most 2000 characters")
+    return text
+
+
+def check_category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise InvalidPolicy(
+            "category", f"{value!r} is not a category; use one of {', '.join(CATEGORIES)}"
+        )
+    return value
+
+
+def pending_proposals(conn: Connection) -> list[Proposal]:
+    return [Proposal(*r) for r in conn.execute(_PENDING)]
+
+
+def current_policies(conn: Connection) -> dict[str, Policy | None]:
+    found = {r[0]: Policy(*r) for r in conn.execute(_POLICIES)}
+    return {cat: found.get(cat) for cat in CATEGORIES}
+
+
+def active_holds(conn: Connection) -> list[Hold]:
+    return [Hold(*r) for r in conn.execute(_HOLDS)]
+
+
+__all__ = [
+    "CATEGORIES",
+    "RETENTION_ROLE",
+    "Change",
+    "Hold",
+    "InvalidPolicy",
+    "Policy",
+    "Proposal",
+    "RetentionRefused",
+    "RetentionSettings",
+    "active_holds",
+    "check_category",
+    "connect_retention",
+    "current_policies",
+    "load_retention_settings",
+    "pending_proposals",
+    "required_text",
+    "retention_engine",
+]

@@ -1,0 +1,120 @@
+"""Cached engines and query wrappers for the pages.
+
+Engines are ``st.cache_resource`` (one per database, disposed on release); query results are
+``st.cache_data`` keyed by the settings, the filters' query params, the time zone and the
+view's pinned ``now`` (so paging and reruns of one view see one consistent snapshot).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from auditlog import db, export, query
+from auditlog.identity import Directory
+from auditlog.query import Filters
+from auditlog.settings import Settings, load_settings
+from auditlog.store import AuditLog
+
+PAGE_SIZE = 50
+TTL = 60  # seconds a query result is reused
+Params = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def settings() -> Settings:
+    """The settings for this run (env and ``auditlog.toml``; cheap, read every run)."""
+    return load_settings()
+
+
+def _dispose_log(log: AuditLog) -> None:
+    log.engine.dispose()
+
+
+@st.cache_resource(show_spinner=False, on_release=Engine.dispose)
+def reader(settings: Settings) -> Engine:
+    """The dashboard's SELECT-only engine (role auditlog_reader, statement timeout set)."""
+    return db.connect(settings, "reader")
+
+
+@st.cache_resource(show_spinner=False, on_release=_dispose_log)
+def writer(settings: Settings) -> AuditLog:
+    """The writer the dashboard records its own events with, resolving actors like ingest."""
+    engine = db.connect(settings, "writer")
+    try:
+        return AuditLog(engine, settings, resolve=Directory(engine).resolver())
+    except Exception:
+        engine.dispose()
+        raise
+
+
+def freeze(params: Mapping[str, str | Sequence[str]]) -> Params:
+    """Query params as a hashable, ordered cache key."""
+    items = ((k, (v,) if isinstance(v, str) else tuple(v)) for k, v in params.items())
+    return tuple(sorted(items))
+
+
+def thaw(params: Params) -> Filters:
+    return Filters.from_query_params({k: list(v) for k, v in params})
+
+
+def page_size(s: Settings) -> int:
+    return max(1, min(PAGE_SIZE, s.max_returned_rows))
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def timeline(s: Settings, params: Params, tz: str, now: datetime) -> query.Timeline:
+    """Count, histogram and first page of a timeline view."""
+    return query.timeline(reader(s), thaw(params), page_size(s), None, tz, now)
+
+
+@st.cache_data(ttl=TTL, max_entries=256, show_spinner=False)
+def search(s: Settings, params: Params, after: str, now: datetime) -> query.Page:
+    """A later page of a timeline view (``after`` is the previous page's cursor)."""
+    return query.search(reader(s), thaw(params), page_size(s), after, now)
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def action_counts(s: Settings, params: Params, now: datetime) -> pl.DataFrame:
+    return query.action_counts(reader(s), thaw(params), now)
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def correlation(s: Settings, correlation_id: str) -> pl.DataFrame:
+    return query.correlation(reader(s), correlation_id)
+
+
+@st.cache_data(ttl=TTL, max_entries=256, show_spinner=False)
+def event(s: Settings, event_id: str) -> dict[str, Any]:
+    return query.get_event(reader(s), event_id)
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def target_history(s: Settings, target_type: str, target_id: str) -> pl.DataFrame:
+    return query.target_history(reader(s), target_type, target_id, limit=s.max_returned_rows)
+
+
+def max_download_rows() -> int:
+    """Most rows the browser download holds (``AUDITLOG_MAX_DOWNLOAD_ROWS``, default 200,000,
+    about 150 MB): the finished file is held in memory to hand it to the browser."""
+    cap = export.load_limits().max_export_rows or 10**12
+    return min(int(os.environ.get("AUDITLOG_MAX_DOWNLOAD_ROWS", "200000")), cap)
+
+
+def csv_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
+    """The CSV export of the view, produced on click (``st.download_button`` wants bytes).
+
+    The rows stream from PostgreSQL's COPY in chunks; only the finished file is held, and the
+    export cap (``AUDITLOG_MAX_EXPORT_ROWS``) bounds it: larger exports are refused here with a
+    message, and go through ``auditlog export``, which writes to a file in constant memory.
+    """
+    chunks = export.csv_chunks(
+        reader(s), thaw(params), log=writer(s), actor=actor,
+        context={"user_agent": "auditlog-dashboard"}, now=now,
+    )  # fmt: skip
+    return b"".join(chunks)

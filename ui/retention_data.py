@@ -1,0 +1,55 @@
+"""Cached resources and queries of the Retention page (beside :mod:`ui.data`)."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from auditlog.identity import Directory
+from auditlog.retention import Retention, connect_retention, load_retention_settings
+from auditlog.retention_view import archives_frame, impact, policy_history
+from auditlog.settings import Settings
+from auditlog.store import AuditLog
+from ui import data
+
+TTL = 30  # seconds: policies and archives change rarely, but a change should show soon
+
+
+def _dispose(ret: Retention) -> None:
+    ret.engine.dispose()
+
+
+@st.cache_resource(show_spinner=False, on_release=_dispose)
+def retention(settings: Settings) -> Retention:
+    """Policies and holds, acting as auditlog_retention; changes are logged through it."""
+    engine = connect_retention(settings)
+    try:
+        log = AuditLog(engine, settings, resolve=Directory(engine).resolver())
+        return Retention(log, load_retention_settings())
+    except Exception:
+        engine.dispose()
+        raise
+
+
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
+def impact_preview(
+    s: Settings, category: str, days: int, archive_days: int, held: bool
+) -> pl.DataFrame:
+    return impact(data.reader(s), category, days, archive_days, held)
+
+
+@st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
+def history(s: Settings) -> pl.DataFrame:
+    return policy_history(data.reader(s), limit=s.max_returned_rows)
+
+
+@st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
+def archives(s: Settings) -> pl.DataFrame:
+    return archives_frame(data.reader(s))
+
+
+def clear() -> None:
+    """Forget cached views after a change, so the page shows it at once."""
+    impact_preview.clear()
+    history.clear()
+    archives.clear()
