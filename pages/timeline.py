@@ -63,8 +63,16 @@ if result.count <= data.max_download_rows():
         help="Every matching event with its chain fields; recorded as export.downloaded",
     )  # fmt: skip
 else:
-    st.info(f"{result.count:,} events are more than a browser download holds "
-            f"({data.max_download_rows():,}): narrow the filters or use `auditlog export`.")
+    st.info(
+        f"{result.count:,} events are more than a browser download holds "
+        f"({data.max_download_rows():,}): narrow the filters or use `auditlog export`."
+    )
+st.page_link(
+    "pages/export_siem.py",
+    label="NDJSON or evidence bundle of this view",
+    icon=":material/inventory:",
+    query_params=params,
+)
 st.plotly_chart(charts.histogram_figure(result.histogram, tz, result.bucket), width="stretch")
 
 selected = widgets.events_table(page.rows, tz, key=f"rows-{vk}-{len(stack)}")

@@ -80,7 +80,8 @@ def _table_ids(at: AppTest) -> list[str]:
 def test_every_page_renders_without_exception(seeded: list[dict]) -> None:
     ev = _with_state(seeded)
     params = {"timeline": {"category": "governance"}, "correlation": {
-        "correlation_id": ev["correlation_id"]}, "diff": {"event": ev["event_id"]}, "retention": {}}  # fmt: skip
+        "correlation_id": ev["correlation_id"]}, "diff": {"event": ev["event_id"]}, "retention": {},
+        "export": {"category": "governance", "last": "30d"}, "integrity": {}}  # fmt: skip
     for spec in nav.PAGES:
         for query_params in ({}, params[spec.key]):
             at = app().run()

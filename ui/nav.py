@@ -25,6 +25,8 @@ PAGES: list[PageSpec] = [
     PageSpec("correlation", "pages/correlation.py", "Correlation", ":material/hub:", "Investigate"),
     PageSpec("diff", "pages/diff.py", "Before/after diff", ":material/difference:", "Investigate"),
     PageSpec("retention", "pages/retention.py", "Retention", ":material/inventory_2:", "Govern"),
+    PageSpec("export", "pages/export_siem.py", "Export & SIEM", ":material/output:", "Evidence"),
+    PageSpec("integrity", "pages/integrity.py", "Integrity", ":material/verified:", "Evidence"),
 ]
 
 

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from auditlog import db, integrity
 from auditlog.cli_export import export as export_command
 from auditlog.cli_retention import archive_app, retention_app
+from auditlog.cli_siem import siem_app
+from auditlog.cli_siem import stream as stream_command
 from auditlog.errors import AuditLogError, EventConflict, InvalidEvent
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog, Prepared, prepare
@@ -34,6 +36,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")
 app.add_typer(archive_app, name="archive")
 app.command("export")(export_command)
+app.add_typer(siem_app, name="siem")
+app.command("stream")(stream_command)
 
 
 def _settings() -> Settings:

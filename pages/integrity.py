@@ -1,0 +1,66 @@
+"""Integrity: verify every hash chain and its signed checkpoints; the public key to check them.
+
+Verification reads the whole log, so it runs on request; its result is kept for this view
+until the next press. The public key lets anyone check checkpoints and evidence bundles
+offline (``auditlog verify-bundle``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from auditlog.errors import AuditLogError
+from ui import data, session, widgets
+from ui import export_data as xd
+
+KEY = "integrity.report"
+user = session.guard("integrity", "Integrity")
+tz, s = widgets.current_tz(), data.settings()
+st.title("Integrity")
+session.viewed(user, "integrity", "Integrity", {})
+
+if st.button("Verify the whole log now", type="primary", icon=":material/verified_user:"):
+    try:
+        with st.spinner("Verifying every chain and checkpoint..."):
+            st.session_state[KEY] = (datetime.now(UTC), xd.verify(s, user))
+    except (AuditLogError, SQLAlchemyError) as exc:
+        session.stop_with_error(f"Verification could not run: {exc}")
+        raise
+if KEY not in st.session_state:
+    st.caption("Press the button to recompute every entry hash and check every signature.")
+else:
+    at, report = st.session_state[KEY]
+    when = widgets.local_time(at, tz)
+    if report.ok:
+        chains = len(report.chains)
+        st.success(f"Intact: {report.rows:,} entries in {chains} chains verified (hashes, "
+                   f"links, signed checkpoints) at {when}.", icon=":material/check:")  # fmt: skip
+    else:
+        for p in report.problems:
+            where = f"{p.category} seq {p.seq}" if p.seq is not None else p.category
+            st.error(f"**Tampering or damage in {where}** ({p.kind}): {p.message}",
+                     icon=":material/gpp_bad:")  # fmt: skip
+        st.dataframe(xd.problems_frame(report), hide_index=True, width="stretch")
+        st.caption(f"Verified at {when}.")
+    st.dataframe(xd.chains_frame(report), hide_index=True, width="stretch")
+
+st.subheader("Latest signed checkpoint per category")
+try:
+    checkpoints, keys = xd.latest_checkpoints(s), xd.public_keys(s)
+except (AuditLogError, SQLAlchemyError) as exc:
+    session.stop_with_error(str(exc))
+    raise
+st.dataframe(xd.local(checkpoints, tz), hide_index=True, width="stretch")
+
+st.subheader("Public key")
+if not keys:
+    st.info("No signing key is registered yet; one is created with the first checkpoint.")
+for key_id, pem, current in keys:
+    st.markdown(f"Key `{key_id}`" + (" (signs new checkpoints)" if current else " (older)"))
+    st.code(pem, language="text")
+    st.download_button(f"Download public key {key_id}", pem, file_name=f"auditlog-{key_id}.pem",
+                       mime="application/x-pem-file", on_click="ignore",
+                       icon=":material/key:", key=f"pem-{key_id}")  # fmt: skip

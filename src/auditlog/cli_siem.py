@@ -1,0 +1,208 @@
+"""``auditlog siem add|list|set|test|remove|dead-letters`` and ``auditlog stream``.
+
+Registered by :mod:`auditlog.cli`::
+
+    app.add_typer(siem_app, name="siem")
+    app.command("stream")(stream)
+
+Secrets (HEC token, webhook HMAC key) are read from a file, an environment variable or a
+hidden prompt, never from the command line (where ``ps`` and shell history would keep them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditlog import db
+from auditlog.access import local_identity
+from auditlog.errors import AuditLogError
+from auditlog.settings import load_settings
+from auditlog.siem import destinations as dst
+from auditlog.siem.delivery import send_test
+from auditlog.siem.status import dead_letters, destination_status
+from auditlog.store import AuditLog
+
+siem_app = typer.Typer(help="SIEM destinations (see docs/siem.md).", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(help="destination name: a-z 0-9 _ . -")]
+SecretFile = Annotated[
+    Path | None, typer.Option(help="file holding the HEC token / webhook HMAC key")
+]
+SecretEnv = Annotated[str | None, typer.Option(help="environment variable holding the token / key")]
+Reason = Annotated[str | None, typer.Option(help="why (kept in the audit event)")]
+
+
+@contextmanager
+def _log() -> Iterator[AuditLog]:
+    settings = load_settings()
+    log = AuditLog(db.connect(settings, "writer"), settings)
+    try:
+        yield log
+    finally:
+        log.engine.dispose()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except AuditLogError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _secret(transport: str, path: Path | None, env: str | None, required: bool) -> str | None:
+    if path is not None:
+        return path.read_text("utf-8").strip()
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise dst.InvalidDestination("secret", f"environment variable {env} is not set")
+        return value
+    if not required or transport.startswith("syslog"):
+        return None
+    if not sys.stdin.isatty():
+        raise dst.InvalidDestination("secret", "give --secret-file or --secret-env")
+    return str(typer.prompt("token / HMAC key", hide_input=True))
+
+
+def _options(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v not in (None, [], ())}
+
+
+@siem_app.command("add")
+def add(
+    name: Name,
+    transport: Annotated[str, typer.Option(help="syslog-tcp | syslog-tls | hec | webhook")],
+    endpoint: Annotated[str, typer.Option(help="host:port (syslog) or https:// URL")],
+    format: Annotated[str, typer.Option(help="rfc5424 | cef | ocsf | json")] = "rfc5424",
+    category: Annotated[list[str] | None, typer.Option(help="only these (repeatable)")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="PEM CA to verify the server")] = None,
+    server_name: Annotated[str | None, typer.Option(help="TLS name to verify")] = None,
+    hostname: Annotated[str | None, typer.Option(help="RFC 5424 HOSTNAME / HEC host")] = None,
+    index: Annotated[str | None, typer.Option(help="Splunk index")] = None,
+    sourcetype: Annotated[str | None, typer.Option(help="Splunk sourcetype")] = None,
+    batch: Annotated[int | None, typer.Option(help="items per send (default 1000)")] = None,
+    settle_seconds: Annotated[float | None, typer.Option(help="syslog settle time")] = None,
+    secret_file: SecretFile = None,
+    secret_env: SecretEnv = None,
+    from_now: Annotated[bool, typer.Option(help="skip what is already in the log")] = False,
+    reason: Reason = None,
+) -> None:
+    """Add a destination (audited as siem.destination_added; the secret is not logged)."""
+    with _errors(), _log() as log:
+        options = _options(
+            categories=category,
+            server_name=server_name,
+            hostname=hostname,
+            index=index,
+            sourcetype=sourcetype,
+            batch=batch,
+            settle_seconds=settle_seconds,
+            ca_pem=ca_file.read_text("utf-8") if ca_file else None,
+        )
+        secret = _secret(transport, secret_file, secret_env, required=True)
+        dest = dst.Destination(name, transport, endpoint, format, options, secret)
+        start = "now" if from_now else "beginning"
+        dst.add_destination(log, dest, local_identity().actor(), start, reason)
+    typer.echo(f"added {name}; `auditlog stream` delivers to it")
+
+
+@siem_app.command("set")
+def set_(
+    name: Name,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    endpoint: Annotated[str | None, typer.Option()] = None,
+    format: Annotated[str | None, typer.Option()] = None,
+    secret_file: SecretFile = None,
+    secret_env: SecretEnv = None,
+    reason: Reason = None,
+) -> None:
+    """Change a destination (audited as siem.destination_changed)."""
+    with _errors(), _log() as log:
+        changes = _options(enabled=enable, endpoint=endpoint, format=format)
+        secret = _secret("", secret_file, secret_env, required=False)
+        if secret is not None:
+            changes["secret"] = secret
+        if not changes:
+            raise dst.InvalidDestination("change", "nothing to change; see --help")
+        dst.change_destination(log, name, local_identity().actor(), reason, **changes)
+    typer.echo(f"changed {name}")
+
+
+@siem_app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Destinations with their delivery status (secrets are never shown)."""
+    with _errors(), _log() as log:
+        dests = dst.list_destinations(log.engine)
+        status = destination_status(log.engine)
+    if as_json:
+        doc = [
+            {**d.redacted(), "status": status.filter(destination=d.name).to_dicts()} for d in dests
+        ]
+        typer.echo(json.dumps(doc, default=str, indent=2))
+        return
+    for d in dests:
+        state = "enabled" if d.enabled else "disabled"
+        typer.echo(f"{d.name}  {d.transport} {d.endpoint}  {d.format}  {state}")
+        for r in status.filter(destination=d.name).iter_rows(named=True):
+            err = f"  errors {r['errors']}: {r['last_error']}" if r["last_error"] else ""
+            typer.echo(
+                f"  {r['category']:<14} seq {r['delivered_seq']}/{r['head_seq'] or 0}"
+                f"  lag {r['lag_events']} ({r['lag_seconds']:.0f}s){err}"
+            )
+
+
+@siem_app.command("test")
+def test(name: Name) -> None:
+    """Send one test message (MSGID TEST) to a destination now."""
+    with _errors(), _log() as log:
+        dest = dst.get_destination(log.engine, name, with_secret=True)
+        typer.echo(send_test(dest))
+
+
+@siem_app.command("remove")
+def remove(name: Name, reason: Reason = None) -> None:
+    """Retire a destination (audited as siem.destination_removed; its secret is erased)."""
+    with _errors(), _log() as log:
+        dst.remove_destination(log, name, local_identity().actor(), reason)
+    typer.echo(f"removed {name}")
+
+
+@siem_app.command("dead-letters")
+def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) -> None:
+    """Items receivers rejected permanently (newest first)."""
+    with _errors(), _log() as log:
+        frame = dead_letters(log.engine, name, limit)
+    for r in frame.iter_rows(named=True):
+        typer.echo(f"{r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}")
+
+
+def stream(
+    once: Annotated[bool, typer.Option(help="deliver what is there, then exit")] = False,
+    destination: Annotated[list[str] | None, typer.Option(help="only these")] = None,
+    poll: Annotated[float, typer.Option(help="polling fallback, seconds")] = 2.0,
+) -> None:
+    """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C)."""
+    from auditlog.siem.worker import run_stream
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings()
+    engine = db.connect(settings, "writer")
+    try:
+        code = run_stream(engine, destination, once, poll)
+    finally:
+        engine.dispose()
+    raise typer.Exit(code)
+
+
+__all__ = ["siem_app", "stream"]

@@ -1,0 +1,429 @@
+"""SIEM destinations, stored in the database; every change is a configuration audit event.
+
+A destination names a transport (``syslog-tcp``, ``syslog-tls``, ``hec``, ``webhook``), an
+endpoint (``host:port`` for syslog, an ``https://`` URL for HTTP), a format and options. Its
+secret (HEC token, webhook HMAC key) is stored in its own column, which the dashboard's reader
+role cannot select; audit events, listings and error messages never contain it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from auditlog.errors import ConfigError, NotFound
+from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
+from auditlog.store import ALL_CATEGORIES, AuditLog, Receipt
+
+TRANSPORTS = ("syslog-tcp", "syslog-tls", "hec", "webhook")
+SIEM_CHANNEL = "auditlog_siem"
+REDACTED = "[redacted]"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
+OPTION_TYPES: dict[str, Any] = {
+    "categories": list,
+    "ca_pem": str,
+    "server_name": str,
+    "hostname": str,
+    "pen": int,
+    "batch": int,
+    "settle_seconds": float,
+    "timeout": float,
+    "index": str,
+    "source": str,
+    "sourcetype": str,
+}
+LIMITS: dict[str, tuple[Any, Any]] = {
+    "batch": (1, 10_000),
+    "settle_seconds": (0.0, 60.0),
+    "timeout": (0.5, 300.0),
+    "pen": (1, 2**31 - 1),
+}
+COLUMNS = (
+    "id",
+    "name",
+    "transport",
+    "format",
+    "endpoint",
+    "options",
+    "enabled",
+    "has_secret",
+    "created_at",
+    "updated_at",
+)
+
+
+class InvalidDestination(ConfigError, ValueError):
+    """A destination setting is wrong; ``field`` names it."""
+
+    status = 422
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"siem destination {field}: {reason}")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One SIEM destination. ``secret`` is None unless loaded for delivery."""
+
+    name: str
+    transport: str
+    endpoint: str
+    format: str = "rfc5424"
+    options: dict[str, Any] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    enabled: bool = True
+    id: int | None = None
+    has_secret: bool = False
+    updated_at: datetime | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.options.get("categories") or ALL_CATEGORIES)
+
+    def option(self, name: str, default: Any) -> Any:
+        value = self.options.get(name)
+        return default if value is None else value
+
+    def formatter(self) -> Formatter:
+        fmt: Any = self.format  # validated against FORMATS
+        return Formatter(
+            fmt, self.option("hostname", default_hostname()), self.option("pen", 32473)
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as an audit event or listing shows it: no secret, CA as a hash."""
+        opts = dict(self.options)
+        if "ca_pem" in opts:
+            opts["ca_pem"] = "sha256:" + hashlib.sha256(opts["ca_pem"].encode()).hexdigest()
+        secret = self.secret is not None or self.has_secret
+        return {
+            "name": self.name,
+            "transport": self.transport,
+            "endpoint": self.endpoint,
+            "format": self.format,
+            "options": opts,
+            "enabled": self.enabled,
+            "secret": REDACTED if secret else None,
+        }
+
+
+def _bad(name: str, reason: str) -> InvalidDestination:
+    return InvalidDestination(name, reason)
+
+
+def split_host_port(endpoint: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); InvalidDestination when malformed."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$", endpoint)
+    if m is None:
+        raise _bad("endpoint", f"{endpoint[:80]!r} is not host:port (IPv6 as [addr]:port)")
+    host, port = m.group(1) or m.group(2), int(m.group(3))
+    if m.group(1):
+        ipaddress.IPv6Address(host)
+    elif not _HOST.match(host):
+        raise _bad("endpoint", f"{host[:80]!r} is not a host name or address")
+    if not 1 <= port <= 65535:
+        raise _bad("endpoint", f"port {port} is outside 1-65535")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(endpoint: str) -> None:
+    url = urllib.parse.urlsplit(endpoint)
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise _bad("endpoint", f"{endpoint[:80]!r} is not an https:// URL")
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        raise _bad("endpoint", "plain http is allowed only to a loopback address; use https://")
+    if url.username or url.password:
+        raise _bad("endpoint", "no credentials in the URL; give them as the destination secret")
+
+
+def _check_option(key: str, given: Any) -> Any:
+    typ = OPTION_TYPES.get(key)
+    if typ is None:
+        raise _bad(f"options.{key}", f"unknown option; known: {', '.join(OPTION_TYPES)}")
+    # JSON and the CLI give whole seconds as int
+    value: Any = float(given) if typ is float and type(given) is int else given
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise _bad(f"options.{key}", f"expected {typ.__name__}, got {type(value).__name__}")
+    lo, hi = LIMITS.get(key, (None, None))
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise _bad(f"options.{key}", f"{value} is outside {lo}-{hi}")
+    if key == "categories":
+        unknown = [c for c in value if c not in ALL_CATEGORIES]
+        if unknown or not value:
+            raise _bad("options.categories", f"give some of {', '.join(ALL_CATEGORIES)}")
+    if key == "hostname":
+        try:
+            check_hostname(value)
+        except ValueError as exc:
+            raise _bad("options.hostname", str(exc)) from None
+    return value
+
+
+def validate(dest: Destination) -> Destination:
+    """Check every field; return the destination with normalised options."""
+    if not _NAME.match(dest.name):
+        raise _bad("name", f"{dest.name[:80]!r} is not 1-64 of a-z 0-9 _ . - (starting a-z0-9)")
+    if dest.transport not in TRANSPORTS:
+        raise _bad("transport", f"{dest.transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if dest.format not in FORMATS:
+        raise _bad("format", f"{dest.format!r} is not one of {', '.join(FORMATS)}")
+    if dest.transport.startswith("syslog"):
+        split_host_port(dest.endpoint)
+        if dest.secret:
+            raise _bad("secret", "syslog destinations take no secret")
+    else:
+        _check_url(dest.endpoint)
+        if not dest.secret and not dest.has_secret:
+            what = "HEC token" if dest.transport == "hec" else "HMAC key"
+            raise _bad("secret", f"a {dest.transport} destination needs its {what}")
+        if dest.secret is not None and len(dest.secret) < 8:
+            raise _bad("secret", "too short; use at least 8 characters (32 random bytes for HMAC)")
+    if dest.transport in ("syslog-tcp",) and dest.options.get("ca_pem"):
+        raise _bad("options.ca_pem", "only TLS transports use a CA")
+    options = {k: _check_option(k, v) for k, v in dest.options.items() if v is not None}
+    if "ca_pem" in options and "BEGIN CERTIFICATE" not in options["ca_pem"]:
+        raise _bad("options.ca_pem", "expected PEM text with a BEGIN CERTIFICATE block")
+    return replace(dest, options=options)
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def _row(row: Any, secret: str | None = None) -> Destination:
+    return Destination(
+        name=row["name"],
+        transport=row["transport"],
+        endpoint=row["endpoint"],
+        format=row["format"],
+        options=dict(row["options"] or {}),
+        secret=secret,
+        enabled=row["enabled"],
+        id=row["id"],
+        has_secret=row["has_secret"],
+        updated_at=row["updated_at"],
+    )
+
+
+def list_destinations(engine: Engine, with_secrets: bool = False) -> list[Destination]:
+    """Current (not removed) destinations by name; secrets only when ``with_secrets``."""
+    cols = ", ".join(COLUMNS) + (", secret" if with_secrets else "")
+    sql = f"SELECT {cols} FROM siem_destinations WHERE removed_at IS NULL ORDER BY name"
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql)).mappings().all()
+    return [_row(r, r.get("secret") if with_secrets else None) for r in rows]
+
+
+def get_destination(engine: Engine, name: str, with_secret: bool = False) -> Destination:
+    for dest in list_destinations(engine, with_secrets=with_secret):
+        if dest.name == name:
+            return dest
+    raise NotFound(f"no SIEM destination named {name!r}; `auditlog siem list` shows them")
+
+
+def _locked(conn: Connection, name: str) -> Destination:
+    sql = (
+        f"SELECT {', '.join(COLUMNS)} FROM siem_destinations "
+        "WHERE name = :n AND removed_at IS NULL FOR UPDATE"
+    )
+    row = conn.execute(sa.text(sql), {"n": name}).mappings().first()
+    if row is None:
+        raise NotFound(f"no SIEM destination named {name!r}; `auditlog siem list` shows them")
+    return _row(row)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _audit(
+    log: AuditLog,
+    action: str,
+    actor: Mapping[str, Any],
+    name: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    details: dict[str, Any],
+) -> Receipt:
+    return log.record(
+        {
+            "category": "configuration",
+            "action": f"siem.{action}",
+            "outcome": "success",
+            "occurred_at": _now(),
+            "actor": dict(actor),
+            "target": {"type": "siem_destination", "id": name, "name": name},
+            "before": before,
+            "after": after,
+            "details": details,
+        }
+    )
+
+
+def _start_positions(conn: Connection, dest: Destination, start: str) -> dict[str, int]:
+    if start == "beginning":
+        return {**{c: 0 for c in dest.categories}, "checkpoints": 0}
+    if start != "now":
+        raise _bad("start", f"{start!r} is not 'beginning' or 'now'")
+    heads: dict[str, int] = dict(
+        conn.execute(sa.text("SELECT category, max(seq) FROM events GROUP BY category")).all()
+    )
+    cp = conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM checkpoints"))
+    return {**{c: int(heads.get(c) or 0) for c in dest.categories}, "checkpoints": int(cp)}
+
+
+def _ensure_cursors(conn: Connection, dest_id: int, positions: Mapping[str, int]) -> None:
+    for stream, pos in positions.items():
+        conn.execute(
+            sa.text(
+                "INSERT INTO siem_cursors (destination_id, stream, position) VALUES (:d, :s, :p) "
+                "ON CONFLICT (destination_id, stream) DO NOTHING"
+            ),
+            {"d": dest_id, "s": stream, "p": pos},
+        )
+
+
+def add_destination(
+    log: AuditLog,
+    dest: Destination,
+    actor: Mapping[str, Any],
+    start: str = "beginning",
+    reason: str | None = None,
+) -> Destination:
+    """Store a new destination and its cursors; record ``siem.destination_added``.
+
+    ``start``: ``beginning`` delivers the whole log (the off-platform copy), ``now`` only what
+    is appended from now on.
+    """
+    dest = validate(dest)
+    with log.engine.begin() as conn:
+        taken = conn.scalar(
+            sa.text("SELECT 1 FROM siem_destinations WHERE name = :n AND removed_at IS NULL"),
+            {"n": dest.name},
+        )
+        if taken:
+            raise _bad("name", f"{dest.name!r} already exists; remove it first or choose another")
+        dest_id = conn.scalar(
+            sa.text(
+                "INSERT INTO siem_destinations (name, transport, format, endpoint, options, "
+                "secret, enabled) VALUES (:n, :t, :f, :e, CAST(:o AS jsonb), :s, :en) RETURNING id"
+            ),
+            {
+                "n": dest.name,
+                "t": dest.transport,
+                "f": dest.format,
+                "e": dest.endpoint,
+                "o": json.dumps(dest.options),
+                "s": dest.secret,
+                "en": dest.enabled,
+            },
+        )
+        _ensure_cursors(conn, dest_id, _start_positions(conn, dest, start))
+        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": dest.name})
+        # Recorded before our commit: a change is never made without its audit event.
+        _audit(
+            log,
+            "destination_added",
+            actor,
+            dest.name,
+            None,
+            dest.redacted(),
+            {"start": start, **({"reason": reason} if reason else {})},
+        )
+    return replace(dest, id=dest_id, has_secret=dest.secret is not None)
+
+
+def change_destination(
+    log: AuditLog, name: str, actor: Mapping[str, Any], reason: str | None = None, **changes: Any
+) -> Destination:
+    """Change fields of a destination (``endpoint``, ``format``, ``options``, ``enabled``,
+    ``secret``); record ``siem.destination_changed`` with before/after (secret redacted)."""
+    allowed = {"endpoint", "format", "options", "enabled", "secret"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise _bad(sorted(unknown)[0], f"cannot be changed; change one of {', '.join(allowed)}")
+    with log.engine.begin() as conn:
+        old = _locked(conn, name)
+        new = validate(replace(old, **changes))
+        conn.execute(
+            sa.text(
+                "UPDATE siem_destinations SET format = :f, endpoint = :e, "
+                "options = CAST(:o AS jsonb), enabled = :en, secret = coalesce(:s, secret), "
+                "updated_at = now() WHERE id = :id"
+            ),
+            {
+                "f": new.format,
+                "e": new.endpoint,
+                "o": json.dumps(new.options),
+                "en": new.enabled,
+                "s": changes.get("secret"),
+                "id": old.id,
+            },
+        )
+        _ensure_cursors(conn, int(old.id or 0), {c: 0 for c in new.categories})
+        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
+        details: dict[str, Any] = {"secret_changed": "secret" in changes}
+        if reason:
+            details["reason"] = reason
+        _audit(log, "destination_changed", actor, name, old.redacted(), new.redacted(), details)
+    return replace(new, secret=None)
+
+
+def remove_destination(
+    log: AuditLog, name: str, actor: Mapping[str, Any], reason: str | None = None
+) -> None:
+    """Retire a destination (its secret is erased, its history kept); record the removal."""
+    with log.engine.begin() as conn:
+        old = _locked(conn, name)
+        conn.execute(
+            sa.text(
+                "UPDATE siem_destinations SET removed_at = now(), enabled = false, secret = NULL, "
+                "updated_at = now() WHERE id = :id"
+            ),
+            {"id": old.id},
+        )
+        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
+        _audit(
+            log,
+            "destination_removed",
+            actor,
+            name,
+            old.redacted(),
+            None,
+            {"reason": reason} if reason else {},
+        )
+
+
+__all__ = [
+    "TRANSPORTS",
+    "Destination",
+    "InvalidDestination",
+    "add_destination",
+    "change_destination",
+    "get_destination",
+    "list_destinations",
+    "remove_destination",
+    "split_host_port",
+    "validate",
+]

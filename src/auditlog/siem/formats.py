@@ -1,0 +1,281 @@
+"""What a SIEM receives: RFC 5424 syslog, CEF, OCSF JSON or the plain record, one per item.
+
+Every item carries the full stored record (every hashed field plus ``prev_hash`` and
+``entry_hash``), so the SIEM copy can be chain-verified off-platform with the rule of
+docs/integrity.md. Each format escapes for itself:
+
+- RFC 5424: SD-PARAM values escape ``\\``, ``"`` and ``]`` with a backslash (section 6.3.3);
+  the MSG is JSON with every non-ASCII character and every control character escaped, so it
+  is plain ASCII (no BOM needed) and holds no CR/LF. MSG-LEN (octet counting) is UTF-8 bytes.
+- CEF: header fields escape ``\\`` and ``|``; extension values escape ``\\`` and ``=`` and
+  write CR/LF as ``\\r``/``\\n`` (so no value starts a new field or record).
+- OCSF and the plain record are JSON.
+
+A value parsed back (see :mod:`auditlog.siem.parse`) equals the value stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from auditlog.siem import ocsf
+
+FORMATS = ("rfc5424", "cef", "ocsf", "json")
+Format = Literal["rfc5424", "cef", "ocsf", "json"]
+Kind = Literal["event", "checkpoint", "test"]
+EXAMPLE_PEN = 32473  # IANA's enterprise number for documentation (RFC 5612); see docs/siem.md
+FACILITY = 13  # "log audit"
+SYSLOG_SEVERITY = {"success": 5, "failure": 4, "denied": 4}  # notice, warning, warning
+CEF_SEVERITY = {"success": 3, "failure": 6, "denied": 7}
+MSGID = {"event": "EVENT", "checkpoint": "CHECKPOINT", "test": "TEST"}
+PRODUCT_VERSION = "0.1.0"
+_HOSTNAME = re.compile(r"^[!-~]{1,255}$")
+_SD_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]"})
+_CEF_HEAD_ESCAPE = str.maketrans({"\\": "\\\\", "|": "\\|"})
+_CEF_EXT_ESCAPE = str.maketrans({"\\": "\\\\", "=": "\\=", "\r": "\\r", "\n": "\\n"})
+_ascii_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One thing to deliver: an event (record form), a signed checkpoint, or a test message.
+
+    ``stream`` is the event's category (or ``checkpoints``); ``position`` its seq (or the
+    checkpoint's row id): what the destination's cursor for that stream advances to.
+    """
+
+    kind: Kind
+    stream: str
+    position: int
+    data: dict[str, Any]
+    # ``ascii_json(data)`` when already known (the stored record text, if ASCII): saves a dump
+    text: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """A dedupe key: the event_id, or ``checkpoint:<category>:<seq>``."""
+        if self.kind == "event":
+            return str(self.data["event_id"])
+        if self.kind == "checkpoint":
+            return f"checkpoint:{self.data['category']}:{self.data['seq']}"
+        return f"test:{self.data.get('sent_at', '')}"
+
+    @property
+    def time(self) -> str:
+        """RFC 3339 UTC time of the item: when the event occurred, or the checkpoint signed."""
+        return str(self.data.get("occurred_at") or self.data.get("signed_at") or "")
+
+
+def default_hostname() -> str:
+    """This host's name when it is a valid RFC 5424 HOSTNAME, else the nil value ``-``."""
+    name = socket.gethostname()
+    return name if _HOSTNAME.match(name) else "-"
+
+
+def check_hostname(value: str) -> str:
+    """``value`` if it is a valid RFC 5424 HOSTNAME (1-255 printable US-ASCII), else ValueError."""
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value[:60]!r} is not 1-255 printable US-ASCII characters")
+    return value
+
+
+def epoch_ms(rfc3339: str) -> int:
+    """Milliseconds since the epoch of an RFC 3339 timestamp (CEF and OCSF time fields)."""
+    ts = datetime.fromisoformat(rfc3339)
+    return int(ts.timestamp() * 1000)
+
+
+def ascii_json(value: Any) -> str:
+    """Compact JSON with every non-ASCII and control character escaped."""
+    return _ascii_json(value)
+
+
+# --- RFC 5424 ------------------------------------------------------------------------------
+
+
+def sd_escape(value: str) -> str:
+    """An SD-PARAM value escaped per RFC 5424 section 6.3.3."""
+    return value.translate(_SD_ESCAPE)
+
+
+def sd_element(sd_id: str, params: dict[str, Any]) -> str:
+    """``[sd_id name="value" ...]``; None values are left out."""
+    body = "".join(f' {k}="{sd_escape(str(v))}"' for k, v in params.items() if v is not None)
+    return f"[{sd_id}{body}]"
+
+
+def _event_sd(record: dict[str, Any], pen: int) -> str:
+    # event_id (a UUID), category, seq, action and outcome are validated at ingest to hold no
+    # character SD-PARAM escapes; only the correlation_id is free text.
+    cid = record.get("correlation_id")
+    tail = "" if cid is None else f' correlation_id="{sd_escape(cid)}"'
+    return (
+        f'[auditlog@{pen} event_id="{record["event_id"]}" category="{record["category"]}" '
+        f'seq="{record["seq"]}" action="{record["action"]}" outcome="{record["outcome"]}"{tail}]'
+    )
+
+
+def _checkpoint_sd(cp: dict[str, Any], pen: int) -> str:
+    params = {k: cp[k] for k in ("category", "seq", "entry_hash", "key_id")}
+    return sd_element(f"auditlog-checkpoint@{pen}", params)
+
+
+# --- CEF -----------------------------------------------------------------------------------
+
+
+def cef_header_escape(value: str) -> str:
+    """A CEF header field: backslash and pipe escaped; CR/LF cannot occur (validated names)."""
+    return value.translate(_CEF_HEAD_ESCAPE).replace("\r", " ").replace("\n", " ")
+
+
+def cef_value_escape(value: str) -> str:
+    """A CEF extension value: backslash, equals sign, CR and LF escaped."""
+    return value.translate(_CEF_EXT_ESCAPE)
+
+
+def cef_line(signature: str, name: str, severity: int, ext: dict[str, Any]) -> str:
+    """``CEF:0|auditlog|auditlog|<version>|<signature>|<name>|<severity>|<extension>``."""
+    head = "|".join(
+        cef_header_escape(v)
+        for v in ("auditlog", "auditlog", PRODUCT_VERSION, signature, name, str(severity))
+    )
+    body = " ".join(f"{k}={cef_value_escape(str(v))}" for k, v in ext.items() if v is not None)
+    return f"CEF:0|{head}|{body}"
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _cef_actor(actor: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "suser": _first(actor.get("upn"), actor.get("id"), actor.get("display_name")),
+        "suid": _first(actor.get("id"), actor.get("entra_object_id")),
+    }
+
+
+def _cef_source(ip: str | None) -> dict[str, Any]:
+    if ip is None:
+        return {}
+    if ":" in ip:  # ArcSight's src is IPv4 only; IPv6 goes in c6a2 "Source IPv6 Address"
+        return {"c6a2Label": "Source IPv6 Address", "c6a2": ip}
+    return {"src": ip}
+
+
+def cef_event(record: dict[str, Any]) -> str:
+    """The CEF line of one event; ``cs6`` holds the full record as JSON."""
+    target = record["target"]
+    ext: dict[str, Any] = {
+        "rt": epoch_ms(record["recorded_at"]),
+        "start": epoch_ms(record["occurred_at"]),
+        "externalId": record["event_id"],
+        "cat": record["category"],
+        "act": record["action"],
+        "outcome": record["outcome"],
+        **_cef_actor(record["actor"]),
+        **_cef_source(record.get("source_ip")),
+        "requestClientApplication": record.get("user_agent"),
+        "cs1Label": "targetType",
+        "cs1": target.get("type"),
+        "cs2Label": "targetId",
+        "cs2": target.get("id"),
+        "cs3Label": "targetName",
+        "cs3": target.get("name"),
+        "cs4Label": "correlationId",
+        "cs4": record.get("correlation_id"),
+        "cs5Label": "entryHash",
+        "cs5": record.get("entry_hash"),
+        "cn1Label": "seq",
+        "cn1": record["seq"],
+        "cs6Label": "record",
+        "cs6": ascii_json(record),
+    }
+    sev = CEF_SEVERITY.get(record["outcome"], 5)
+    return cef_line(record["action"], record["action"], sev, ext)
+
+
+def cef_other(kind: str, data: dict[str, Any]) -> str:
+    """The CEF line of a signed checkpoint or a test message (``cs6`` holds it as JSON)."""
+    when = data.get("signed_at") or data.get("sent_at")
+    ext = {
+        "rt": epoch_ms(when) if when else None,
+        "cat": data.get("category"),
+        "cn1Label": "seq" if "seq" in data else None,
+        "cn1": data.get("seq"),
+        "cs5Label": "entryHash" if "entry_hash" in data else None,
+        "cs5": data.get("entry_hash"),
+        "cs6Label": kind,
+        "cs6": ascii_json(data),
+    }
+    return cef_line(f"auditlog.{kind}", f"auditlog.{kind}", 1, ext)
+
+
+# --- the formatter ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """Renders items in one format, for a syslog transport (``syslog``) or HTTP (``payload``)."""
+
+    format: Format = "rfc5424"
+    hostname: str = field(default_factory=default_hostname)
+    pen: int = EXAMPLE_PEN
+    app_name: str = "auditlog"
+
+    def body(self, item: Item) -> str | dict[str, Any]:
+        """The format's own rendering: CEF text, an OCSF object, or the record/checkpoint."""
+        if self.format == "cef":
+            return cef_event(item.data) if item.kind == "event" else cef_other(item.kind, item.data)
+        if self.format == "ocsf":
+            if item.kind == "event":
+                return ocsf.event(item.data, PRODUCT_VERSION)
+            return ocsf.other(item.kind, item.data, PRODUCT_VERSION)
+        return item.data
+
+    def syslog(self, item: Item) -> str:
+        """The complete RFC 5424 message (without framing)."""
+        if item.text is not None and self.format in ("rfc5424", "json"):
+            msg = item.text
+        else:
+            body = self.body(item)
+            msg = body if isinstance(body, str) else ascii_json(body)
+        if item.kind == "event":
+            sev = SYSLOG_SEVERITY.get(item.data["outcome"], 5)
+            sd = _event_sd(item.data, self.pen)
+        elif item.kind == "checkpoint":
+            sev, sd = 5, _checkpoint_sd(item.data, self.pen)
+        else:
+            sev, sd = 6, "-"
+        ts = item.time or "-"
+        return (
+            f"<{FACILITY * 8 + sev}>1 {ts} {self.hostname} {self.app_name} - "
+            f"{MSGID[item.kind]} {sd} {msg}"
+        )
+
+    def payload(self, item: Item) -> str | dict[str, Any]:
+        """What an HTTP destination sends as the item: the syslog line for ``rfc5424``."""
+        return self.syslog(item) if self.format == "rfc5424" else self.body(item)
+
+
+def octet_frame(message: str) -> bytes:
+    """RFC 6587 octet-counted frame: ``MSG-LEN SP SYSLOG-MSG``, MSG-LEN in UTF-8 bytes."""
+    data = message.encode("utf-8")
+    return b"%d %b" % (len(data), data)
+
+
+__all__ = [
+    "FORMATS",
+    "Formatter",
+    "Item",
+    "ascii_json",
+    "cef_event",
+    "check_hostname",
+    "default_hostname",
+    "octet_frame",
+    "sd_escape",
+]
