@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
@@ -22,6 +23,12 @@ from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
 _counter = itertools.count()
+
+# CI runs the property tests with a fixed seed, so a landing never hinges on a lucky draw;
+# developers' runs explore new examples every time (and keep failures in .hypothesis/).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -261,6 +261,11 @@ def _resolve(state: Any, path: str) -> Any:
     return state
 
 
+def test_a_key_ending_in_a_newline_is_quoted_in_the_path() -> None:
+    (change,) = diff({}, {"A\n": None})
+    assert change.path == '["A\\n"]'
+
+
 @given(states, states)
 def test_every_path_names_the_value_it_reports(before: dict, after: dict) -> None:
     for ch in diff(before, after):

@@ -29,7 +29,7 @@ import polars as pl
 Kind = Literal["added", "removed", "changed", "type_changed"]
 ChangeKind = Literal["created", "deleted", "updated", "none"]
 KIND_ORDER: tuple[Kind, ...] = ("changed", "added", "removed", "type_changed")
-_PLAIN_KEY = re.compile(r"^[^\W\d][\w-]*$")
+_PLAIN_KEY = re.compile(r"[^\W\d][\w-]*")  # used with fullmatch: "$" would let "a\n" through
 _COLOURS = {
     "added": "#d7f5dd",
     "removed": "#ffe0e0",
@@ -87,7 +87,7 @@ def _jtype(value: Any) -> str:
 
 def key_path(parent: str, key: str) -> str:
     """``parent.key``, or ``parent["key"]`` when the key is not a plain name."""
-    if _PLAIN_KEY.match(key):
+    if _PLAIN_KEY.fullmatch(key):
         return f"{parent}.{key}" if parent else key
     return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
