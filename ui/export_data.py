@@ -17,12 +17,12 @@ import sqlalchemy as sa
 import streamlit as st
 
 from auditlog import access, bundle, export, integrity, query
+from auditlog.model import CATEGORIES
 from auditlog.settings import Settings
 from auditlog.siem import destinations as dst
 from auditlog.siem import status
 from auditlog.siem.delivery import send_test
 from auditlog.siem.formats import FORMATS
-from auditlog.store import ALL_CATEGORIES
 from ui import data
 from ui.data import Params
 from ui.session import User
@@ -128,7 +128,7 @@ def add_form() -> tuple[dst.Destination, str, str] | None:
         transport = b.selectbox("Transport", dst.TRANSPORTS)
         fmt = c.selectbox("Format", FORMATS)
         endpoint = st.text_input("Endpoint", placeholder="siem.example.com:6514 or https://...")
-        cats = st.multiselect("Categories", ALL_CATEGORIES, default=ALL_CATEGORIES)
+        cats = st.multiselect("Categories", CATEGORIES, default=list(CATEGORIES))
         secret = st.text_input("Secret (HEC token / HMAC key)", type="password",
                                help="Stored in the database; never shown or logged.")  # fmt: skip
         ca = st.text_area("CA certificate (PEM, TLS transports; optional)")

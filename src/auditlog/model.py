@@ -32,6 +32,10 @@ class Category(StrEnum):
     user_activity = "user_activity"
 
 
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+"""The chains, in name order (the order writers take their locks in)."""
+
+
 class Outcome(StrEnum):
     success = "success"
     failure = "failure"

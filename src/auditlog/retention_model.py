@@ -25,10 +25,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from auditlog import db
 from auditlog.errors import AuditLogError, ConfigError
-from auditlog.model import Category
+from auditlog.model import CATEGORIES
 
 RETENTION_ROLE = "auditlog_retention"
-CATEGORIES = tuple(c.value for c in Category)
 
 
 class InvalidPolicy(AuditLogError, ValueError):

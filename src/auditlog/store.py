@@ -25,12 +25,11 @@ from sqlalchemy.engine import Engine
 from auditlog import integrity
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
-from auditlog.model import Actor, AuditEvent, offset_minutes, parse_event, utc_text
+from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
 NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
-ALL_CATEGORIES = ["configuration", "governance", "user_activity"]
 COPY_COLUMNS = (
     "category",
     "seq",
@@ -293,7 +292,7 @@ class AuditLog:
         first = batch.prepare(chunks[0], 0) if chunks else []
         # A batch of several chunks locks every chain (categories of later chunks are not known
         # yet); locks are always taken in name order, so writers never deadlock.
-        cats = ALL_CATEGORIES if len(chunks) > 1 else sorted({p.category for p in first})
+        cats = list(CATEGORIES) if len(chunks) > 1 else sorted({p.category for p in first})
         try:
             with self.engine.begin() as sa_conn:
                 cur = _driver(sa_conn).cursor()
@@ -339,12 +338,11 @@ class AuditLog:
 
     def checkpoint(self, categories: Iterable[str] | None = None) -> list[integrity.Checkpoint]:
         """Sign the current head of each category not yet covered; return what was signed."""
-        from auditlog.model import Category
 
         done = []
         with self.engine.begin() as sa_conn:
             cur = _driver(sa_conn).cursor()
-            for cat in sorted(categories or [c.value for c in Category]):
+            for cat in sorted(categories or CATEGORIES):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
                 seq, head, _ = _head(cur, cat)
                 cur.execute("SELECT max(seq) FROM checkpoints WHERE category = %s", (cat,))
@@ -517,12 +515,8 @@ def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime
     row = cur.fetchone()
     if row:
         return int(row[0]), bytes(row[1]), row[2]
-    cur.execute(
-        "SELECT seq, entry_hash FROM purge_anchors WHERE category = %s ORDER BY seq DESC LIMIT 1",
-        (category,),
-    )
-    anchor = cur.fetchone()
-    return (int(anchor[0]), bytes(anchor[1]), None) if anchor else (0, integrity.ZERO_HASH, None)
+    seq, anchor = integrity.db_anchor(cur.connection, category)
+    return seq, anchor, None
 
 
 def _copy_row(

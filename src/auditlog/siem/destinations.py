@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog.errors import ConfigError, NotFound
+from auditlog.model import CATEGORIES
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
-from auditlog.store import ALL_CATEGORIES, AuditLog, Receipt
+from auditlog.store import AuditLog, Receipt
 
 TRANSPORTS = ("syslog-tcp", "syslog-tls", "hec", "webhook")
 SIEM_CHANNEL = "auditlog_siem"
@@ -91,7 +92,7 @@ class Destination:
 
     @property
     def categories(self) -> list[str]:
-        return list(self.options.get("categories") or ALL_CATEGORIES)
+        return list(self.options.get("categories") or CATEGORIES)
 
     def option(self, name: str, default: Any) -> Any:
         value = self.options.get(name)
@@ -170,9 +171,9 @@ def _check_option(key: str, given: Any) -> Any:
     if lo is not None and hi is not None and not lo <= value <= hi:
         raise _bad(f"options.{key}", f"{value} is outside {lo}-{hi}")
     if key == "categories":
-        unknown = [c for c in value if c not in ALL_CATEGORIES]
+        unknown = [c for c in value if c not in CATEGORIES]
         if unknown or not value:
-            raise _bad("options.categories", f"give some of {', '.join(ALL_CATEGORIES)}")
+            raise _bad("options.categories", f"give some of {', '.join(CATEGORIES)}")
     if key == "hostname":
         try:
             check_hostname(value)
