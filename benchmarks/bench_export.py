@@ -30,39 +30,14 @@ from sqlalchemy.engine import URL
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_database, rate, server_url
+from _common import fresh_database, load_demo, rate, server_url
 
-from auditlog import db, integrity
-from auditlog.demo import demo_events
+from auditlog import db
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
 
-BATCH = 10_000
 TARGET_RATE, TARGET_MB = 150_000, 300
 ACTOR = {"type": "user", "id": "bench-auditor"}
-
-
-def load(url: URL, n: int) -> float:
-    """Store ``n`` demo events through the AuditLog; returns seconds taken."""
-    settings = load_settings(env={}, home=Path(tempfile.mkdtemp(prefix="bench-export-")))
-    engine = db.make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings, signer=integrity.Signer.generate())
-    start = time.perf_counter()
-    batch: list[dict[str, Any]] = []
-    for event in demo_events(n, seed=7, days=90):
-        batch.append(event)
-        if len(batch) == BATCH:
-            log.record_many(batch)
-            batch = []
-    if batch:
-        log.record_many(batch)
-    took = time.perf_counter() - start
-    engine.dispose()
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE events")
-    admin.dispose()
-    return took
 
 
 def stored(url: URL) -> int:
@@ -143,7 +118,7 @@ def main() -> None:
     url = sa.make_url(args.database) if args.database else None
     if url is None or stored(url) < args.events:
         url = url or fresh_database(server_url(), "bench_export")
-        took = load(url, args.events)
+        took = load_demo(url, args.events)
         print(f"loaded {args.events:,} demo events in {took:.1f} s ({rate(args.events, took)})")
     csv_runs = [measure(url, "csv") for _ in range(args.runs)]
     best = min(csv_runs, key=lambda r: r["seconds"])

@@ -21,27 +21,21 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_database, rate, server_url
+from _common import fresh_database, load_demo, rate, server_url
 
-from auditlog import db, diff, integrity, query
-from auditlog.demo import demo_events
+from auditlog import db, diff, query
 from auditlog.query import Filters
-from auditlog.settings import load_settings
-from auditlog.store import AuditLog
 
 END = datetime(2026, 6, 1, tzinfo=UTC)  # demo data spans the 90 days before this
-BATCH = 10_000
 VIEWS: dict[str, Filters] = {
     "last 24h": Filters(last="24h"),
     "last 7d": Filters(last="7d"),
@@ -56,29 +50,6 @@ VIEWS: dict[str, Filters] = {
     "7d free text": Filters(last="7d", text="break-glass"),
 }  # fmt: skip
 DEFAULT_VIEW = "last 7d"
-
-
-def load(url: URL, n: int) -> float:
-    """Store ``n`` demo events through the AuditLog; returns seconds taken."""
-    settings = load_settings(env={}, home=Path(tempfile.mkdtemp(prefix="bench-query-")))
-    engine = db.make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings, signer=integrity.Signer.generate())
-    start = time.perf_counter()
-    batch: list[dict] = []
-    for event in demo_events(n, seed=7, days=90, end=END):
-        batch.append(event)
-        if len(batch) == BATCH:
-            log.record_many(batch)
-            batch = []
-    if batch:
-        log.record_many(batch)
-    took = time.perf_counter() - start
-    engine.dispose()
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE events")
-    admin.dispose()
-    return took
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -156,7 +127,7 @@ def main() -> None:
     results: dict[int, dict[str, float]] = {}
     for n in (int(s) for s in args.sizes.split(",")):
         url = fresh_database(server, f"bench_query_{n}")
-        took = load(url, n)
+        took = load_demo(url, n, end=END)
         print(f"loaded {n:,} demo events through AuditLog.record_many in {took:.1f} s "
               f"({rate(n, took)})", flush=True)  # fmt: skip
         reader = db.make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
