@@ -89,6 +89,32 @@ def test_repeated_event_id_with_different_content_is_an_error(log: AuditLog) -> 
     assert count(log.engine) == 1
 
 
+
+def test_large_batch_with_some_stored_events_stores_only_the_new_ones(log: AuditLog) -> None:
+    # Over CHUNK events: the first attempt takes all as new, the unique index refuses the
+    # repeats, and the careful second attempt answers them from the store.
+    events = [valid(event_id=str(uuid.uuid4()), category="governance") for _ in range(2_500)]
+    stored = log.record_many(events[1_200:1_300])
+    receipts = log.record_many(events)
+    assert [r.duplicate for r in receipts] == [1_200 <= i < 1_300 for i in range(2_500)]
+    assert [r.seq for r in receipts[1_200:1_300]] == [r.seq for r in stored]
+    assert sorted(r.seq for r in receipts if not r.duplicate) == list(range(101, 2_501))
+    assert count(log.engine) == 2_500
+    assert [r.seq for r in rows(log.engine, "governance")] == list(range(1, 2_501))
+    assert integrity.verify_database(log.engine).ok
+
+
+def test_large_batch_repeating_a_stored_event_with_other_content_stores_nothing(
+    log: AuditLog,
+) -> None:
+    events = [valid(event_id=str(uuid.uuid4())) for _ in range(1_500)]
+    log.record(events[1_400])
+    events[1_400] = {**events[1_400], "outcome": "failure"}
+    with pytest.raises(EventConflict, match=events[1_400]["event_id"]):
+        log.record_many(events)
+    assert count(log.engine) == 1
+
+
 BAD_INPUTS = [
     ({"occurred_at": "2026-11-28T09:15:02"}, "occurred_at"),
     ({"occurred_at": "now"}, "occurred_at"),

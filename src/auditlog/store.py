@@ -30,6 +30,7 @@ from auditlog.settings import Settings, load_settings
 
 NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
+FIRST_CHUNK = 100  # the server waits while the first chunk is validated: keep it short
 COPY_COLUMNS = (
     "category",
     "seq",
@@ -278,18 +279,23 @@ class AuditLog:
         Raises BatchRejected (every invalid event by index) or EventConflict; then nothing of
         the batch is stored. Receipts come in input order.
         """
-        chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
         with paused_gc():
-            return self._append(chunks, prepared=False)
+            return self._append(_chunks(events), prepared=False)
 
     def append_prepared(self, prepared: Sequence[Prepared]) -> list[Receipt]:
         """Store already validated events in one transaction; receipts in input order."""
         with paused_gc():
-            return self._append([prepared], prepared=True)
+            return self._append([(0, prepared)], prepared=True)
 
-    def _append(self, chunks: list[Sequence[Any]], prepared: bool) -> list[Receipt]:
-        batch = _Batch(self, prepared)
-        first = batch.prepare(chunks[0], 0) if chunks else []
+    def _append(
+        self, chunks: list[tuple[int, Sequence[Any]]], prepared: bool, careful: bool = False
+    ) -> list[Receipt]:
+        """One transaction. Optimistically the events are taken to be new (looking each up
+        costs more than the rare repeat); if the unique event_id index refuses one, the
+        transaction rolls back and the prepared events go again, ``careful``: looked up first,
+        repeats answered from what is stored."""
+        batch = _Batch(self, prepared, careful)
+        first = batch.prepare(chunks[0][1], 0) if chunks else []
         # A batch of several chunks locks every chain (categories of later chunks are not known
         # yet); locks are always taken in name order, so writers never deadlock.
         cats = list(CATEGORIES) if len(chunks) > 1 else sorted({p.category for p in first})
@@ -300,17 +306,18 @@ class AuditLog:
                 batch.lookup(cur, first)
                 with cur.copy(COPY_SQL) as copy:
                     pending = first
-                    for n, chunk in enumerate(chunks[1:], start=1):
-                        pending = batch.feed(copy, chunk, n * CHUNK, pending)
+                    for offset, chunk in chunks[1:]:
+                        pending = batch.feed(copy, chunk, offset, pending)
                     if batch.errors:
                         raise BatchRejected(batch.errors)
                     batch.write(copy, pending)
                 batch.finish(cur)
         except psycopg.errors.UniqueViolation as exc:
-            raise EventConflict("(one of the batch)", f" in another category: {exc}") from None
-        finally:
-            batch.close()
-        return batch.receipts
+            if careful or exc.diag.constraint_name != "events_event_id_key":
+                raise EventConflict("(one of the batch)", f" in another category: {exc}") from None
+        else:
+            return batch.receipts
+        return self._append([(0, batch.all)], prepared=True, careful=True)
 
     def _maybe_checkpoint(
         self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes, now: datetime
@@ -355,6 +362,14 @@ class AuditLog:
         return done
 
 
+def _chunks(events: Sequence[Any]) -> list[tuple[int, Sequence[Any]]]:
+    """(offset, events) pieces: a short first one, so the COPY starts early, then CHUNK each."""
+    if len(events) <= CHUNK:
+        return [(0, events)]
+    starts = [0, *range(FIRST_CHUNK, len(events), CHUNK)]
+    return [(a, events[a:b]) for a, b in zip(starts, [*starts[1:], len(events)], strict=True)]
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Pause the cyclic GC for a batch: it allocates many small, acyclic objects, and
@@ -374,11 +389,13 @@ def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, 
     The comparison is with the stored record (the exact text hashed), not with the jsonb
     columns, which hold numbers as PostgreSQL normalised them (1e+21 reads back as an int).
     """
-    ids = [p.event_id for p in batch]
+    if not batch:
+        return {}
+    # One text parameter: far cheaper to send than a uuid[] built value by value.
     cur.execute(
         "SELECT event_id::text, category, seq, entry_hash, record FROM events "
-        "WHERE event_id = ANY(%s::uuid[])",
-        (ids,),
+        "WHERE event_id = ANY(string_to_array(%s, ',')::uuid[])",
+        (",".join([p.event_id for p in batch]),),
     )
     rows = cur.fetchall()
     by_id = {p.event_id: p for p in batch}
@@ -396,25 +413,26 @@ class _Batch:
     """State of one append: chain heads, receipts, errors, ids seen; rows go out by COPY.
 
     Validation of chunk n+1 is interleaved with writing chunk n row by row, so the server
-    ingests (from the socket buffer) while we validate. Existing event_ids are looked up on a second
-    connection, since the first is busy with the COPY; the chain locks we hold keep any
-    other writer from adding rows meanwhile.
+    ingests (from the socket buffer) while we validate.
     """
 
-    def __init__(self, log: AuditLog, prepared: bool) -> None:
-        self.log, self.prepared = log, prepared
+    def __init__(self, log: AuditLog, prepared: bool, careful: bool) -> None:
+        self.log, self.prepared, self.careful = log, prepared, careful
         self.receipts: list[Receipt] = []
         self.errors: dict[int, InvalidEvent] = {}
         self.seen: dict[str, tuple[Prepared, Receipt]] = {}
         self.heads: dict[str, tuple[int, bytes]] = {}
         self.written: dict[str, int] = {}
-        self._lookup: Any = None
+        self.existing: dict[str, Receipt] = {}
+        self.all: list[Prepared] = []  # every valid event, for a careful second attempt
 
     def prepare(self, chunk: Sequence[Any], offset: int) -> list[Prepared]:
         if self.prepared:
-            return list(chunk)
-        good, bad = prepare_many(chunk, self.log.settings, self.log.resolve)
-        self.errors.update({offset + i: e for i, e in bad.items()})
+            good = list(chunk)
+        else:
+            good, bad = prepare_many(chunk, self.log.settings, self.log.resolve)
+            self.errors.update({offset + i: e for i, e in bad.items()})
+        self.all.extend(good)
         return good
 
     def start(self, cur: psycopg.Cursor[Any], categories: Sequence[str]) -> None:
@@ -430,13 +448,15 @@ class _Batch:
         self.skew = timedelta(seconds=self.log.settings.clock_skew_seconds)
 
     def lookup(self, cur: psycopg.Cursor[Any], chunk: Sequence[Prepared]) -> None:
-        self.existing = _existing(cur, [p for p in chunk if p.event_id not in self.seen])
+        """Careful attempts only (one chunk, looked up before the COPY starts)."""
+        if self.careful:
+            self.existing = _existing(cur, chunk)
 
     def feed(
         self, copy: Any, chunk: Sequence[Any], offset: int, pending: Sequence[Prepared]
     ) -> list[Prepared]:
         """Validate ``chunk`` while writing ``pending`` (the previous one) a row at a time, so
-        the server ingests rows while we validate; then look up the chunk's event_ids."""
+        the server ingests rows while we validate."""
         if self.prepared:
             self.write(copy, pending)
             good = list(chunk)
@@ -451,12 +471,8 @@ class _Batch:
                     self.write(copy, itertools.islice(rows, 1))
             if not self.errors:
                 self.write(copy, rows)
-        if self.errors:
-            return []  # keep validating, to name every bad event; write nothing more
-        if self._lookup is None:
-            self._lookup = self.log.engine.connect()
-        self.lookup(self._lookup.connection.driver_connection.cursor(), good)
-        return good
+        self.all.extend(good)
+        return [] if self.errors else good  # on errors: validate on, to name every bad event
 
     def write(self, copy: Any, chunk: Iterable[Prepared]) -> None:
         sha256, rec_text = hashlib.sha256, self.rec_text
@@ -493,10 +509,6 @@ class _Batch:
                 "SELECT pg_notify(%s, %s)",
                 (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})),
             )
-
-    def close(self) -> None:
-        if self._lookup is not None:
-            self._lookup.close()
 
 
 def _driver(sa_conn: sa.Connection) -> psycopg.Connection[Any]:
