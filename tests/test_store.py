@@ -9,13 +9,18 @@ from typing import Any
 
 import psycopg
 import pytest
+import rfc8785
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from auditlog import integrity
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
-from auditlog.settings import Settings
-from auditlog.store import NOTIFY_CHANNEL, AuditLog
+from auditlog.settings import Settings, load_settings
+from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
+from tests.test_integrity import json_values
 from tests.test_model import valid
 
 
@@ -87,7 +92,6 @@ def test_repeated_event_id_with_different_content_is_an_error(log: AuditLog) -> 
     with pytest.raises(EventConflict, match=eid):
         log.record(valid(event_id=eid, outcome="failure"))
     assert count(log.engine) == 1
-
 
 
 def test_large_batch_with_some_stored_events_stores_only_the_new_ones(log: AuditLog) -> None:
@@ -274,3 +278,79 @@ def test_repeat_with_a_large_float_is_a_duplicate_not_a_conflict(log: AuditLog) 
     again = log.record(dict(ev))
     assert again.duplicate
     assert again.seq == first.seq
+
+
+# --- the store's field texts are JCS ----------------------------------------------------
+
+# ASCII, with quotes, backslashes and control characters: the fast path (C encoder and
+# f-strings). Any text in display_name and floats in ``after`` take the checked path.
+_text = st.text(st.characters(codec="ascii"), max_size=12)
+_maybe_text = st.none() | _text
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | _text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
+    max_leaves=10,
+)
+
+
+@hyp_settings(max_examples=500, deadline=None)
+@given(
+    actor=st.fixed_dictionaries(
+        {"type": st.sampled_from(["user", "service"]), "id": _text.filter(bool)},
+        optional={
+            "display_name": _maybe_text | st.text(max_size=8),
+            "upn": _maybe_text,
+            "tenant_id": _maybe_text,
+        },
+    ),
+    target=st.fixed_dictionaries(
+        {"type": _text.filter(bool), "id": _text.filter(bool)},
+        optional={"name": _maybe_text},
+    ),
+    details=st.dictionaries(_text, _json, max_size=4),
+    after=st.none() | st.dictionaries(_text, _json | json_values, max_size=3),
+    user_agent=_maybe_text,
+    correlation_id=_maybe_text,
+)
+def test_prepared_record_is_the_rfc8785_form_of_the_record(
+    actor: dict[str, Any],
+    target: dict[str, Any],
+    details: dict[str, Any],
+    after: dict[str, Any] | None,
+    user_agent: str | None,
+    correlation_id: str | None,
+) -> None:
+    raw = valid(
+        actor=actor,
+        target=target,
+        details=details,
+        after=after,
+        user_agent=user_agent,
+        correlation_id=correlation_id,
+        event_id=str(uuid.uuid4()),
+    )
+    try:
+        p = prepare(raw, load_settings(env={}))
+    except InvalidEvent:
+        return  # NUL characters and the like: refused, never hashed
+    record = {
+        "action": raw["action"],
+        "actor": {k: actor.get(k) for k in ACTOR_KEYS} | {"resolved": False},
+        "after": after,
+        "before": raw["before"],
+        "category": raw["category"],
+        "clock_skew": True,
+        "correlation_id": correlation_id,
+        "details": details,
+        "event_id": raw["event_id"],
+        "occurred_at": "2026-11-28T08:15:02.123456Z",
+        "occurred_offset": 60,
+        "outcome": raw["outcome"],
+        "recorded_at": "2026-11-28T10:00:00.000000Z",
+        "seq": 42,
+        "source_ip": raw["source_ip"],
+        "target": {"type": target["type"], "id": target["id"], "name": target.get("name")},
+        "user_agent": user_agent,
+    }
+    text = p.record_text(True, "2026-11-28T10:00:00.000000Z", 42)
+    assert text.encode("utf-8") == rfc8785.dumps(record)

@@ -12,7 +12,7 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +23,8 @@ MAX_SAFE_INT = 2**53 - 1
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
+_RFC3339_PLAIN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -49,6 +51,16 @@ class ActorType(StrEnum):
     system = "system"
 
 
+# The model's fields take these as Literal types: validated in pydantic's core without building
+# enum members (the same error text, and values are plain strings either way).
+CategoryName = Literal["configuration", "governance", "user_activity"]
+OutcomeName = Literal["success", "failure", "denied"]
+ActorTypeName = Literal["user", "service", "automation", "system"]
+assert get_args(CategoryName) == CATEGORIES
+assert get_args(OutcomeName) == tuple(Outcome)
+assert get_args(ActorTypeName) == tuple(ActorType)
+
+
 def _check_text(value: str, what: str = "text") -> str:
     if "\x00" in value:
         raise ValueError(f"contains a NUL character (\\u0000), which {what} cannot hold")
@@ -67,6 +79,11 @@ def parse_timestamp(value: Any) -> datetime:
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
+    if _RFC3339_PLAIN.match(value):  # the common form, which fromisoformat reads as it is
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # not a real date or an offset out of range: the path below says which
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError(
@@ -140,7 +157,7 @@ class _Strict(BaseModel):
 class Actor(_Strict):
     """Who did it. ``resolved`` is set by the directory lookup, never by the producer."""
 
-    type: ActorType
+    type: ActorTypeName
     id: str | None = Field(default=None, max_length=512)
     display_name: str | None = Field(default=None, max_length=512)
     upn: str | None = Field(default=None, max_length=512)
@@ -151,7 +168,9 @@ class Actor(_Strict):
     @field_validator("entra_object_id")
     @classmethod
     def _uuid(cls, v: str | None) -> str | None:
-        return None if v is None else str(uuid.UUID(v))
+        if v is None or _UUID.match(v):  # already canonical: the common case
+            return v
+        return str(uuid.UUID(v))
 
     @pydantic.model_validator(mode="after")
     def _identified(self) -> Actor:
@@ -172,9 +191,9 @@ class AuditEvent(_Strict):
     """One governance action, as a producer sends it."""
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    category: Category
-    action: str = Field(max_length=128)
-    outcome: Outcome
+    category: CategoryName
+    action: str = Field(max_length=128, pattern=_ACTION.pattern)
+    outcome: OutcomeName
     occurred_at: datetime
     actor: Actor
     target: Target
@@ -189,13 +208,6 @@ class AuditEvent(_Strict):
     @classmethod
     def _ts(cls, v: Any) -> datetime:
         return parse_timestamp(v)
-
-    @field_validator("action")
-    @classmethod
-    def _action(cls, v: str) -> str:
-        if not _ACTION.match(v):
-            raise ValueError(f"{v[:60]!r} is not a dotted lower-case verb like 'policy.updated'")
-        return v
 
     @field_validator("source_ip")
     @classmethod
@@ -230,6 +242,10 @@ def parse_event(data: dict[str, Any] | str | bytes | AuditEvent) -> AuditEvent:
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch" and err["loc"] == ("action",):
+            msg = (
+                f"{str(err['input'])[:60]!r} is not a dotted lower-case verb like 'policy.updated'"
+            )
         raise InvalidEvent(_loc(err), msg) from None
 
 
@@ -254,7 +270,8 @@ def canonical_ip(value: str | None) -> str | None:
     if value is None:
         return None
     if ":" not in value:
-        return ".".join(str(b) for b in socket.inet_pton(socket.AF_INET, value))
+        socket.inet_pton(socket.AF_INET, value)  # refuses leading zeros: its input is canonical
+        return value
     try:
         p = socket.inet_pton(socket.AF_INET6, value)
     except OSError:

@@ -77,18 +77,13 @@ class Prepared:
     """
 
     event: AuditEvent
+    event_id: str
+    category: str
     texts: dict[str, str]
-    given_actor: dict[str, Any]
     occurred: datetime
     head: str
     middle: str
     tail: str
-    event_id: str = ""
-    category: str = ""
-
-    def __post_init__(self) -> None:
-        self.event_id = str(self.event.event_id)
-        self.category = self.event.category
 
     def content(self) -> dict[str, str]:
         return {k: v for k, v in self.texts.items() if k != "actor"}
@@ -129,32 +124,55 @@ def _free_values(ev: AuditEvent, actor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _texts(ev: AuditEvent, free: dict[str, Any], slow: bool) -> dict[str, str]:
+def _fixed_texts(ev: AuditEvent, event_id: str) -> dict[str, str]:
     # action, enums, the uuid, the timestamp and the canonical IP are validated to contain
-    # nothing JSON escapes, so quoting them is their JCS form. The free fields are encoded by
-    # the C encoder, which is JCS unless the caller's screen trips (then: checked_text).
+    # nothing JSON escapes, so quoting them is their JCS form.
     ip = ev.source_ip
-    t = {k: checked_text(v, k) if slow else _fast_encode(v) for k, v in free.items()}
-    t.update(
-        {
-            "action": f'"{ev.action}"',
-            "category": f'"{ev.category}"',
-            "event_id": f'"{ev.event_id}"',
-            "occurred_at": f'"{utc_text(ev.occurred_at)}"',
-            "occurred_offset": str(offset_minutes(ev.occurred_at)),
-            "outcome": f'"{ev.outcome}"',
-            "source_ip": "null" if ip is None else f'"{ip}"',
-        }
+    return {
+        "action": f'"{ev.action}"',
+        "category": f'"{ev.category}"',
+        "event_id": f'"{event_id}"',
+        "occurred_at": f'"{utc_text(ev.occurred_at)}"',
+        "occurred_offset": str(offset_minutes(ev.occurred_at)),
+        "outcome": f'"{ev.outcome}"',
+        "source_ip": "null" if ip is None else f'"{ip}"',
+    }
+
+
+def _fast_texts(ev: AuditEvent, event_id: str, a: Actor, resolved: bool) -> dict[str, str]:
+    """Field texts by the C encoder and f-strings, which are JCS unless the caller's screen
+    trips (non-ASCII, an escaped NUL, a float or a big number: then ``_checked_texts``).
+
+    Actor and target have fixed keys, written here in sorted order; their values are strings
+    (encoded as the C encoder encodes them), None, the validated type or the flag.
+    """
+    q, t = _encode_str, ev.target
+    oid = a.entra_object_id
+    texts = _fixed_texts(ev, event_id)
+    texts["actor"] = (
+        f'{{"display_name":{"null" if a.display_name is None else q(a.display_name)},'
+        f'"entra_object_id":{"null" if oid is None else q(oid)},'
+        f'"id":{"null" if a.id is None else q(a.id)},'
+        f'"resolved":{"true" if resolved else "false"},'
+        f'"tenant_id":{"null" if a.tenant_id is None else q(a.tenant_id)},'
+        f'"type":"{a.type}","upn":{"null" if a.upn is None else q(a.upn)}}}'
     )
-    return t
+    texts["after"] = "null" if ev.after is None else _encode(ev.after)
+    texts["before"] = "null" if ev.before is None else _encode(ev.before)
+    texts["correlation_id"] = "null" if ev.correlation_id is None else q(ev.correlation_id)
+    texts["details"] = _encode(ev.details)
+    texts["target"] = (
+        f'{{"id":{q(t.id)},"name":{"null" if t.name is None else q(t.name)},"type":{q(t.type)}}}'
+    )
+    texts["user_agent"] = "null" if ev.user_agent is None else q(ev.user_agent)
+    return texts
 
 
-def _fast_encode(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value.__class__ is str:
-        return _encode_str(value)
-    return _encode(value)
+def _checked_texts(ev: AuditEvent, event_id: str, a: Actor, resolved: bool) -> dict[str, str]:
+    """Field texts walked in Python: names the offending field, or canonicalises floats and
+    non-ASCII keys exactly (the rfc8785 package)."""
+    free = _free_values(ev, {**_actor_dict(a), "resolved": resolved})
+    return _fixed_texts(ev, event_id) | {k: checked_text(v, k) for k, v in free.items()}
 
 
 def _segments(t: dict[str, str]) -> tuple[str, str, str]:
@@ -171,14 +189,14 @@ def _segments(t: dict[str, str]) -> tuple[str, str, str]:
     return head, middle, tail
 
 
-def _check_sizes(t: dict[str, str], total: int, settings: Settings) -> None:
+def _check_sizes(
+    t: dict[str, str], total: int, settings: Settings, size: Callable[[str], int]
+) -> None:
     cap = settings.max_state_bytes
     for name in ("before", "after"):
-        size = _byte_len(t[name])
-        if size > cap:
-            raise InvalidEvent(
-                name, f"{size} bytes exceeds the {cap}-byte cap for before/after state"
-            )
+        n = size(t[name])
+        if n > cap:
+            raise InvalidEvent(name, f"{n} bytes exceeds the {cap}-byte cap for before/after state")
     if total > settings.max_event_bytes:
         raise InvalidEvent(
             "event", f"{total} bytes exceeds the {settings.max_event_bytes}-byte cap for one event"
@@ -188,21 +206,26 @@ def _check_sizes(t: dict[str, str], total: int, settings: Settings) -> None:
 def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) -> Prepared:
     """Validate one event and compute its canonical field texts (no database access)."""
     ev = parse_event(raw)
-    given = {k: v for k, v in _actor_dict(ev.actor).items() if v is not None and k != "resolved"}
+    event_id = str(ev.event_id)
     actor = resolve(ev.actor) if resolve else ev.actor
-    free = _free_values(ev, {**_actor_dict(actor), "resolved": bool(resolve and actor.resolved)})
+    resolved = bool(resolve and actor.resolved)
     try:
-        t = _texts(ev, free, slow=False)
+        t = _fast_texts(ev, event_id, actor, resolved)
         head, middle, tail = _segments(t)
         # actor and target hold only validated strings; numbers can come in the free JSON
-        slow = not screen_ok(head + middle + tail, t["before"] + t["after"] + t["details"])
+        text = head + middle + tail
+        slow = not screen_ok(text, t["before"] + t["after"] + t["details"])
     except (TypeError, ValueError):
         slow = True
-    if slow:  # names the offending field, or canonicalises floats / non-ASCII keys exactly
-        t = _texts(ev, free, slow=True)
+    if slow:
+        t = _checked_texts(ev, event_id, actor, resolved)
         head, middle, tail = _segments(t)
-    _check_sizes(t, _byte_len(head) + _byte_len(middle) + _byte_len(tail) + 64, settings)
-    return Prepared(ev, t, given, ev.occurred_at, head, middle, tail)
+        size = _byte_len
+        total = size(head) + size(middle) + size(tail)
+    else:  # the screen saw ASCII only: characters are bytes
+        size, total = len, len(text)
+    _check_sizes(t, total + 64, settings, size)
+    return Prepared(ev, event_id, ev.category, t, ev.occurred_at, head, middle, tail)
 
 
 def prepare_many(
@@ -225,7 +248,8 @@ def _same_content(p: Prepared, stored: dict[str, Any]) -> str:
         if jcs_text(stored[key]) != text:
             return key
     actor = stored["actor"]
-    for key, value in p.given_actor.items():
+    given = {k: v for k, v in _actor_dict(p.event.actor).items() if k != "resolved"}
+    for key, value in ((k, v) for k, v in given.items() if v is not None):
         if actor.get(key) != value:
             return f"actor.{key}"
     return ""
