@@ -276,4 +276,4 @@ def canonical_ip(value: str | None) -> str | None:
         p = socket.inet_pton(socket.AF_INET6, value)
     except OSError:
         raise ValueError(f"{value!r} is not an IPv6 address") from None
-    return ":".join(f"{p[i] << 8 | p[i + 1]:04x}" for i in range(0, 16, 2))
+    return p.hex(":", 2)  # eight groups of two bytes: 2001:0db8:0000:...

@@ -30,6 +30,7 @@ from auditlog.settings import Settings, load_settings
 
 NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
+STRIDE = 8  # rows written per STRIDE events validated
 FIRST_CHUNK = 100  # the server waits while the first chunk is validated: keep it short
 COPY_COLUMNS = (
     "category",
@@ -479,20 +480,20 @@ class _Batch:
     def feed(
         self, copy: Any, chunk: Sequence[Any], offset: int, pending: Sequence[Prepared]
     ) -> list[Prepared]:
-        """Validate ``chunk`` while writing ``pending`` (the previous one) a row at a time, so
-        the server ingests rows while we validate."""
+        """Validate ``chunk`` while writing ``pending`` (the previous one) a few rows at a time,
+        so the server ingests rows while we validate."""
         if self.prepared:
             self.write(copy, pending)
             good = list(chunk)
         else:
             good, rows = [], iter(pending)
-            for i, raw in enumerate(chunk):
+            for i, raw in enumerate(chunk, start=1):
                 try:
                     good.append(prepare(raw, self.log.settings, self.log.resolve))
                 except InvalidEvent as exc:
-                    self.errors[offset + i] = exc
-                if not self.errors:
-                    self.write(copy, itertools.islice(rows, 1))
+                    self.errors[offset + i - 1] = exc
+                if not i % STRIDE and not self.errors:
+                    self.write(copy, itertools.islice(rows, STRIDE))
             if not self.errors:
                 self.write(copy, rows)
         self.all.extend(good)
