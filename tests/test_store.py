@@ -134,6 +134,8 @@ BAD_INPUTS = [
     ({"details": {"big": 2**60}}, "details"),
     ({"details": {"lone": "\ud800"}}, "details"),
     ({"before": {"blob": "x" * 70_000}}, "before"),
+    ({"after": {"blob": "é" * 40_000}}, "after"),  # 40,000 characters, 80,000 UTF-8 bytes
+    ({"details": {"blob": "é" * 140_000}}, "event"),
     ({"details": {"blob": "x" * 300_000}}, "event"),
     ({"action": "Policy Updated"}, "action"),
 ]

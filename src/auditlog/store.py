@@ -218,13 +218,13 @@ def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) 
         slow = not screen_ok(text, t["before"] + t["after"] + t["details"])
     except (TypeError, ValueError):
         slow = True
+    size: Callable[[str], int] = len  # the screen saw ASCII only: characters are bytes
     if slow:
         t = _checked_texts(ev, event_id, actor, resolved)
         head, middle, tail = _segments(t)
         size = _byte_len
-        total = size(head) + size(middle) + size(tail)
-    else:  # the screen saw ASCII only: characters are bytes
-        size, total = len, len(text)
+        text = head + middle + tail
+    total = size(text)
     _check_sizes(t, total + 64, settings, size)
     return Prepared(ev, event_id, ev.category, t, ev.occurred_at, head, middle, tail)
 
