@@ -132,6 +132,7 @@ BAD_INPUTS = [
     ({"after": {"nested": [{"deep": "\x00"}]}}, "after"),
     ({"actor": {"type": "user", "upn": "a\x00@b.c"}}, "actor"),
     ({"details": {"big": 2**60}}, "details"),
+    ({"details": {"a": {1: 2, "b": 3}}}, "details"),
     ({"details": {"lone": "\ud800"}}, "details"),
     ({"before": {"blob": "x" * 70_000}}, "before"),
     ({"after": {"blob": "é" * 40_000}}, "after"),  # 40,000 characters, 80,000 UTF-8 bytes

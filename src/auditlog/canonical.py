@@ -116,6 +116,10 @@ def checked_text(value: Any, field: str) -> str:
     try:
         text = _encode(value)
     except (TypeError, ValueError) as exc:
+        try:
+            check_json(value)  # names the path (e.g. a key that is not a string)
+        except ValueError as named:
+            raise InvalidEvent(field, str(named)) from None
         raise InvalidEvent(field, f"not representable as JSON: {exc}") from None
     plain = text.isascii() and "\\u0000" not in text and text[0] not in "-0123456789"
     if plain and (
