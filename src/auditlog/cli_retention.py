@@ -66,6 +66,7 @@ def _check_category(category: str) -> str:
 
 Category = Annotated[str, typer.Argument(help=", ".join(CATEGORIES), callback=_check_category)]
 Reason = Annotated[str, typer.Option("--reason", help="why (required; recorded in the log)")]
+Case = Annotated[str, typer.Option(help="the legal case or matter")]
 
 
 @retention_app.command("run")
@@ -140,7 +141,7 @@ def reject_command(
 @retention_app.command("hold")
 def hold_command(
     category: Category,
-    case: Annotated[str, typer.Option(help="the legal case or matter")],
+    case: Case,
     reason: Reason,
 ) -> None:
     """Place a legal hold: nothing of the category is purged until it is released."""
@@ -153,7 +154,7 @@ def hold_command(
 @retention_app.command("release")
 def release_command(
     category: Category,
-    case: Annotated[str, typer.Option(help="the legal case or matter")],
+    case: Case,
     reason: Reason,
 ) -> None:
     """Lift a legal hold."""

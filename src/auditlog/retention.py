@@ -371,12 +371,17 @@ class Retention:
 
     # -- legal holds ----------------------------------------------------------------------
 
-    def place_hold(
-        self, who: Identity, role: Role | None, category: str, case_name: str, reason: str
-    ) -> Hold:
-        """Place a legal hold: nothing of ``category`` is purged until it is lifted."""
+    def _authorize_hold(
+        self,
+        who: Identity,
+        role: Role | None,
+        action: str,
+        category: str,
+        case_name: str,
+        reason: str,
+    ) -> dict[str, str]:
+        """The hold's target, once ``who`` may change legal holds (a refusal is logged)."""
         target = _hold_target(check_category(category), case_name)
-        action = "retention.legal_hold_placed"
         self._authorize(
             who,
             role,
@@ -387,6 +392,14 @@ class Retention:
             case_name=case_name,
             reason=reason,
         )
+        return target
+
+    def place_hold(
+        self, who: Identity, role: Role | None, category: str, case_name: str, reason: str
+    ) -> Hold:
+        """Place a legal hold: nothing of ``category`` is purged until it is lifted."""
+        action = "retention.legal_hold_placed"
+        target = self._authorize_hold(who, role, action, category, case_name, reason)
         case = required_text(case_name, "case_name", "case name")
         reason = required_text(reason, "reason", "reason for the hold")
         with self.engine.begin() as conn:
@@ -419,18 +432,8 @@ class Retention:
         self, who: Identity, role: Role | None, category: str, case_name: str, reason: str
     ) -> Hold:
         """Lift the active hold of ``category`` for ``case_name``; logged."""
-        target = _hold_target(check_category(category), case_name)
         action = "retention.legal_hold_lifted"
-        self._authorize(
-            who,
-            role,
-            "legal_hold.change",
-            action,
-            target,
-            category=category,
-            case_name=case_name,
-            reason=reason,
-        )
+        target = self._authorize_hold(who, role, action, category, case_name, reason)
         reason = required_text(reason, "reason", "reason for lifting the hold")
         with self.engine.begin() as conn:
             self._locked(conn, category)
