@@ -12,8 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from auditlog import db, integrity
+from auditlog.db.migrate import upgrade
+from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
+from auditlog.integrity.keys import Signer
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
 
@@ -38,8 +40,8 @@ def fresh_database(server: URL, name: str) -> URL:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     url = server.set(database=name)
-    admin = db.make_engine(url, "admin")
-    db.upgrade(admin)
+    admin = make_engine(url, "admin")
+    upgrade(admin)
     admin.dispose()
     return url
 
@@ -48,8 +50,8 @@ def load_demo(url: URL, n: int, end: datetime | None = None, batch: int = 10_000
     """Store ``n`` demo events (90 days up to ``end``) through the AuditLog, the honest path
     with validation and chaining, then VACUUM ANALYZE; return the seconds the storing took."""
     settings = load_settings(env={}, home=Path(tempfile.mkdtemp(prefix="bench-home-")))
-    engine = db.make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings, signer=integrity.Signer.generate())
+    engine = make_engine(url.set(username="auditlog_app"), "writer")
+    log = AuditLog(engine, settings, signer=Signer.generate())
     events = demo_events(n, seed=7, days=90, end=end)
     start = time.perf_counter()
     while chunk := list(itertools.islice(events, batch)):

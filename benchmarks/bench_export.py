@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import fresh_database, load_demo, rate, server_url
 
-from auditlog import db
+from auditlog.db.server import make_engine
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
 
@@ -65,15 +65,15 @@ def peak_mb() -> float:
 
 def child(url_text: str, fmt: str) -> None:
     """Run one export and print its figures as JSON (runs in its own process)."""
-    from auditlog.bundle import write_bundle
-    from auditlog.bundle_verify import verify_bundle
-    from auditlog.export import ExportLimits, write_export
-    from auditlog.filters import Filters
+    from auditlog.evidence.bundle import write_bundle
+    from auditlog.evidence.export import ExportLimits, write_export
+    from auditlog.evidence.verify import verify_bundle
+    from auditlog.query.filters import Filters
 
     url = sa.make_url(url_text)
     home = Path(tempfile.mkdtemp(prefix="bench-export-child-"))
-    writer = db.make_engine(url.set(username="auditlog_app"), "writer")
-    reader = db.make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
+    writer = make_engine(url.set(username="auditlog_app"), "writer")
+    reader = make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
     log = AuditLog(writer, load_settings(env={}, home=home))
     limits = ExportLimits(max_export_rows=0)
     base_mb = peak_mb()

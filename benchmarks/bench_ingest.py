@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import fresh_database, rate, server_url
 
-from auditlog import db, integrity
+from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import Signer
 from auditlog.settings import load_settings
 from auditlog.store import COPY_COLUMNS, COPY_SQL, AuditLog
 
@@ -38,7 +40,7 @@ def bare_copy(source, target_url, batch: int) -> tuple[int, float]:
         cols = ", ".join(f"{c}::text" if c in jsonb else c for c in COPY_COLUMNS)
         rows = conn.exec_driver_sql(f"SELECT {cols} FROM events").all()
     rows = [tuple(r) for r in rows]
-    target = db.make_engine(target_url.set(username="auditlog_app"), "writer")
+    target = make_engine(target_url.set(username="auditlog_app"), "writer")
     start = time.perf_counter()
     for i in range(0, len(rows), batch):
         with target.begin() as conn:
@@ -60,8 +62,8 @@ def main() -> None:
     server = server_url()
     url = fresh_database(server, "bench_ingest")
     settings = load_settings(env={})
-    engine = db.make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings, signer=integrity.Signer.generate())
+    engine = make_engine(url.set(username="auditlog_app"), "writer")
+    log = AuditLog(engine, settings, signer=Signer.generate())
     events = list(demo_events(args.events, seed=11))
     print(f"ingest: {args.events:,} demo events in batches of {args.batch:,}")
     took = ingest(log, events, args.batch)
@@ -80,7 +82,7 @@ def main() -> None:
     q = statistics.quantiles(lat, n=100)
     print(f"record(): p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms over {len(lat):,} (target p99 <= 10)")
     t = time.perf_counter()
-    report = integrity.verify_database(engine)
+    report = verify_database(engine)
     took = time.perf_counter() - t
     print(
         f"verify: {report.rows:,} rows in {took:.2f} s = {rate(report.rows, took)} "

@@ -32,8 +32,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import fresh_database, load_demo, rate, server_url
 
-from auditlog import db, diff, query
-from auditlog.query import Filters
+from auditlog import diff
+from auditlog.db.server import make_engine
+from auditlog.query.drilldown import correlation, get_event
+from auditlog.query.filters import Filters
+from auditlog.query.timeline import count, timeline
 
 END = datetime(2026, 6, 1, tzinfo=UTC)  # demo data spans the 90 days before this
 VIEWS: dict[str, Filters] = {
@@ -79,17 +82,17 @@ def measure(reader: Engine, runs: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, f in VIEWS.items():
         f = f.replace(actor=upn) if f.actor else f
-        out[name] = p95(timed(lambda f=f: query.timeline(reader, f, now=END), runs))
-        out[f"{name} (count)"] = query.count(reader, f, now=END)
+        out[name] = p95(timed(lambda f=f: timeline(reader, f, now=END), runs))
+        out[f"{name} (count)"] = count(reader, f, now=END)
     rnd = random.Random(1)
     cids = _sample(reader, "SELECT DISTINCT correlation_id FROM events "
                    "WHERE correlation_id IS NOT NULL ORDER BY 1 LIMIT %s", 500)  # fmt: skip
-    out["correlation"] = p95(timed(lambda: query.correlation(reader, rnd.choice(cids)), runs * 5))
+    out["correlation"] = p95(timed(lambda: correlation(reader, rnd.choice(cids)), runs * 5))
     eids = _sample(reader, "SELECT event_id FROM events WHERE before IS NOT NULL "
                    "ORDER BY event_id LIMIT %s", 500)  # fmt: skip
 
     def one_diff() -> None:
-        event = query.get_event(reader, rnd.choice(eids))
+        event = get_event(reader, rnd.choice(eids))
         diff.diff(event["before"], event["after"])
         diff.highlighted(event["before"], event["after"])
 
@@ -130,7 +133,7 @@ def main() -> None:
         took = load_demo(url, n, end=END)
         print(f"loaded {n:,} demo events through AuditLog.record_many in {took:.1f} s "
               f"({rate(n, took)})", flush=True)  # fmt: skip
-        reader = db.make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
+        reader = make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
         try:
             results[n] = measure(reader, args.runs)
         finally:

@@ -27,12 +27,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 import sqlalchemy as sa
 from _common import fresh_database, rate, server_url
 
-from auditlog import db, integrity, query
 from auditlog.access import Identity
+from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
-from auditlog.query import Filters
-from auditlog.retention import CATEGORIES, Retention, RetentionSettings, retention_engine
-from auditlog.retention_run import RetentionRun
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import Signer
+from auditlog.model import CATEGORIES
+from auditlog.query.filters import Filters
+from auditlog.query.timeline import search, timeline
+from auditlog.retention.policies import Retention
+from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.run import RetentionRun
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
 
@@ -67,11 +72,9 @@ def queries(reader, now: datetime) -> dict[str, tuple[float, float]]:  # type: i
     recent = Filters(time_from=now - timedelta(days=61), time_to=now + timedelta(days=1))
     return {
         "timeline, last 60 days (count + histogram + page)": timed(
-            lambda: query.timeline(reader, recent, now=now)
+            lambda: timeline(reader, recent, now=now)
         ),
-        "first page, all time, newest first": timed(
-            lambda: query.search(reader, Filters(), now=now)
-        ),
+        "first page, all time, newest first": timed(lambda: search(reader, Filters(), now=now)),
     }
 
 
@@ -87,7 +90,7 @@ def compare(label: str, before: dict, after: dict) -> None:  # type: ignore[type
 
 def vacuum(url) -> None:  # type: ignore[no-untyped-def]
     """What autovacuum does after a purge (here at once, so the figure does not wait on it)."""
-    admin = db.make_engine(url, "admin")
+    admin = make_engine(url, "admin")
     with admin.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(
             sa.text("VACUUM ANALYZE events")
@@ -105,8 +108,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="auditlog-bench-retention-"))
     settings = load_settings(env={}, home=home)
     engine = retention_engine(url.set(username="auditlog_app"))
-    reader = db.make_engine(url.set(username="auditlog_dashboard"), "reader")
-    log = AuditLog(engine, settings, signer=integrity.Signer.generate())
+    reader = make_engine(url.set(username="auditlog_dashboard"), "reader")
+    log = AuditLog(engine, settings, signer=Signer.generate())
     now = datetime.now(UTC)
     old_start = now - timedelta(days=730 + 30 * MONTHS)
     t = time.perf_counter()
@@ -141,7 +144,7 @@ def main() -> None:
     vacuum(url)
     compare("after VACUUM ANALYZE", before, queries(reader, now))
     t = time.perf_counter()
-    check = integrity.verify_database(reader)
+    check = verify_database(reader)
     print(
         f"verify after purge: {check.rows:,} rows, ok={check.ok} in {time.perf_counter() - t:.1f} s"
     )

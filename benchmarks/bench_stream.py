@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from _common import fresh_database, rate, server_url
 from rsyslog import Rsyslog, make_tls_files
 
-from auditlog import db
+from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
 from auditlog.settings import load_settings
-from auditlog.siem import Destination, add_destination
+from auditlog.siem.destinations import Destination, add_destination
 from auditlog.siem.worker import Streamer
 from auditlog.store import AuditLog
 
@@ -137,7 +137,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="auditlog-bench-stream-"))
     url = fresh_database(server_url(), "bench_stream")
     settings = load_settings(env={}, home=work / "home", database_url=url.render_as_string(False))
-    engine = db.make_engine(url.set(username="auditlog_app"), "writer")
+    engine = make_engine(url.set(username="auditlog_app"), "writer")
     log = AuditLog(engine, settings)
     rsyslog = Rsyslog(work / "rsyslog", make_tls_files(work / "tls")).start()
     try:

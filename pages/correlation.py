@@ -5,7 +5,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from auditlog import charts, query
+from auditlog import charts
+from auditlog.query.drilldown import correlation_summary
+from auditlog.query.timeline import format_times
 from ui import data, session, widgets
 
 user = session.guard("correlation", "Correlation")
@@ -26,7 +28,7 @@ session.viewed(user, "correlation", "Correlation", {"correlation_id": cid})
 frame = data.correlation(s, cid)
 if frame.is_empty():
     session.stop_with_error(f"No events carry correlation ID {cid!r}.")
-summary = query.correlation_summary(frame)
+summary = correlation_summary(frame)
 
 a, b, c, d = st.columns(4)
 a.metric("Events", f"{summary.events:,}")
@@ -44,7 +46,7 @@ st.plotly_chart(charts.correlation_timeline_figure(frame, tz), width="stretch")
 
 st.subheader("Events, oldest first")
 links = frame.with_columns(("diff?event=" + pl.col("event_id")).alias("diff"))
-shown = query.format_times(links, tz).select(
+shown = format_times(links, tz).select(
     pl.col("occurred_at_local").alias("time"), "diff", "category", "action", "outcome",
     pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
     pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ")

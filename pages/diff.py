@@ -5,8 +5,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from auditlog import diff, query
+from auditlog import diff
 from auditlog.errors import AuditLogError
+from auditlog.query.timeline import format_times
 from ui import data, session, widgets
 
 user = session.guard("diff", "Before/after diff")
@@ -60,7 +61,7 @@ if kind != "none":
 
 st.subheader(f"Change story of {target['type']} {target.get('name') or target['id']}")
 story = data.target_history(s, target["type"], target["id"])
-shown = query.format_times(story, tz).select(
+shown = format_times(story, tz).select(
     pl.col("occurred_at_local").alias("time"), "action", "outcome",
     pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
     pl.col("summary").alias("change"), ("?event=" + pl.col("event_id")).alias("diff"),

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditlog import access, export
+from auditlog import access
 from auditlog.errors import AuditLogError
-from auditlog.query import Filters
+from auditlog.evidence.export import export_filename
+from auditlog.query.filters import Filters
 from auditlog.selfaudit import view_key
 from ui import data, session, widgets
 from ui import export_data as xd
@@ -69,11 +70,11 @@ elif access.allowed(user.role, "export.download"):
     a, b = st.columns(2)
     a.download_button(f"Download NDJSON ({rows:,} events)",
                       lambda: xd.ndjson_download(s, frozen, now, actor),
-                      file_name=export.export_filename("ndjson", now), on_click="ignore",
+                      file_name=export_filename("ndjson", now), on_click="ignore",
                       mime="application/x-ndjson", icon=":material/download:")  # fmt: skip
     b.download_button("Download evidence bundle (ZIP)",
                       lambda: xd.bundle_download(s, frozen, now, actor),
-                      file_name=export.export_filename("bundle", now), on_click="ignore",
+                      file_name=export_filename("bundle", now), on_click="ignore",
                       mime="application/zip", icon=":material/verified:",
                       help="CSV + NDJSON + manifest signed with the checkpoint key")  # fmt: skip
 

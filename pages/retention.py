@@ -14,8 +14,8 @@ import streamlit as st
 
 from auditlog import access
 from auditlog.errors import AuditLogError
-from auditlog.retention import CATEGORIES
-from auditlog.retention_view import (
+from auditlog.model import CATEGORIES
+from auditlog.retention.view import (
     download_event,
     find_archive,
     holds_frame,

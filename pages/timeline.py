@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auditlog import charts
 from auditlog.errors import AuditLogError
-from auditlog.query import Filters
+from auditlog.query.filters import Filters
 from auditlog.selfaudit import view_key
 from ui import data, session, widgets
 

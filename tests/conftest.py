@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import URL, Engine
 
-from auditlog import db
-from auditlog.integrity import Signer
+from auditlog.db.migrate import upgrade
+from auditlog.db.server import make_engine
+from auditlog.integrity.keys import Signer
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
@@ -51,8 +52,8 @@ def template_db(pg_server_url: URL) -> str:
     """A migrated database to clone; built once per session."""
     name = f"auditlog_tmpl_{os.getpid()}"
     _create_db(pg_server_url, name)
-    engine = db.make_engine(pg_server_url.set(database=name), "admin")
-    db.upgrade(engine)
+    engine = make_engine(pg_server_url.set(database=name), "admin")
+    upgrade(engine)
     engine.dispose()
     return name
 
@@ -75,7 +76,7 @@ def db_url(pg_server_url: URL, template_db: str) -> URL:
 
 @pytest.fixture
 def admin_engine(db_url: URL) -> Iterator[Engine]:
-    engine = db.make_engine(db_url, "admin")
+    engine = make_engine(db_url, "admin")
     yield engine
     engine.dispose()
 
@@ -83,14 +84,14 @@ def admin_engine(db_url: URL) -> Iterator[Engine]:
 @pytest.fixture
 def engine(db_url: URL) -> Iterator[Engine]:
     """The application's engine: logs in as auditlog_app, a member of auditlog_writer only."""
-    engine = db.make_engine(db_url.set(username="auditlog_app"), "writer")
+    engine = make_engine(db_url.set(username="auditlog_app"), "writer")
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
 def reader_engine(db_url: URL) -> Iterator[Engine]:
-    engine = db.make_engine(db_url.set(username="auditlog_dashboard"), "reader")
+    engine = make_engine(db_url.set(username="auditlog_dashboard"), "reader")
     yield engine
     engine.dispose()
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.access import Identity
-from auditlog.integrity import Signer
-from auditlog.retention import Retention
-from auditlog.retention_run import RetentionRun, RunReport, archive_rows
+from auditlog.integrity.keys import Signer
+from auditlog.retention.policies import Retention
+from auditlog.retention.run import RetentionRun, RunReport, archive_rows
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from tests.test_model import valid

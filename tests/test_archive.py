@@ -21,13 +21,16 @@ import typer
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
-from auditlog import archive, export, integrity
-from auditlog.archive_export import EXPORT_COLUMNS, write_csv
-from auditlog.bundle_verify import csv_record
+from auditlog.archive.export import EXPORT_COLUMNS, write_csv
+from auditlog.archive.files import SCHEMA, manifest_path, verify_archive
 from auditlog.errors import IntegrityFailure, NotFound
-from auditlog.integrity import Signer
-from auditlog.retention import Retention, RetentionSettings, retention_engine
-from auditlog.retention_view import archives_frame, export_archive
+from auditlog.evidence.export import CSV_COLUMNS
+from auditlog.evidence.verify import csv_record
+from auditlog.integrity.keys import Signer
+from auditlog.integrity.verifier import ChainVerifier
+from auditlog.retention.policies import Retention
+from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.view import archives_frame, export_archive
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from tests.retention_helpers import LEAD, MONTHS, cli_environment, events, fill, policy, run
@@ -84,13 +87,13 @@ def rewrite(path: Path, change: Any) -> None:
     """Apply ``change(frame) -> frame`` to an archive file in place (a tamperer's edit)."""
     table = pq.read_table(path)
     frame = change(pl.from_arrow(table))
-    pq.write_table(frame.to_arrow().cast(archive.SCHEMA), path)
+    pq.write_table(frame.to_arrow().cast(SCHEMA), path)
 
 
 def test_archive_holds_its_rows_and_a_signed_manifest_of_their_range(
     archived: Path, stored: list[dict[str, Any]], signer: Signer
 ) -> None:
-    manifest = json.loads(archive.manifest_path(archived).read_text("utf-8"))
+    manifest = json.loads(manifest_path(archived).read_text("utf-8"))
     assert (manifest["first_seq"], manifest["last_seq"], manifest["row_count"]) == (1, 20, 20)
     assert manifest["first_prev_hash"] == "00" * 32
     assert manifest["last_entry_hash"] == bytes(stored[19]["entry_hash"]).hex()
@@ -99,7 +102,7 @@ def test_archive_holds_its_rows_and_a_signed_manifest_of_their_range(
     assert pq.ParquetFile(archived).metadata.row_group(0).column(0).compression == "ZSTD"
     frame = pl.read_parquet(archived)
     assert frame["record"].to_list() == [r["record"] for r in stored[:20]]
-    check = archive.verify_archive(archived, keys(signer))
+    check = verify_archive(archived, keys(signer))
     assert (check.ok, check.signature, check.rows) == (True, "valid", 20)
 
 
@@ -112,14 +115,14 @@ def test_verify_names_the_first_row_whose_record_was_altered(archived: Path) -> 
             .otherwise(pl.col("record"))
         ),
     )
-    problem = archive.verify_archive(archived).problem
+    problem = verify_archive(archived).problem
     assert problem is not None
     assert (problem.seq, problem.kind) == (7, "content changed")
 
 
 def test_verify_names_a_removed_row(archived: Path) -> None:
     rewrite(archived, lambda f: f.filter(pl.col("seq") != 7))
-    problem = archive.verify_archive(archived).problem
+    problem = verify_archive(archived).problem
     assert (problem.seq, problem.kind) == (7, "row missing")  # type: ignore[union-attr]
 
 
@@ -132,21 +135,21 @@ def test_verify_names_a_typed_column_that_disagrees_with_the_record(archived: Pa
             .otherwise(pl.col("action"))
         ),
     )
-    problem = archive.verify_archive(archived).problem
+    problem = verify_archive(archived).problem
     assert (problem.seq, problem.kind) == (9, "content changed")  # type: ignore[union-attr]
     assert "action" in problem.message  # type: ignore[union-attr]
 
 
 def test_verify_catches_rows_cut_from_the_end_by_the_manifest(archived: Path) -> None:
     rewrite(archived, lambda f: f.filter(pl.col("seq") <= 18))
-    problem = archive.verify_archive(archived).problem
+    problem = verify_archive(archived).problem
     assert problem.kind == "manifest mismatch"  # type: ignore[union-attr]
     assert "seq 1..18" in problem.message  # type: ignore[union-attr]
 
 
 def test_verify_rejects_a_manifest_signed_by_another_key(archived: Path) -> None:
     other = Signer.generate()
-    check = archive.verify_archive(archived, keys(other))
+    check = verify_archive(archived, keys(other))
     assert check.problem.kind == "bad signature"  # type: ignore[union-attr]
 
 
@@ -155,7 +158,7 @@ def test_an_archive_without_its_manifest_still_has_its_chain_checked(
 ) -> None:
     lone = tmp_path / "lone.parquet"
     shutil.copy(archived, lone)
-    check = archive.verify_archive(lone)
+    check = verify_archive(lone)
     assert check.ok
     assert check.rows == 20
     assert "no manifest" in check.notes[0]
@@ -167,8 +170,8 @@ def test_csv_export_is_the_evidence_csv_and_verifies_from_the_file_alone(
     out = io.StringIO()
     assert write_csv(archived, out) == 20
     header, *rows = list(csv.reader(io.StringIO(out.getvalue())))
-    assert tuple(header) == EXPORT_COLUMNS == export.CSV_COLUMNS
-    verifier = integrity.ChainVerifier("user_activity")
+    assert tuple(header) == EXPORT_COLUMNS == CSV_COLUMNS
+    verifier = ChainVerifier("user_activity")
     for cells in rows:
         assert verifier.feed(csv_record(cells)), verifier.result.problem
     assert [c[header.index("event_id")] for c in rows] == [s["event_id"] for s in stored[:20]]
@@ -239,7 +242,7 @@ def test_export_refuses_a_tampered_archive_and_a_deleted_one(
 def test_archive_commands_list_export_and_verify(
     archived: Path, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from auditlog.cli_retention import archive_app, verify_archive_command
+    from auditlog.cli.retention import archive_app, verify_archive_command
 
     runner = CliRunner()
     listed = runner.invoke(archive_app, ["list"], env=cli_env)

@@ -19,11 +19,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import Engine
 
-from auditlog import integrity
-from auditlog.bundle import CONTROLS, manifest_message, write_bundle
-from auditlog.bundle_verify import BundleReport, csv_record, verify_bundle
-from auditlog.export import CSV_COLUMNS, ExportLimits
-from auditlog.filters import Filters
+from auditlog.evidence.bundle import CONTROLS, manifest_message, write_bundle
+from auditlog.evidence.export import CSV_COLUMNS, ExportLimits
+from auditlog.evidence.verify import BundleReport, csv_record, verify_bundle
+from auditlog.integrity.checkpoints import Checkpoint
+from auditlog.integrity.keys import Signer, load_signer, public_pem
+from auditlog.integrity.rule import chain_hash, record_bytes
+from auditlog.query.filters import Filters
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 from tests.test_export import ACTOR, HOSTILE, hostile_events, make_cli
@@ -36,7 +38,7 @@ LAYOUT = {"configuration": 12, "governance": 12, "user_activity": 6}
 
 
 @pytest.fixture
-def log(engine: Engine, settings: Settings, signer: integrity.Signer) -> AuditLog:
+def log(engine: Engine, settings: Settings, signer: Signer) -> AuditLog:
     """A log that signs a checkpoint every 5 entries, so a bundle holds several."""
     fields = {"home": settings.home, "database_url": settings.database_url}
     return AuditLog(engine, load_settings(env={}, checkpoint_every=5, **fields), signer=signer)
@@ -125,7 +127,7 @@ def test_bundle_holds_csv_ndjson_and_a_manifest_of_what_it_proves(bundle: Path) 
 
 
 def test_untouched_bundle_verifies_and_checkpoints_vouch_for_every_row(
-    bundle: Path, signer: integrity.Signer
+    bundle: Path, signer: Signer
 ) -> None:
     report = verify_bundle(bundle, {signer.key_id: signer.public})
     assert report.ok, [str(p) for p in report.problems]
@@ -190,7 +192,7 @@ def test_inserted_row_with_valid_hashes_is_named(bundle: Path) -> None:
         if isinstance(rows[0], bytes):  # NDJSON: the same forged entry as a line
             rec = forged
             line = (
-                integrity.record_bytes(rec)[:-1]
+                record_bytes(rec)[:-1]
                 + (
                     f',"prev_hash":"{rec["prev_hash"]}","entry_hash":"{rec["entry_hash"]}"}}\n'
                 ).encode()
@@ -205,8 +207,8 @@ def test_inserted_row_with_valid_hashes_is_named(bundle: Path) -> None:
     forged_cells[col["seq"]], forged_cells[col["event_id"]] = "13", str(uuid.uuid4())
     forged_cells[col["prev_hash"]] = cells[col["entry_hash"]]
     forged = csv_record(forged_cells)
-    forged["entry_hash"] = integrity.chain_hash(
-        bytes.fromhex(forged["prev_hash"]), integrity.record_bytes(forged)
+    forged["entry_hash"] = chain_hash(
+        bytes.fromhex(forged["prev_hash"]), record_bytes(forged)
     ).hex()
     forged_cells[col["entry_hash"]] = forged["entry_hash"]
     assert problems(rewrite(bundle, on_rows(forge))) == [
@@ -254,17 +256,17 @@ def test_unexpected_file_is_named(bundle: Path) -> None:
 
 
 def test_bundle_re_signed_with_another_key_fails_against_the_pinned_key(
-    bundle: Path, signer: integrity.Signer
+    bundle: Path, signer: Signer
 ) -> None:
-    mallory = integrity.Signer.generate()
+    mallory = Signer.generate()
 
     def resign(b: bytes) -> bytes:  # every row rewritten, every signature redone by mallory
         m = json.loads(b)
         for cp in m["checkpoints"]:
-            c = integrity.Checkpoint(cp["category"], cp["seq"], bytes.fromhex(cp["entry_hash"]),
+            c = Checkpoint(cp["category"], cp["seq"], bytes.fromhex(cp["entry_hash"]),
                                      cp["signed_at"], mallory.key_id, b"")  # fmt: skip
             cp["key_id"], cp["signature"] = mallory.key_id, mallory.sign(c.message()).hex()
-        m["public_keys"] = {mallory.key_id: integrity.public_pem(mallory.public)}
+        m["public_keys"] = {mallory.key_id: public_pem(mallory.public)}
         m["manifest_key_id"] = mallory.key_id
         return json.dumps(m).encode()
 
@@ -347,13 +349,13 @@ def our_rows(report: BundleReport) -> list[str]:
 
 
 def test_an_auditors_own_verifier_agrees_with_ours(
-    log: AuditLog, reader_engine: Engine, tmp_path: Path, signer: integrity.Signer
+    log: AuditLog, reader_engine: Engine, tmp_path: Path, signer: Signer
 ) -> None:
     log.record_many(hostile_events())
     fill(log)
     path = tmp_path / "b.zip"
     write_bundle(reader_engine, path, log=log, actor=ACTOR, limits=LIMITS)
-    pem = integrity.public_pem(signer.public).encode()
+    pem = public_pem(signer.public).encode()
     assert auditor_verify(path, pem) == []
     assert verify_bundle(path).ok
     bad = rewrite(path, {CSV: lambda b: b.replace(b'{""n"": 7}', b'{""n"": 70}', 1)})
@@ -379,9 +381,9 @@ def test_cli_exports_a_bundle_that_verifies_against_the_pinned_key(
     fill(log)
     assert cli("export", "--format", "bundle", "-o", "ev.zip").exit_code == 0
     pins = []  # the installation's key, and the test log's (it signed earlier checkpoints)
-    for n, public in enumerate([integrity.load_signer(settings).public, log.signer.public]):
+    for n, public in enumerate([load_signer(settings).public, log.signer.public]):
         pins += ["--public-key", str(tmp_path / f"key{n}.pem")]
-        (tmp_path / f"key{n}.pem").write_text(integrity.public_pem(public))
+        (tmp_path / f"key{n}.pem").write_text(public_pem(public))
     result = cli("verify-bundle", "ev.zip", *pins)
     assert result.exit_code == 0, result.output
 

@@ -13,7 +13,7 @@ from auditlog.charts import (
     correlation_timeline_figure,
     histogram_figure,
 )
-from auditlog.query import ROW_SCHEMA
+from auditlog.query.table import ROW_SCHEMA
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

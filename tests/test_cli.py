@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from auditlog.cli import app
+from auditlog.cli.app import app
 from auditlog.settings import Settings
 from tests.test_model import valid
 

@@ -17,12 +17,10 @@ import typer
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from auditlog import integrity
-from auditlog.bundle_verify import csv_record
-from auditlog.cli_export import export as export_command
-from auditlog.cli_export import verify_bundle_command
+from auditlog.cli.export import export as export_command
+from auditlog.cli.export import verify_bundle_command
 from auditlog.errors import ConfigError
-from auditlog.export import (
+from auditlog.evidence.export import (
     CSV_COLUMNS,
     ExportLimits,
     ExportTooLarge,
@@ -31,7 +29,9 @@ from auditlog.export import (
     matching_rows,
     write_export,
 )
-from auditlog.filters import Filters
+from auditlog.evidence.verify import csv_record
+from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
+from auditlog.query.filters import Filters
 from auditlog.settings import Settings
 from auditlog.store import COPY_COLUMNS, AuditLog
 from tests.test_model import valid
@@ -85,7 +85,7 @@ def stored(engine: Engine, filters_sql: str = "") -> list[dict[str, Any]]:
     cols = ", ".join(COPY_COLUMNS)
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(f"SELECT {cols} FROM events {filters_sql} ORDER BY 1, 2")
-        return [integrity.row_to_record(dict(r._mapping)) for r in rows]
+        return [row_to_record(dict(r._mapping)) for r in rows]
 
 
 def export_bytes(engine: Engine, log: AuditLog, fmt: str = "csv", **kwargs: Any) -> bytes:
@@ -110,7 +110,7 @@ def test_csv_round_trips_hostile_values_to_the_stored_values(
     assert records == expected
     for rec in records:  # and what the CSV holds hashes to the stored entry_hash
         prev = bytes.fromhex(rec["prev_hash"])
-        assert integrity.chain_hash(prev, integrity.record_bytes(rec)).hex() == rec["entry_hash"]
+        assert chain_hash(prev, record_bytes(rec)).hex() == rec["entry_hash"]
 
 
 def test_no_cell_starts_with_a_formula_trigger_and_escaped_cells_are_marked(

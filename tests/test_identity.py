@@ -22,17 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.errors import ConfigError, GraphError, InvalidFile
-from auditlog.identity import (
-    Directory,
-    GraphClient,
-    Principal,
-    SyncResult,
-    demo_principals,
-    graph_client_from_env,
-    load_csv,
-    sync_from_graph,
-)
-from auditlog.integrity import Signer
+from auditlog.identity.directory import Directory, Principal, SyncResult
+from auditlog.identity.graph import GraphClient, graph_client_from_env
+from auditlog.identity.sync import demo_principals, load_csv, sync_from_graph
+from auditlog.integrity.keys import Signer
 from auditlog.model import Actor
 from auditlog.settings import Settings
 from auditlog.store import AuditLog

@@ -11,8 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from auditlog import integrity
 from auditlog.canonical import jcs
+from auditlog.integrity.checkpoints import checkpoint_message
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import Signer
+from auditlog.integrity.rule import HASHED_FIELDS, chain_hash, record_bytes, row_to_record
+from auditlog.integrity.verifier import Problem
 from auditlog.store import AuditLog
 from tests.test_model import valid
 
@@ -32,8 +36,8 @@ def tamper(admin: Engine, *statements: str) -> None:
         conn.exec_driver_sql("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
 
 
-def problem(engine: Engine) -> integrity.Problem:
-    report = integrity.verify_database(engine)
+def problem(engine: Engine) -> Problem:
+    report = verify_database(engine)
     assert not report.ok
     assert len(report.problems) == 1
     return report.problems[0]
@@ -42,7 +46,7 @@ def problem(engine: Engine) -> integrity.Problem:
 def test_untouched_log_verifies(log: AuditLog) -> None:
     fill(log)
     fill(log, 3, "user_activity")
-    report = integrity.verify_database(log.engine)
+    report = verify_database(log.engine)
     assert report.ok
     assert report.rows == 13
     assert report.chains[GOV].checkpoints >= 1
@@ -112,10 +116,10 @@ def test_rehashed_forgery_breaks_the_link_to_the_next_row(
             .mappings()
             .one()
         )
-    record = integrity.row_to_record(row)
+    record = row_to_record(row)
     record["outcome"] = "denied"
-    text = integrity.record_bytes(record)
-    forged = integrity.chain_hash(bytes(row["prev_hash"]), text)
+    text = record_bytes(record)
+    forged = chain_hash(bytes(row["prev_hash"]), text)
     with admin_engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
         conn.execute(
@@ -167,8 +171,8 @@ def test_forged_checkpoint_signature_is_named(log: AuditLog, admin_engine: Engin
 
 def test_checkpoint_from_an_untrusted_key_is_refused(log: AuditLog) -> None:
     fill(log, 3)
-    stranger = integrity.Signer.generate()
-    report = integrity.verify_database(log.engine, {stranger.key_id: stranger.public})
+    stranger = Signer.generate()
+    report = verify_database(log.engine, {stranger.key_id: stranger.public})
     assert [p.kind for p in report.problems] == ["bad signature"]
     assert "unknown key" in report.problems[0].message
 
@@ -178,7 +182,7 @@ def test_verify_cli_exits_1_and_names_first_bad_row(
 ) -> None:
     from typer.testing import CliRunner
 
-    from auditlog.cli import app
+    from auditlog.cli.app import app
 
     fill(log)
     tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq = 2")
@@ -214,20 +218,18 @@ def test_fast_canonicaliser_is_byte_identical_to_rfc8785(value: object) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(integrity.HASHED_FIELDS), json_values))
+@given(st.dictionaries(st.sampled_from(HASHED_FIELDS), json_values))
 def test_record_bytes_equal_jcs_of_the_whole_record(partial: dict[str, object]) -> None:
-    record = dict.fromkeys(integrity.HASHED_FIELDS, None) | partial
+    record = dict.fromkeys(HASHED_FIELDS, None) | partial
     try:
         expected = rfc8785.dumps(record)
     except rfc8785.CanonicalizationError:
         return
-    assert integrity.record_bytes(record) == expected
+    assert record_bytes(record) == expected
 
 
 def test_checkpoint_message_is_jcs_of_its_fields() -> None:
-    msg = integrity.checkpoint_message(
-        "governance", 3, b"\x01" * 32, "2026-11-28T09:00:00.000000Z", "k"
-    )
+    msg = checkpoint_message("governance", 3, b"\x01" * 32, "2026-11-28T09:00:00.000000Z", "k")
     assert json.loads(msg) == {
         "category": "governance",
         "seq": 3,
@@ -240,7 +242,7 @@ def test_checkpoint_message_is_jcs_of_its_fields() -> None:
 
 def test_reader_role_can_verify(reader_engine: Engine, log: AuditLog) -> None:
     fill(log, 2)
-    assert integrity.verify_database(reader_engine).ok
+    assert verify_database(reader_engine).ok
     with reader_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT session_user")).scalar_one() == "auditlog_dashboard"
 

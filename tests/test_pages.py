@@ -12,9 +12,11 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
-from auditlog import access, diff, query
+from auditlog import access, diff
 from auditlog.demo import demo_events
-from auditlog.query import Filters
+from auditlog.query.drilldown import correlation, get_event, target_history
+from auditlog.query.filters import Filters
+from auditlog.query.timeline import count, search
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from ui import nav
@@ -95,10 +97,10 @@ def test_timeline_without_filters_shows_every_event_newest_first(
     seeded: list[dict], reader_engine: Engine
 ) -> None:
     at = app().run()
-    total = query.count(reader_engine, Filters())
+    total = count(reader_engine, Filters())
     assert total == len(seeded) + 2  # the demo, plus this session's user.login and view
     assert at.markdown[0].value.startswith(f"**{total}** events match")
-    assert _table_ids(at) == query.search(reader_engine, Filters()).rows["event_id"].to_list()
+    assert _table_ids(at) == search(reader_engine, Filters()).rows["event_id"].to_list()
     first = at.dataframe[0].value["time"][0]
     assert first[-6:] in ("+01:00", "+02:00")  # Oslo, with its offset visible
 
@@ -112,10 +114,10 @@ def test_filter_narrows_table_to_exactly_what_search_returns(
     at.form_submit_button[0].click().run()
     wanted = Filters(categories=("governance",), outcomes=("denied",))
     assert Filters.from_query_params(at.query_params) == wanted  # the URL holds the view
-    expected = query.search(reader_engine, wanted).rows["event_id"].to_list()
+    expected = search(reader_engine, wanted).rows["event_id"].to_list()
     assert 0 < len(expected) < len(seeded)
     assert _table_ids(at) == expected
-    n = query.count(reader_engine, wanted)
+    n = count(reader_engine, wanted)
     assert at.markdown[0].value.startswith(f"**{n}** events match")
 
 
@@ -126,17 +128,17 @@ def test_bookmarked_url_opens_the_same_view(seeded: list[dict], reader_engine: E
     at.run()
     assert _labelled(at.text_input, "Actor").value == actor
     assert _labelled(at.selectbox, "Time range").value == "90d"
-    expected = query.search(reader_engine, Filters(actor=actor, last="90d"))
+    expected = search(reader_engine, Filters(actor=actor, last="90d"))
     assert _table_ids(at) == expected.rows["event_id"].to_list()
 
 
 def test_older_button_pages_by_keyset(log: AuditLog, app_env: None, reader_engine: Engine) -> None:
     log.record_many(list(demo_events(120, seed=5, days=10)))
     at = app().run()
-    first = query.search(reader_engine, Filters(), page_size=50)
+    first = search(reader_engine, Filters(), page_size=50)
     older = next(b for b in at.button if b.label == "Older →")
     older.click().run()
-    second = query.search(reader_engine, Filters(), page_size=50, after=first.next_cursor)
+    second = search(reader_engine, Filters(), page_size=50, after=first.next_cursor)
     assert _table_ids(at) == second.rows["event_id"].to_list()
     assert any("Events 51-100 of" in c.value for c in at.caption)
 
@@ -235,7 +237,7 @@ def test_correlation_page_lists_every_related_event_in_time_order(
     at = app().run()
     at.query_params = {"correlation_id": cid}
     at.switch_page("pages/correlation.py").run()
-    expected = query.correlation(reader_engine, cid)
+    expected = correlation(reader_engine, cid)
     table = at.dataframe[0].value
     assert list(table["diff"]) == [f"diff?event={e}" for e in expected["event_id"]]
     assert at.metric[0].value == str(expected.height)
@@ -248,10 +250,10 @@ def test_diff_page_shows_changes_and_the_target_story(
     at = app().run()
     at.query_params = {"event": ev["event_id"]}
     at.switch_page("pages/diff.py").run()
-    stored = query.get_event(reader_engine, ev["event_id"])
+    stored = get_event(reader_engine, ev["event_id"])
     changes = diff.changes_frame(diff.diff(stored["before"], stored["after"]))
     assert list(at.dataframe[0].value["path"]) == changes["path"].to_list()
-    story = query.target_history(reader_engine, ev["target"]["type"], ev["target"]["id"])
+    story = target_history(reader_engine, ev["target"]["type"], ev["target"]["id"])
     assert list(at.dataframe[1].value["change"]) == story["summary"].to_list()
 
 

@@ -197,7 +197,7 @@ def test_admin_tests_pauses_and_removes_a_destination(
 
 
 def test_downloads_hold_the_view_and_are_recorded(as_role: Any, engine: Engine) -> None:
-    from auditlog.bundle_verify import verify_bundle
+    from auditlog.evidence.verify import verify_bundle
     from ui import data
     from ui import export_data as xd
 

@@ -15,10 +15,21 @@ import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 from sqlalchemy.engine import URL, Engine
 
-from auditlog import db, query
+from auditlog.db.server import make_engine
 from auditlog.errors import AuditLogError, NotFound
-from auditlog.integrity import Signer
-from auditlog.query import Filters, InvalidFilter
+from auditlog.integrity.keys import Signer
+from auditlog.query.drilldown import correlation, correlation_summary, get_event, target_history
+from auditlog.query.filters import Filters, InvalidFilter
+from auditlog.query.table import ROW_SCHEMA
+from auditlog.query.timeline import (
+    action_counts,
+    bucket_width,
+    count,
+    format_times,
+    histogram,
+    search,
+    timeline,
+)
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
 from tests.conftest import _create_db
@@ -110,12 +121,12 @@ def reader(
     settings = load_settings(
         env={}, home=tmp_path_factory.mktemp("home"), database_url=url.render_as_string(False)
     )
-    writer = db.make_engine(url.set(username="auditlog_app"), "writer")
+    writer = make_engine(url.set(username="auditlog_app"), "writer")
     try:
         AuditLog(writer, settings, signer=signer).record_many(STORY + FILLER)
     finally:
         writer.dispose()
-    engine = db.make_engine(url.set(username="auditlog_dashboard"), "reader")
+    engine = make_engine(url.set(username="auditlog_dashboard"), "reader")
     yield engine
     engine.dispose()
 
@@ -126,7 +137,7 @@ def names(frame: pl.DataFrame) -> set[str]:
 
 
 def matching(engine: Engine, **kw: Any) -> set[str]:
-    rows = query.search(engine, Filters(**kw), page_size=1000, now=NOW).rows
+    rows = search(engine, Filters(**kw), page_size=1000, now=NOW).rows
     return names(rows)
 
 
@@ -175,7 +186,7 @@ def test_each_filter_selects_exactly_its_events(
 
 def test_relative_window_counts_back_from_now_and_keeps_later_events(reader: Engine) -> None:
     now = T0 + timedelta(hours=6, minutes=30)
-    got = query.search(reader, Filters(last="1h"), page_size=100, now=now).rows
+    got = search(reader, Filters(last="1h"), page_size=100, now=now).rows
     assert names(got) == {"literal"} | FILLERS
 
 
@@ -189,14 +200,14 @@ def test_injection_strings_in_text_filters_match_only_literally(
     got = matching(reader, **{field: text})
     # Only the event that holds the string literally may match; nothing else, no error.
     assert got <= {"literal"}
-    assert query.count(reader, Filters(**{field: text})) == len(got)
-    assert query.count(reader, Filters()) == len(STORY) + len(FILLER)
+    assert count(reader, Filters(**{field: text})) == len(got)
+    assert count(reader, Filters()) == len(STORY) + len(FILLER)
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_injection_strings_as_actions_match_nothing(reader: Engine, text: str) -> None:
     assert matching(reader, actions=(text,)) == set()
-    assert query.action_counts(reader, Filters(actions=(text,))).height == 6
+    assert action_counts(reader, Filters(actions=(text,))).height == 6
 
 
 @pytest.mark.parametrize(
@@ -222,13 +233,13 @@ def test_keyset_pages_walk_every_match_once_newest_first(reader: Engine) -> None
     seen: list[pl.DataFrame] = []
     cursor = None
     while True:
-        page = query.search(reader, Filters(), page_size=7, after=cursor)
+        page = search(reader, Filters(), page_size=7, after=cursor)
         seen.append(page.rows)
         cursor = page.next_cursor
         if cursor is None:
             break
     walked = pl.concat(seen)
-    everything = query.search(reader, Filters(), page_size=1000).rows
+    everything = search(reader, Filters(), page_size=1000).rows
     assert_frame_equal(walked, everything)
     assert walked.get_column("event_id").n_unique() == len(STORY) + len(FILLER)
     keys = list(zip(walked["occurred_at"], walked["event_id"], strict=True))
@@ -237,13 +248,13 @@ def test_keyset_pages_walk_every_match_once_newest_first(reader: Engine) -> None
 
 
 def test_last_page_has_no_cursor_and_exact_fit_needs_no_extra_page(reader: Engine) -> None:
-    page = query.search(reader, Filters(correlation_id="chg-1"), page_size=3)
+    page = search(reader, Filters(correlation_id="chg-1"), page_size=3)
     assert (page.rows.height, page.next_cursor) == (3, None)
 
 
 def test_page_rows_carry_the_documented_columns(reader: Engine) -> None:
-    rows = query.search(reader, Filters(correlation_id="chg-1")).rows
-    assert rows.schema == pl.Schema(query.ROW_SCHEMA)
+    rows = search(reader, Filters(correlation_id="chg-1")).rows
+    assert rows.schema == pl.Schema(ROW_SCHEMA)
     first = rows.row(-1, named=True)
     assert first["occurred_at"] == T0
     assert (first["actor_upn"], first["actor_name"]) == ("Alice@Contoso.com", "Alice Andersen")
@@ -257,24 +268,24 @@ def test_page_rows_carry_the_documented_columns(reader: Engine) -> None:
 
 def test_unreadable_cursor_is_refused_by_name(reader: Engine) -> None:
     with pytest.raises(InvalidFilter, match="cursor"):
-        query.search(reader, Filters(), after="2026-01-01T00:00:00Z~not-a-uuid")
+        search(reader, Filters(), after="2026-01-01T00:00:00Z~not-a-uuid")
 
 
 def test_page_size_out_of_range_is_refused(reader: Engine) -> None:
     with pytest.raises(InvalidFilter, match="page_size"):
-        query.search(reader, Filters(), page_size=0)
+        search(reader, Filters(), page_size=0)
 
 
 def test_count_matches_the_rows_found(reader: Engine) -> None:
     f = Filters(outcomes=("success",))
-    assert query.count(reader, f) == query.search(reader, f, page_size=1000).rows.height
+    assert count(reader, f) == search(reader, f, page_size=1000).rows.height
 
 
 def test_histogram_counts_sum_to_the_filtered_count(reader: Engine) -> None:
     f = Filters(time_from=T0, time_to=T0 + timedelta(days=2))
-    hist = query.histogram(reader, f)
+    hist = histogram(reader, f)
     assert hist.columns == ["bucket", "category", "n"]
-    assert hist.get_column("n").sum() == query.count(reader, f)
+    assert hist.get_column("n").sum() == count(reader, f)
     # Two days -> 30-minute buckets (96 bars).
     assert set(hist.get_column("bucket").dt.minute().to_list()) <= {0, 30}
     got = hist.filter(pl.col("bucket") == T0).sort("category")
@@ -283,14 +294,14 @@ def test_histogram_counts_sum_to_the_filtered_count(reader: Engine) -> None:
 
 def test_histogram_day_buckets_start_at_local_midnight(reader: Engine) -> None:
     f = Filters(time_from=T0 - timedelta(days=50), time_to=T0 + timedelta(days=50))
-    hist = query.histogram(reader, f, tz="Europe/Oslo")
+    hist = histogram(reader, f, tz="Europe/Oslo")
     local = hist.get_column("bucket").dt.convert_time_zone("Europe/Oslo")
     assert set(local.dt.hour().to_list()) == {0}
     assert hist.get_column("n").sum() == len(STORY) + len(FILLER)
 
 
 def test_histogram_of_open_range_uses_the_datas_span(reader: Engine) -> None:
-    t = query.timeline(reader, Filters(), now=NOW)
+    t = timeline(reader, Filters(), now=NOW)
     # Data spans ~2 days: 30-minute buckets, whatever "now" is.
     assert t.bucket == timedelta(minutes=30)
 
@@ -301,23 +312,23 @@ def test_histogram_of_open_range_uses_the_datas_span(reader: Engine) -> None:
      ("30d", timedelta(hours=6)), ("90d", timedelta(days=1)), ("1y", timedelta(days=7))],
 )  # fmt: skip
 def test_bucket_width_follows_the_range(last: str, bucket: timedelta) -> None:
-    assert query.bucket_width(Filters(last=last), now=NOW) == bucket
+    assert bucket_width(Filters(last=last), now=NOW) == bucket
 
 
 def test_histogram_refuses_an_unknown_time_zone(reader: Engine) -> None:
     with pytest.raises(InvalidFilter, match="tz"):
-        query.histogram(reader, Filters(), tz="Mars/Olympus'; --")
+        histogram(reader, Filters(), tz="Mars/Olympus'; --")
 
 
 def test_action_counts_ignore_the_action_filter(reader: Engine) -> None:
-    counts = query.action_counts(reader, Filters(actions=("user.login",)))
+    counts = action_counts(reader, Filters(actions=("user.login",)))
     assert counts.row(0) == ("dashboard.viewed", 60)
     assert dict(counts.iter_rows())["policy.updated"] == 2
     assert counts.get_column("n").sum() == len(STORY) + len(FILLER)
 
 
 def test_action_counts_honour_other_filters(reader: Engine) -> None:
-    counts = query.action_counts(reader, Filters(correlation_id="chg-1"))
+    counts = action_counts(reader, Filters(correlation_id="chg-1"))
     assert sorted(counts.rows()) == [
         ("approval.decided", 1), ("automation.executed", 1), ("policy.updated", 1),
     ]  # fmt: skip
@@ -325,21 +336,21 @@ def test_action_counts_honour_other_filters(reader: Engine) -> None:
 
 def test_timeline_view_agrees_with_its_parts(reader: Engine) -> None:
     f = Filters(categories=("user_activity",))
-    t = query.timeline(reader, f, page_size=10, now=NOW)
-    assert t.count == query.count(reader, f) == 62
+    t = timeline(reader, f, page_size=10, now=NOW)
+    assert t.count == count(reader, f) == 62
     assert t.histogram.get_column("n").sum() == 62
-    assert_frame_equal(t.page.rows, query.search(reader, f, page_size=10).rows)
+    assert_frame_equal(t.page.rows, search(reader, f, page_size=10).rows)
     assert t.page.next_cursor is not None
 
 
 def test_correlation_returns_related_events_across_categories_in_time_order(reader: Engine) -> None:
-    frame = query.correlation(reader, "chg-1")
+    frame = correlation(reader, "chg-1")
     assert frame.get_column("event_id").to_list() == [eid("policy"), eid("approval"), eid("run")]
     assert frame.get_column("category").to_list() == ["configuration", "governance", "governance"]
 
 
 def test_correlation_summary_names_actors_targets_span_and_outcomes(reader: Engine) -> None:
-    s = query.correlation_summary(query.correlation(reader, "chg-1"))
+    s = correlation_summary(correlation(reader, "chg-1"))
     assert s.events == 3
     assert s.actors == ["Alice@Contoso.com", "Bob Bauer", "Policy Engine"]
     assert s.targets == ["policy:MFA required", "change_request:Update mfa", "automation:apply mfa"]
@@ -349,13 +360,13 @@ def test_correlation_summary_names_actors_targets_span_and_outcomes(reader: Engi
 
 
 def test_unknown_correlation_is_empty(reader: Engine) -> None:
-    frame = query.correlation(reader, "' OR '1'='1")
+    frame = correlation(reader, "' OR '1'='1")
     assert frame.is_empty()
-    assert query.correlation_summary(frame).events == 0
+    assert correlation_summary(frame).events == 0
 
 
 def test_get_event_returns_states_as_python_values(reader: Engine) -> None:
-    got = query.get_event(reader, eid("policy"))
+    got = get_event(reader, eid("policy"))
     assert got["before"] == {"enabled": False, "conditions": {"users": {"include": ["all"]}}}
     assert got["after"]["conditions"]["users"]["include"] == ["all", "guests"]
     assert got["occurred_at"] == T0
@@ -365,16 +376,16 @@ def test_get_event_returns_states_as_python_values(reader: Engine) -> None:
 
 def test_get_event_of_unknown_id_is_not_found(reader: Engine) -> None:
     with pytest.raises(NotFound, match="not in the log"):
-        query.get_event(reader, eid("nothing"))
+        get_event(reader, eid("nothing"))
 
 
 def test_get_event_refuses_a_malformed_id(reader: Engine) -> None:
     with pytest.raises(InvalidFilter, match="event_id"):
-        query.get_event(reader, "1' OR '1'='1")
+        get_event(reader, "1' OR '1'='1")
 
 
 def test_target_history_tells_the_change_story_oldest_first(reader: Engine) -> None:
-    story = query.target_history(reader, "policy", "mfa-required")
+    story = target_history(reader, "policy", "mfa-required")
     assert story.get_column("event_id").to_list() == [eid("policy"), eid("policy2")]
     assert story.get_column("summary").to_list() == [
         "1 changed, 1 added: enabled, conditions.users.include[1]",
@@ -385,14 +396,14 @@ def test_target_history_tells_the_change_story_oldest_first(reader: Engine) -> N
 
 def test_format_times_shows_the_viewers_offset() -> None:
     frame = pl.DataFrame({"occurred_at": [T0]}, schema={"occurred_at": pl.Datetime("us", "UTC")})
-    got = query.format_times(frame, "Asia/Kolkata")
+    got = format_times(frame, "Asia/Kolkata")
     assert got.get_column("occurred_at_local").to_list() == ["2026-03-01 15:30:00 +05:30"]
 
 
 def test_format_times_refuses_an_unknown_zone() -> None:
     frame = pl.DataFrame({"occurred_at": [T0]})
     with pytest.raises(InvalidFilter, match="tz"):
-        query.format_times(frame, "Nowhere/Land")
+        format_times(frame, "Nowhere/Land")
 
 
 def test_reader_role_cannot_write(reader: Engine) -> None:
@@ -485,7 +496,7 @@ def test_ip_filter_is_normalised() -> None:
 
 def raw_histogram(reader: Engine, f: Filters, tz: str, every: str) -> pl.DataFrame:
     """The histogram computed in Polars from the matching rows themselves (test oracle)."""
-    rows = query.search(reader, f, page_size=1000, now=NOW).rows
+    rows = search(reader, f, page_size=1000, now=NOW).rows
     local = pl.col("occurred_at").dt.convert_time_zone(tz).dt.replace_time_zone(None)
     bucket = local.dt.truncate(every).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
     return (
@@ -516,10 +527,10 @@ def test_counts_cut_hours_at_the_windows_edges_exactly(
     reader: Engine, start: datetime, end: datetime, facets: dict[str, Any]
 ) -> None:
     f = Filters(time_from=start, time_to=end, **facets)
-    rows = query.search(reader, f, page_size=1000).rows
-    assert query.count(reader, f) == rows.height
-    counts = query.action_counts(reader, f)
-    assert counts.get_column("n").sum() == query.count(reader, f.replace(actions=()))
+    rows = search(reader, f, page_size=1000).rows
+    assert count(reader, f) == rows.height
+    counts = action_counts(reader, f)
+    assert counts.get_column("n").sum() == count(reader, f.replace(actions=()))
 
 
 @pytest.mark.parametrize(("start", "end"), WINDOWS[:2])
@@ -530,16 +541,16 @@ def test_histogram_buckets_equal_those_computed_from_the_rows(
     reader: Engine, start: datetime, end: datetime, tz: str, every: str
 ) -> None:
     f = Filters(time_from=start, time_to=end)
-    assert query.bucket_width(f) == timedelta(hours=1)
-    assert_frame_equal(query.histogram(reader, f, tz=tz), raw_histogram(reader, f, tz, every))
+    assert bucket_width(f) == timedelta(hours=1)
+    assert_frame_equal(histogram(reader, f, tz=tz), raw_histogram(reader, f, tz, every))
 
 
 def test_relative_window_histogram_equals_the_rows(reader: Engine) -> None:
     f = Filters(last="7d", categories=("user_activity", "governance"))
     now = T0 + timedelta(days=4, minutes=7)
-    t = query.timeline(reader, f, tz="Europe/Oslo", now=now)
+    t = timeline(reader, f, tz="Europe/Oslo", now=now)
     assert t.bucket == timedelta(hours=3)
-    rows = query.search(reader, f, page_size=1000, now=now).rows
+    rows = search(reader, f, page_size=1000, now=now).rows
     assert t.count == rows.height
 
 

@@ -19,19 +19,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from typer.testing import CliRunner
 
-from auditlog import archive, integrity
+from auditlog.archive.files import verify_archive
 from auditlog.errors import NotFound, PermissionDenied
-from auditlog.integrity import Signer
-from auditlog.retention import (
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import Signer
+from auditlog.retention.policies import Retention
+from auditlog.retention.records import (
     InvalidPolicy,
-    Retention,
     RetentionRefused,
     RetentionSettings,
     load_retention_settings,
     retention_engine,
 )
-from auditlog.retention_run import archive_rows
-from auditlog.retention_view import impact, policy_history
+from auditlog.retention.run import archive_rows
+from auditlog.retention.view import impact, policy_history
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from tests.retention_helpers import (
@@ -251,7 +252,7 @@ def test_run_archives_past_retention_purges_it_and_the_rest_still_verifies(
     assert hot_seqs(ret.engine, "user_activity") == [61, 62, 63]
     assert archived_seqs(ret, "user_activity") == list(range(1, 61))
     assert len(hot_seqs(ret.engine, "governance")) > 60  # no policy: kept
-    result = integrity.verify_database(admin_engine)
+    result = verify_database(admin_engine)
     assert result.ok, result.problems
     assert result.chains["user_activity"].first_seq == 61
     purged = events(ret.engine, "retention.purged")
@@ -435,7 +436,7 @@ def test_verify_accounts_for_the_purged_prefix_and_catches_any_other_missing_row
     with admin_engine.begin() as conn:  # a superuser posing as the purger, outside the function
         conn.execute(sa.text("SET LOCAL ROLE auditlog_purger"))
         conn.execute(sa.text("DELETE FROM events WHERE category = 'user_activity' AND seq = 62"))
-    (problem,) = integrity.verify_database(admin_engine).problems
+    (problem,) = verify_database(admin_engine).problems
     assert (problem.category, problem.seq, problem.kind) == ("user_activity", 62, "row missing")
 
 
@@ -452,7 +453,7 @@ def test_verify_rejects_a_purge_anchor_whose_signature_does_not_verify(
         conn.execute(
             sa.text("UPDATE purge_anchors SET signature = :s WHERE seq = 40"), {"s": bytes(64)}
         )
-    (problem,) = integrity.verify_database(admin_engine).problems
+    (problem,) = verify_database(admin_engine).problems
     assert (problem.seq, problem.kind) == (40, "bad anchor")
 
 
@@ -467,7 +468,7 @@ def cli_env(
 
 
 def test_cli_sets_lists_and_refuses_a_policy_below_the_floor(cli_env: dict[str, str]) -> None:
-    from auditlog.cli_retention import retention_app
+    from auditlog.cli.retention import retention_app
 
     runner = CliRunner()
     bad = runner.invoke(
@@ -500,7 +501,7 @@ KILL_POINTS = [
 
 def _run_until(env: dict[str, str], point: str | None) -> None:
     """`retention run` in a subprocess: SIGKILL it at ``point``, or let it finish."""
-    cmd = [sys.executable, "-m", "auditlog.cli_retention", "retention", "run"]
+    cmd = [sys.executable, "-m", "auditlog.cli.retention", "retention", "run"]
     extra = {"AUDITLOG_TEST_PAUSE_AT": point} if point else {}
     with subprocess.Popen(
         cmd,
@@ -543,16 +544,14 @@ def test_a_pass_killed_at_any_point_resumes_and_loses_or_duplicates_nothing(
     _run_until(cli_env, None)
     _every_event_in_one_place(ret, total, strict=True)
     assert hot_seqs(ret.engine, "user_activity") == [61, 62, 63]
-    report = integrity.verify_database(admin_engine)
+    report = verify_database(admin_engine)
     assert report.ok, report.problems
     root = ret.settings.archive_root(settings.home)
     with ret.engine.connect() as conn:
         rows = archive_rows(conn, "user_activity")
     assert [a.state for a in rows] == ["purged"] * 3
     for a in rows:
-        assert archive.verify_archive(
-            root / a.path, {ret.log.signer.key_id: ret.log.signer.public}
-        ).ok
+        assert verify_archive(root / a.path, {ret.log.signer.key_id: ret.log.signer.public}).ok
     for action in ("retention.archived", "retention.purged"):
         logged = [e["details"]["month"] for e in events(ret.engine, action)]
         assert logged == ["2022-01", "2022-02", "2022-03"]  # each step logged exactly once

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.access import Identity
-from auditlog.identity import Directory, Principal
+from auditlog.identity.directory import Directory, Principal
 from auditlog.selfaudit import SelfAudit, login_event, view_event, view_key
 from auditlog.store import AuditLog
 

@@ -31,19 +31,18 @@ from test_model import valid
 from test_siem_formats import HOSTILE, hostile_event, stored_items
 
 from auditlog.demo import demo_events
-from auditlog.integrity import Checkpoint, signature_ok
-from auditlog.siem import (
+from auditlog.integrity.checkpoints import Checkpoint, signature_ok
+from auditlog.siem.destinations import (
     Destination,
     InvalidDestination,
     add_destination,
     change_destination,
-    dead_letters,
-    destination_status,
     list_destinations,
     remove_destination,
 )
 from auditlog.siem.formats import Item
 from auditlog.siem.parse import parse_syslog
+from auditlog.siem.status import dead_letters, destination_status
 from auditlog.siem.worker import Streamer, drain_all
 from auditlog.store import AuditLog
 
@@ -470,7 +469,7 @@ def test_cli_adds_lists_tests_streams_and_removes_destinations(
     import typer
     from typer.testing import CliRunner
 
-    from auditlog.cli_siem import siem_app, stream
+    from auditlog.cli.siem import siem_app, stream
 
     app = typer.Typer()
     app.add_typer(siem_app, name="siem")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_model import valid
 
-from auditlog.integrity import db_checkpoints
+from auditlog.integrity.database import db_checkpoints
 from auditlog.siem import ocsf
 from auditlog.siem.delivery import backoff, fetch_checkpoints, fetch_events
 from auditlog.siem.formats import Formatter, Item, cef_event, octet_frame, sd_escape
@@ -84,7 +84,7 @@ def hostile_items(log: AuditLog) -> list[Item]:
 
 
 def _stored_records(log: AuditLog) -> dict[str, dict[str, Any]]:
-    from auditlog.integrity import row_to_record
+    from auditlog.integrity.rule import row_to_record
     from auditlog.store import COPY_COLUMNS
 
     cols = [c for c in COPY_COLUMNS if c != "record"]

@@ -16,8 +16,11 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from auditlog import integrity
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
+from auditlog.integrity.checkpoints import signature_ok
+from auditlog.integrity.database import db_checkpoints, verify_database
+from auditlog.integrity.keys import Signer
+from auditlog.integrity.rule import HASHED_FIELDS, row_to_record
 from auditlog.settings import Settings, load_settings
 from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
 from tests.test_integrity import json_values
@@ -64,8 +67,8 @@ def test_entry_hash_is_sha256_of_prev_hash_and_jcs_record(log: AuditLog) -> None
     log.record(valid(details={"ratio": 0.5, "name": "Zoë", "n": [1, 2.0, None]}))
     with log.engine.connect() as conn:
         row = conn.exec_driver_sql("SELECT * FROM events").mappings().one()
-    record = integrity.row_to_record(row)
-    body = {k: record[k] for k in integrity.HASHED_FIELDS}
+    record = row_to_record(row)
+    body = {k: record[k] for k in HASHED_FIELDS}
     expected = hashlib.sha256(bytes(row["prev_hash"]) + rfc8785.dumps(body)).digest()
     assert bytes(row["entry_hash"]) == expected
 
@@ -105,7 +108,7 @@ def test_large_batch_with_some_stored_events_stores_only_the_new_ones(log: Audit
     assert sorted(r.seq for r in receipts if not r.duplicate) == list(range(101, 2_501))
     assert count(log.engine) == 2_500
     assert [r.seq for r in rows(log.engine, "governance")] == list(range(1, 2_501))
-    assert integrity.verify_database(log.engine).ok
+    assert verify_database(log.engine).ok
 
 
 def test_large_batch_repeating_a_stored_event_with_other_content_stores_nothing(
@@ -192,13 +195,13 @@ def test_commit_sends_a_notify_to_followers(log: AuditLog, db_url: sa.URL) -> No
 def test_checkpoint_is_signed_for_a_new_chain_head(log: AuditLog) -> None:
     receipt = log.record(valid())
     with log.engine.connect() as conn:
-        cp = integrity.db_checkpoints(conn.connection.driver_connection, "configuration")
+        cp = db_checkpoints(conn.connection.driver_connection, "configuration")
     assert [(c.seq, c.entry_hash) for c in cp] == [(1, receipt.entry_hash)]
-    assert integrity.signature_ok(cp[0], {log.signer.key_id: log.signer.public})
+    assert signature_ok(cp[0], {log.signer.key_id: log.signer.public})
 
 
 def test_eight_concurrent_writers_leave_a_gapless_valid_chain(
-    engine: Engine, settings: Settings, signer: integrity.Signer
+    engine: Engine, settings: Settings, signer: Signer
 ) -> None:
     errors: list[BaseException] = []
 
@@ -217,7 +220,7 @@ def test_eight_concurrent_writers_leave_a_gapless_valid_chain(
         t.join()
     assert not errors
     assert [r.seq for r in rows(engine, "configuration")] == list(range(1, 241))
-    assert integrity.verify_database(engine).ok
+    assert verify_database(engine).ok
 
 
 # --- immutability: enforced by the database ----------------------------------------------

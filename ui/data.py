@@ -16,9 +16,12 @@ import polars as pl
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from auditlog import db, export, query
-from auditlog.identity import Directory
-from auditlog.query import Filters
+from auditlog.db.server import connect
+from auditlog.evidence.export import csv_chunks, load_limits
+from auditlog.identity.directory import Directory
+from auditlog.query import drilldown
+from auditlog.query import timeline as tl
+from auditlog.query.filters import Filters
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
@@ -39,13 +42,13 @@ def _dispose_log(log: AuditLog) -> None:
 @st.cache_resource(show_spinner=False, on_release=Engine.dispose)
 def reader(settings: Settings) -> Engine:
     """The dashboard's SELECT-only engine (role auditlog_reader, statement timeout set)."""
-    return db.connect(settings, "reader")
+    return connect(settings, "reader")
 
 
 @st.cache_resource(show_spinner=False, on_release=_dispose_log)
 def writer(settings: Settings) -> AuditLog:
     """The writer the dashboard records its own events with, resolving actors like ingest."""
-    engine = db.connect(settings, "writer")
+    engine = connect(settings, "writer")
     try:
         return AuditLog(engine, settings, resolve=Directory(engine).resolver())
     except Exception:
@@ -68,41 +71,41 @@ def page_size(s: Settings) -> int:
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
-def timeline(s: Settings, params: Params, tz: str, now: datetime) -> query.Timeline:
+def timeline(s: Settings, params: Params, tz: str, now: datetime) -> tl.Timeline:
     """Count, histogram and first page of a timeline view."""
-    return query.timeline(reader(s), thaw(params), page_size(s), None, tz, now)
+    return tl.timeline(reader(s), thaw(params), page_size(s), None, tz, now)
 
 
 @st.cache_data(ttl=TTL, max_entries=256, show_spinner=False)
-def search(s: Settings, params: Params, after: str, now: datetime) -> query.Page:
+def search(s: Settings, params: Params, after: str, now: datetime) -> tl.Page:
     """A later page of a timeline view (``after`` is the previous page's cursor)."""
-    return query.search(reader(s), thaw(params), page_size(s), after, now)
+    return tl.search(reader(s), thaw(params), page_size(s), after, now)
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def action_counts(s: Settings, params: Params, now: datetime) -> pl.DataFrame:
-    return query.action_counts(reader(s), thaw(params), now)
+    return tl.action_counts(reader(s), thaw(params), now)
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def correlation(s: Settings, correlation_id: str) -> pl.DataFrame:
-    return query.correlation(reader(s), correlation_id)
+    return drilldown.correlation(reader(s), correlation_id)
 
 
 @st.cache_data(ttl=TTL, max_entries=256, show_spinner=False)
 def event(s: Settings, event_id: str) -> dict[str, Any]:
-    return query.get_event(reader(s), event_id)
+    return drilldown.get_event(reader(s), event_id)
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def target_history(s: Settings, target_type: str, target_id: str) -> pl.DataFrame:
-    return query.target_history(reader(s), target_type, target_id, limit=s.max_returned_rows)
+    return drilldown.target_history(reader(s), target_type, target_id, limit=s.max_returned_rows)
 
 
 def max_download_rows() -> int:
     """Most rows the browser download holds (``AUDITLOG_MAX_DOWNLOAD_ROWS``, default 200,000,
     about 150 MB): the finished file is held in memory to hand it to the browser."""
-    cap = export.load_limits().max_export_rows or 10**12
+    cap = load_limits().max_export_rows or 10**12
     return min(int(os.environ.get("AUDITLOG_MAX_DOWNLOAD_ROWS", "200000")), cap)
 
 
@@ -113,7 +116,7 @@ def csv_download(s: Settings, params: Params, now: datetime, actor: dict[str, An
     export cap (``AUDITLOG_MAX_EXPORT_ROWS``) bounds it: larger exports are refused here with a
     message, and go through ``auditlog export``, which writes to a file in constant memory.
     """
-    chunks = export.csv_chunks(
+    chunks = csv_chunks(
         reader(s), thaw(params), log=writer(s), actor=actor,
         context={"user_agent": "auditlog-dashboard"}, now=now,
     )  # fmt: skip

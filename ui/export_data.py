@@ -16,8 +16,14 @@ import polars as pl
 import sqlalchemy as sa
 import streamlit as st
 
-from auditlog import access, bundle, export, integrity, query
+from auditlog import access
+from auditlog.evidence.bundle import write_bundle
+from auditlog.evidence.export import Export, export_filename
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import key_id_of, load_public_key, load_signer, public_pem
+from auditlog.integrity.verifier import VerifyReport
 from auditlog.model import CATEGORIES
+from auditlog.query.timeline import count
 from auditlog.settings import Settings
 from auditlog.siem import destinations as dst
 from auditlog.siem import status
@@ -42,12 +48,12 @@ KEYS = sa.text("SELECT key_id, public_key, created_at FROM signing_keys ORDER BY
 @st.cache_data(ttl=data.TTL, max_entries=64, show_spinner=False)
 def matching(s: Settings, params: Params, now: datetime) -> int:
     """How many events the view selects (checked against the download cap before offering)."""
-    return query.count(data.reader(s), data.thaw(params), now)
+    return count(data.reader(s), data.thaw(params), now)
 
 
 def ndjson_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
     """The NDJSON export of the view (one snapshot, recorded as ``export.downloaded``)."""
-    chunks = export.Export(data.reader(s), data.thaw(params), "ndjson", log=data.writer(s),
+    chunks = Export(data.reader(s), data.thaw(params), "ndjson", log=data.writer(s),
                            actor=actor, context=CONTEXT, now=now)  # fmt: skip
     return b"".join(chunks)
 
@@ -55,8 +61,8 @@ def ndjson_download(s: Settings, params: Params, now: datetime, actor: dict[str,
 def bundle_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
     """The signed evidence bundle (ZIP) of the view, built in a temporary file."""
     with tempfile.TemporaryDirectory(prefix="auditlog-bundle-") as tmp:
-        path = Path(tmp) / export.export_filename("bundle", now)
-        bundle.write_bundle(data.reader(s), path, data.thaw(params), log=data.writer(s),
+        path = Path(tmp) / export_filename("bundle", now)
+        write_bundle(data.reader(s), path, data.thaw(params), log=data.writer(s),
                             actor=actor, context=CONTEXT, now=now)  # fmt: skip
         return path.read_bytes()
 
@@ -173,12 +179,12 @@ def manage_form(names: list[str]) -> tuple[str, str, dict[str, Any], str] | None
 # --- integrity ------------------------------------------------------------------------------
 
 
-def verify(s: Settings, user: User) -> integrity.VerifyReport:
+def verify(s: Settings, user: User) -> VerifyReport:
     access.require(user.role, "integrity.verify")
-    return integrity.verify_database(data.reader(s))
+    return verify_database(data.reader(s))
 
 
-def chains_frame(report: integrity.VerifyReport) -> pl.DataFrame:
+def chains_frame(report: VerifyReport) -> pl.DataFrame:
     """One row per category: rows, seq range, checkpoints checked, and its problem if any."""
     rows = [{"category": c.category, "rows": c.rows, "first seq": c.first_seq,
              "last seq": c.last_seq, "checkpoints": c.checkpoints,
@@ -187,7 +193,7 @@ def chains_frame(report: integrity.VerifyReport) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def problems_frame(report: integrity.VerifyReport) -> pl.DataFrame:
+def problems_frame(report: VerifyReport) -> pl.DataFrame:
     rows = [vars(p) for p in report.problems]
     schema = {"category": pl.String, "seq": pl.Int64, "kind": pl.String, "message": pl.String}
     return pl.DataFrame(rows, schema=schema)
@@ -214,13 +220,13 @@ def public_keys(s: Settings) -> list[tuple[str, str, bool]]:
     current: str | None = None
     try:
         if s.signing_key or s.key_path.is_file():
-            current = integrity.public_pem(integrity.load_signer(s).public)
+            current = public_pem(load_signer(s).public)
     except (OSError, ValueError):
         current = None
     with data.reader(s).connect() as conn:
         stored = [(k, bytes(pem).decode("ascii")) for k, pem, _ in conn.execute(KEYS)]
     keys = [(k, pem, pem.strip() == (current or "").strip()) for k, pem in stored]
     if current and not any(c for _, _, c in keys):
-        key_id = integrity.key_id_of(integrity.load_public_key(current))
+        key_id = key_id_of(load_public_key(current))
         keys.append((key_id, current, True))
     return sorted(keys, key=lambda k: not k[2])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from auditlog.identity import Directory
-from auditlog.retention import Retention, connect_retention, load_retention_settings
-from auditlog.retention_view import archives_frame, impact, policy_history
+from auditlog.identity.directory import Directory
+from auditlog.retention.policies import Retention
+from auditlog.retention.records import connect_retention, load_retention_settings
+from auditlog.retention.view import archives_frame, impact, policy_history
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from ui import data

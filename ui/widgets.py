@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo, available_timezones
 import polars as pl
 import streamlit as st
 
-from auditlog import access, query
+from auditlog import access
 from auditlog.model import Category, Outcome
-from auditlog.query import Filters
+from auditlog.query.filters import Filters
+from auditlog.query.timeline import format_times
 from auditlog.selfaudit import view_key
 
 TZ_KEY = "tz"
@@ -114,7 +115,7 @@ def filter_form(f: Filters, actions: pl.DataFrame, tz: str) -> Filters | None:
 
 def events_table(rows: pl.DataFrame, tz: str, key: str) -> dict[str, Any] | None:
     """Events as a table (times in ``tz``); the selected row's event, if one is selected."""
-    shown = query.format_times(rows, tz).select(
+    shown = format_times(rows, tz).select(
         pl.col("occurred_at_local").alias("time"), "category", "action", "outcome",
         pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
         pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ")

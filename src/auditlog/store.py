@@ -22,9 +22,11 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from auditlog import integrity
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
+from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
+from auditlog.integrity.database import db_anchor
+from auditlog.integrity.keys import Signer, load_signer, public_pem
 from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
@@ -263,13 +265,13 @@ class AuditLog:
         self,
         engine: Engine,
         settings: Settings | None = None,
-        signer: integrity.Signer | None = None,
+        signer: Signer | None = None,
         resolve: ActorResolver | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings or load_settings()
-        self.signer = signer or integrity.load_signer(self.settings)
+        self.signer = signer or load_signer(self.settings)
         self.resolve = resolve
         # recorded_at comes from the server clock; ``clock`` replaces it (tests and benchmarks
         # that need rows recorded in the past, e.g. for retention). Never set in production.
@@ -279,7 +281,7 @@ class AuditLog:
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs: Any) -> AuditLog:
         """Connect as the writer role (migrating on first start) and load the signing key."""
-        from auditlog.db import connect
+        from auditlog.db.server import connect
 
         settings = settings or load_settings()
         return cls(connect(settings, "writer"), settings, **kwargs)
@@ -291,7 +293,7 @@ class AuditLog:
                     "INSERT INTO signing_keys (key_id, public_key) VALUES (:k, :p) "
                     "ON CONFLICT (key_id) DO NOTHING"
                 ),
-                {"k": self.signer.key_id, "p": integrity.public_pem(self.signer.public).encode()},
+                {"k": self.signer.key_id, "p": public_pem(self.signer.public).encode()},
             )
 
     def record(self, event: Any) -> Receipt:
@@ -358,9 +360,7 @@ class AuditLog:
             or now - last[1] >= timedelta(seconds=self.settings.checkpoint_seconds)
         )
         if due and (last is None or last[0] < seq):
-            _insert_checkpoint(
-                cur, integrity.sign_checkpoint(self.signer, category, seq, head, now)
-            )
+            _insert_checkpoint(cur, sign_checkpoint(self.signer, category, seq, head, now))
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
         if self.clock is not None:
@@ -368,7 +368,7 @@ class AuditLog:
         cur.execute("SELECT clock_timestamp()")
         return cur.fetchone()[0]  # type: ignore[index,no-any-return]
 
-    def checkpoint(self, categories: Iterable[str] | None = None) -> list[integrity.Checkpoint]:
+    def checkpoint(self, categories: Iterable[str] | None = None) -> list[Checkpoint]:
         """Sign the current head of each category not yet covered; return what was signed."""
 
         done = []
@@ -381,7 +381,7 @@ class AuditLog:
                 covered = cur.fetchone()[0] or 0  # type: ignore[index]
                 if seq > covered:
                     now = self._now(cur)
-                    cp = integrity.sign_checkpoint(self.signer, cat, seq, head, now)
+                    cp = sign_checkpoint(self.signer, cat, seq, head, now)
                     _insert_checkpoint(cur, cp)
                     done.append(cp)
         return done
@@ -552,7 +552,7 @@ def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime
     row = cur.fetchone()
     if row:
         return int(row[0]), bytes(row[1]), row[2]
-    seq, anchor = integrity.db_anchor(cur.connection, category)
+    seq, anchor = db_anchor(cur.connection, category)
     return seq, anchor, None
 
 
@@ -585,7 +585,7 @@ def _copy_row(
     )
 
 
-def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: integrity.Checkpoint) -> None:
+def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: Checkpoint) -> None:
     cur.execute(
         "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, signature) "
         "VALUES (%s, %s, %s, %s, %s, %s)",

@@ -204,7 +204,7 @@ def run_stream(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m auditlog.siem.worker [--once] [--destination NAME ...] [--poll SECONDS]``."""
-    from auditlog import db
+    from auditlog.db.server import connect
     from auditlog.settings import load_settings
 
     ap = argparse.ArgumentParser(prog="auditlog-stream", description=__doc__.splitlines()[0])
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=2.0, help="polling fallback, seconds")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = db.connect(load_settings(), "writer")
+    engine = connect(load_settings(), "writer")
     try:
         return run_stream(engine, args.destination, args.once, args.poll)
     finally:

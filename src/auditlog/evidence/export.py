@@ -34,12 +34,12 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
-from auditlog import query
 from auditlog.errors import AuditLogError, ConfigError
-from auditlog.event_table import events as _events
-from auditlog.event_table import utc as _utc
-from auditlog.filters import Filters
 from auditlog.model import utc_text
+from auditlog.query.filters import Filters
+from auditlog.query.table import events as _events
+from auditlog.query.table import utc as _utc
+from auditlog.query.timeline import where_clauses
 from auditlog.store import AuditLog, Receipt
 
 Format = Literal["csv", "ndjson"]
@@ -177,7 +177,7 @@ def _compile(stmt: sa.Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any
 def _filtered(stmt: sa.Select[Any], filters: Filters, now: datetime) -> sa.Select[Any]:
     # The timeline's own filter -> WHERE translation (bound parameters), so an export holds
     # exactly what the filtered view shows.
-    return stmt.select_from(_events).where(*query.where_clauses(filters, now))
+    return stmt.select_from(_events).where(*where_clauses(filters, now))
 
 
 def csv_sql(filters: Filters, now: datetime, dialect: Dialect) -> tuple[str, dict[str, Any]]:

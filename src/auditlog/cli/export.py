@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog import db, integrity
 from auditlog.access import local_identity
-from auditlog.bundle import write_bundle
-from auditlog.bundle_verify import BundleReport, verify_bundle
-from auditlog.export import export_filename, load_limits, write_export
-from auditlog.filters import Filters
+from auditlog.db.server import connect
+from auditlog.evidence.bundle import write_bundle
+from auditlog.evidence.export import export_filename, load_limits, write_export
+from auditlog.evidence.verify import BundleReport, verify_bundle
+from auditlog.integrity.keys import key_id_of, load_public_key
+from auditlog.query.filters import Filters
 from auditlog.settings import load_settings
 
 FORMATS = ("csv", "ndjson", "bundle")
@@ -74,7 +75,7 @@ def export(
 
 
 def _run_export(fmt: str, target: str, filters: Filters) -> tuple[int, str, int]:
-    from auditlog.cli import log_session  # the command line's writer, closed on exit
+    from auditlog.cli.app import log_session  # the command line's writer, closed on exit
 
     settings, limits = load_settings(), load_limits()
     kwargs: dict[str, Any] = {
@@ -82,7 +83,7 @@ def _run_export(fmt: str, target: str, filters: Filters) -> tuple[int, str, int]
         "context": CLI_CONTEXT,
         "limits": limits,
     }
-    reader = db.connect(settings, "reader")
+    reader = connect(settings, "reader")
     try:
         with log_session(settings) as log:
             if fmt == "bundle":
@@ -112,8 +113,8 @@ def load_keys(paths: list[Path] | None) -> dict[str, Any] | None:
     """Trusted public keys (PEM files) by key id; None when no file was given."""
     if not paths:
         return None
-    keys = [integrity.load_public_key(p.read_bytes()) for p in paths]
-    return {integrity.key_id_of(k): k for k in keys}
+    keys = [load_public_key(p.read_bytes()) for p in paths]
+    return {key_id_of(k): k for k in keys}
 
 
 def print_report(report: BundleReport, path: Path) -> None:

@@ -12,12 +12,15 @@ from typing import IO, Annotated, Any
 import typer
 from sqlalchemy.engine import Engine
 
-from auditlog import db, integrity
-from auditlog.cli_export import export as export_command
-from auditlog.cli_retention import archive_app, retention_app
-from auditlog.cli_siem import siem_app
-from auditlog.cli_siem import stream as stream_command
+from auditlog.cli.export import export as export_command
+from auditlog.cli.retention import archive_app, retention_app
+from auditlog.cli.siem import siem_app
+from auditlog.cli.siem import stream as stream_command
+from auditlog.db.migrate import current_version, upgrade
+from auditlog.db.server import Role, admin_url, connect, ensure_database, make_engine
 from auditlog.errors import AuditLogError, EventConflict, InvalidEvent
+from auditlog.integrity.database import verify_database
+from auditlog.integrity.keys import key_id_of, load_public_key, load_signer, public_pem
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog, Prepared, prepare
 
@@ -51,9 +54,9 @@ def _fail(message: str, code: int = 1) -> None:
 
 def open_log(settings: Settings) -> AuditLog:
     """The writer, resolving actors through the directory when one is loaded."""
-    engine = db.connect(settings, "writer")
+    engine = connect(settings, "writer")
     try:
-        from auditlog.identity import Directory
+        from auditlog.identity.directory import Directory
 
         resolve = Directory(engine).resolver()
     except ImportError:  # pragma: no cover - identity is part of the package
@@ -72,8 +75,8 @@ def log_session(settings: Settings) -> Iterator[AuditLog]:
 
 
 @contextmanager
-def engine_session(settings: Settings, role: db.Role) -> Iterator[Engine]:
-    engine = db.connect(settings, role)
+def engine_session(settings: Settings, role: Role) -> Iterator[Engine]:
+    engine = connect(settings, role)
     try:
         yield engine
     finally:
@@ -84,11 +87,11 @@ def engine_session(settings: Settings, role: db.Role) -> Iterator[Engine]:
 def db_upgrade() -> None:
     """Create or migrate the schema (also done on first start)."""
     settings = _settings()
-    db.ensure_database(settings)
-    engine = db.make_engine(db.admin_url(settings), "admin")
+    ensure_database(settings)
+    engine = make_engine(admin_url(settings), "admin")
     try:
-        applied = db.upgrade(engine)
-        version = db.current_version(engine)
+        applied = upgrade(engine)
+        version = current_version(engine)
     finally:
         engine.dispose()
     typer.echo(f"schema at version {version}; applied: {applied or 'none'}")
@@ -241,7 +244,7 @@ def _run_demo(log: AuditLog, events: int, seed: int, if_empty: bool) -> None:
 
 def _load_demo_directory(log: AuditLog, seed: int) -> None:
     try:
-        from auditlog.identity import Directory, Principal
+        from auditlog.identity.directory import Directory, Principal
     except ImportError:  # pragma: no cover
         return
     from auditlog.demo import demo_actors
@@ -278,21 +281,21 @@ def verify(
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
     if bundle is not None:
-        from auditlog.cli_export import verify_bundle_command
+        from auditlog.cli.export import verify_bundle_command
 
         verify_bundle_command(bundle, public_key)
         return
     if archive is not None:
-        from auditlog.cli_retention import verify_archive_command
+        from auditlog.cli.retention import verify_archive_command
 
         verify_archive_command(archive, public_key)
         return
     keys = None
     if public_key:
-        loaded = [integrity.load_public_key(p.read_bytes()) for p in public_key]
-        keys = {integrity.key_id_of(k): k for k in loaded}
+        loaded = [load_public_key(p.read_bytes()) for p in public_key]
+        keys = {key_id_of(k): k for k in loaded}
     with engine_session(_settings(), "reader") as engine:
-        report = integrity.verify_database(engine, keys)
+        report = verify_database(engine, keys)
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
@@ -315,7 +318,7 @@ def checkpoint() -> None:
 @keys_app.command("export-public")
 def keys_export_public() -> None:
     """Print the public key that verifies this installation's checkpoints (PEM)."""
-    typer.echo(integrity.public_pem(integrity.load_signer(_settings()).public), nl=False)
+    typer.echo(public_pem(load_signer(_settings()).public), nl=False)
 
 
 # --- identity ----------------------------------------------------------------------------
@@ -326,15 +329,17 @@ def identity_sync(
     csv: Annotated[Path | None, typer.Option(help="load principals from this CSV instead")] = None,
 ) -> None:
     """Fill the directory from Microsoft Graph (AUDITLOG_GRAPH_* settings) or a CSV."""
-    from auditlog import identity
+    from auditlog.identity.directory import Directory
+    from auditlog.identity.graph import graph_client_from_env
+    from auditlog.identity.sync import load_csv, sync_from_graph
 
     with engine_session(_settings(), "writer") as engine:
-        directory = identity.Directory(engine)
+        directory = Directory(engine)
         if csv is not None:
-            count = directory.upsert(identity.load_csv(csv))
+            count = directory.upsert(load_csv(csv))
             typer.echo(f"loaded {count} principals from {csv}")
             return
-        result = identity.sync_from_graph(directory, identity.graph_client_from_env())
+        result = sync_from_graph(directory, graph_client_from_env())
     typer.echo(f"synced {result.users} users and {result.service_principals} service principals")
 
 

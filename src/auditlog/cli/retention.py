@@ -19,18 +19,17 @@ from typing import Annotated
 
 import typer
 
-from auditlog import access, archive, integrity
+from auditlog import access
 from auditlog.access import Identity, Role
+from auditlog.archive.files import verify_archive
 from auditlog.errors import AuditLogError
-from auditlog.retention import (
-    CATEGORIES,
-    Retention,
-    RetentionSettings,
-    connect_retention,
-    load_retention_settings,
-)
-from auditlog.retention_run import RetentionRun
-from auditlog.retention_view import EXPORT_FORMATS, archives_frame, export_archive
+from auditlog.integrity.database import db_public_keys
+from auditlog.integrity.keys import key_id_of, load_public_key
+from auditlog.model import CATEGORIES
+from auditlog.retention.policies import Retention
+from auditlog.retention.records import RetentionSettings, connect_retention, load_retention_settings
+from auditlog.retention.run import RetentionRun
+from auditlog.retention.view import EXPORT_FORMATS, archives_frame, export_archive
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
@@ -45,7 +44,7 @@ def _session() -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
     settings, rs = load_settings(), load_retention_settings()
     engine = connect_retention(settings)
     try:
-        from auditlog.identity import Directory
+        from auditlog.identity.directory import Directory
 
         log = AuditLog(engine, settings, resolve=Directory(engine).resolver())
         yield Retention(log, rs), settings, rs
@@ -231,15 +230,15 @@ def archive_export_command(
 def _trusted_keys(public_key: list[Path] | None) -> dict | None:  # type: ignore[type-arg]
     """Keys given on the command line, else the installation's (None if unreachable)."""
     if public_key:
-        loaded = [integrity.load_public_key(p.read_bytes()) for p in public_key]
-        return {integrity.key_id_of(k): k for k in loaded}
+        loaded = [load_public_key(p.read_bytes()) for p in public_key]
+        return {key_id_of(k): k for k in loaded}
     try:
-        from auditlog import db
+        from auditlog.db.server import connect
 
-        engine = db.connect(load_settings(), "reader")
+        engine = connect(load_settings(), "reader")
         try:
             with engine.connect() as conn:
-                return integrity.db_public_keys(conn.connection.driver_connection)
+                return db_public_keys(conn.connection.driver_connection)
         finally:
             engine.dispose()
     except Exception:  # an offline check: say the signature was not checked
@@ -249,7 +248,7 @@ def _trusted_keys(public_key: list[Path] | None) -> dict | None:  # type: ignore
 def verify_archive_command(file: Path, public_key: list[Path] | None = None) -> None:
     """``auditlog verify --archive FILE``: the manifest, then every row; exit 1 naming the
     first bad row (or the file) when anything is wrong."""
-    check = archive.verify_archive(file, _trusted_keys(public_key))
+    check = verify_archive(file, _trusted_keys(public_key))
     m = check.manifest or {}
     span = f"seq {check.first_seq}..{check.last_seq}" if check.rows else "no rows"
     typer.echo(

@@ -19,9 +19,9 @@ from typing import IO, Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from auditlog.archive import BATCH
+from auditlog.archive.files import BATCH
 from auditlog.canonical import jcs_text
-from auditlog.export import COLUMN_KINDS, CSV_COLUMNS, FORMULA_TRIGGERS
+from auditlog.evidence.export import COLUMN_KINDS, CSV_COLUMNS, FORMULA_TRIGGERS
 
 EXPORT_COLUMNS = CSV_COLUMNS
 _JSON_FIELDS = {name for name, kind in COLUMN_KINDS.items() if kind == "json"}

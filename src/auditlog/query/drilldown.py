@@ -16,15 +16,8 @@ from sqlalchemy.engine import Engine
 
 from auditlog import diff as _diff
 from auditlog.errors import NotFound
-from auditlog.event_table import (
-    OLDEST_FIRST,
-    ROW_COLUMNS,
-    ROW_SCHEMA,
-    c,
-    field,
-    rows_frame,
-)
-from auditlog.filters import InvalidFilter
+from auditlog.query.filters import InvalidFilter
+from auditlog.query.table import OLDEST_FIRST, ROW_COLUMNS, ROW_SCHEMA, c, field, rows_frame
 
 MAX_RELATED_ROWS = 10_000  # correlation drilldown / target history
 

@@ -39,7 +39,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection, Engine
 
-from auditlog.drilldown import (
+from auditlog.model import parse_timestamp, utc_text
+from auditlog.query.drilldown import (
     MAX_RELATED_ROWS,
     CorrelationSummary,
     correlation,
@@ -47,7 +48,8 @@ from auditlog.drilldown import (
     get_event,
     target_history,
 )
-from auditlog.event_table import (
+from auditlog.query.filters import PRESETS, Filters, InvalidFilter
+from auditlog.query.table import (
     HOUR,
     NEWEST_FIRST,
     ROW_COLUMNS,
@@ -59,8 +61,6 @@ from auditlog.event_table import (
     rows_frame,
     utc,
 )
-from auditlog.filters import PRESETS, Filters, InvalidFilter
-from auditlog.model import parse_timestamp, utc_text
 
 __all__ = [
     "MAX_RELATED_ROWS",

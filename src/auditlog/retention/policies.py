@@ -32,9 +32,8 @@ from sqlalchemy.engine import Connection
 from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.errors import NotFound, PermissionDenied
-from auditlog.model import utc_text
-from auditlog.retention_model import (
-    CATEGORIES,
+from auditlog.model import CATEGORIES, utc_text
+from auditlog.retention.records import (
     RETENTION_ROLE,
     Change,
     Hold,

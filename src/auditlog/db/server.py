@@ -14,23 +14,20 @@ as its user, which must be a member of the role, and ``SET ROLE`` to it.
 
 from __future__ import annotations
 
-import importlib.resources
-import re
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from auditlog.errors import ConfigError
+from auditlog.db.migrate import upgrade
 from auditlog.settings import Settings
 
 Role = Literal["admin", "writer", "reader"]
 ROLE_NAMES = {"writer": "auditlog_writer", "reader": "auditlog_reader"}
 LOGIN_NAMES = {"writer": "auditlog_app", "reader": "auditlog_dashboard"}
 DEFAULT_DB = "auditlog"
-_MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 def embedded_server_url(home: Path) -> URL:
@@ -104,48 +101,3 @@ def connect(settings: Settings, role: Role = "writer") -> Engine:
     if not settings.database_url and role != "admin":
         url = url.set(username=LOGIN_NAMES[role], password=None)
     return make_engine(url, role, timeout)
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """Ordered (version, name, sql) of the packaged migrations."""
-    found = []
-    for entry in importlib.resources.files("auditlog.migrations").iterdir():
-        m = _MIGRATION.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), entry.name, entry.read_text("utf-8")))
-    return sorted(found)
-
-
-def upgrade(engine: Engine) -> list[str]:
-    """Apply pending migrations, each in its own transaction; return the names applied."""
-    applied: list[str] = []
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('auditlog:migrate'))"))
-        conn.execute(
-            sa.text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version int PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-        )
-        done = set(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            raw: Any = conn.connection.driver_connection  # a file holds many statements
-            with raw.cursor() as cur:
-                cur.execute(sql)
-            conn.execute(
-                sa.text("INSERT INTO schema_migrations (version, name) VALUES (:v, :n)"),
-                {"v": version, "n": name},
-            )
-            applied.append(name)
-    return applied
-
-
-def current_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        try:
-            return int(conn.scalar(sa.text("SELECT max(version) FROM schema_migrations")) or 0)
-        except sa.exc.ProgrammingError as exc:
-            raise ConfigError("database not migrated; run `auditlog db upgrade`") from exc

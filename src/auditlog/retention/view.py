@@ -25,12 +25,13 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from auditlog import archive, archive_export
 from auditlog.access import Identity
+from auditlog.archive.export import write_csv, write_parquet
+from auditlog.archive.files import file_sha256, require_valid, verify_archive
 from auditlog.errors import NotFound
 from auditlog.model import utc_text
-from auditlog.retention import Hold, InvalidPolicy, Policy, Proposal
-from auditlog.retention_run import ArchiveRow, archive_rows
+from auditlog.retention.records import Hold, InvalidPolicy, Policy, Proposal
+from auditlog.retention.run import ArchiveRow, archive_rows
 from auditlog.store import AuditLog
 
 FATES: dict[str, str] = {
@@ -299,13 +300,13 @@ def export_archive(
         raise InvalidPolicy("format", f"{fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     a = find_archive(log.engine, category, month)
     path = root / a.path
-    archive.require_valid(archive.verify_archive(path, {log.signer.key_id: log.signer.public}))
+    require_valid(verify_archive(path, {log.signer.key_id: log.signer.public}))
     if fmt == "csv":
         with open(out, "w", encoding="utf-8", newline="") as fh:
-            rows = archive_export.write_csv(path, fh)
+            rows = write_csv(path, fh)
     else:
-        rows = archive_export.write_parquet(path, out)
-    log.record(download_event(who, a, fmt, rows, archive.file_sha256(out), out.name))
+        rows = write_parquet(path, out)
+    log.record(download_event(who, a, fmt, rows, file_sha256(out), out.name))
     return rows
 
 

@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.canonical import jcs
 from auditlog.errors import IntegrityFailure, NotFound
-from auditlog.integrity import ChainVerifier, Problem, Signer
+from auditlog.integrity.keys import Signer
+from auditlog.integrity.verifier import ChainVerifier, Problem
 from auditlog.model import utc_text
 
 FORMAT = "auditlog-archive/1"

@@ -36,11 +36,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from auditlog import archive, integrity
+from auditlog.archive.files import (
+    ArchiveCheck,
+    Span,
+    Written,
+    file_sha256,
+    manifest_path,
+    require_valid,
+    verify_archive,
+    write_archive,
+)
 from auditlog.errors import IntegrityFailure
-from auditlog.model import utc_text
-from auditlog.retention import (
-    CATEGORIES,
+from auditlog.integrity.checkpoints import anchor_message
+from auditlog.model import CATEGORIES, utc_text
+from auditlog.retention.records import (
     Policy,
     RetentionRefused,
     RetentionSettings,
@@ -221,7 +230,7 @@ class RetentionRun:
 
     # -- archive --------------------------------------------------------------------------
 
-    def _next_start(self, category: str, days: int) -> tuple[archive.Span, datetime] | None:
+    def _next_start(self, category: str, days: int) -> tuple[Span, datetime] | None:
         """Where the next archive starts and when its month ends, if all of that month is
         past retention (the span's last_seq is found while writing)."""
         with self.engine.connect() as conn:
@@ -236,14 +245,14 @@ class RetentionRun:
             row = conn.execute(_NEXT, {"c": category, "after": after, "days": days}).first()
         if row is None or not row[3]:
             return None
-        return archive.Span(category, row[1], int(row[0]), int(row[0]) - 1), row[2]
+        return Span(category, row[1], int(row[0]), int(row[0]) - 1), row[2]
 
-    def _archive(self, first: archive.Span, month_end: datetime, rep: CategoryReport) -> None:
+    def _archive(self, first: Span, month_end: datetime, rep: CategoryReport) -> None:
         with self.engine.connect() as sa_conn:
             conn = sa_conn.connection.driver_connection
             now = sa_conn.execute(sa.text("SELECT now()")).scalar_one()
             sa_conn.commit()
-            written = archive.write_archive(
+            written = write_archive(
                 conn,
                 self.root,
                 first,
@@ -254,7 +263,7 @@ class RetentionRun:
             )
         span = written.span
         pause_point("archive_written")
-        check = archive.require_valid(archive.verify_archive(written.path, self.keys))
+        check = require_valid(verify_archive(written.path, self.keys))
         with self.engine.begin() as conn:
             self._match_table(conn, span, written, check)
             conn.execute(
@@ -286,9 +295,7 @@ class RetentionRun:
         self._log_missing(span.category)
 
     @staticmethod
-    def _match_table(
-        conn: Connection, span: archive.Span, written: archive.Written, check: archive.ArchiveCheck
-    ) -> None:
+    def _match_table(conn: Connection, span: Span, written: Written, check: ArchiveCheck) -> None:
         """The file's chain ends must be the table's: then, by the hash chain, every row is."""
         first, last = conn.execute(
             sa.text(
@@ -331,16 +338,14 @@ class RetentionRun:
 
     def _purge(self, a: ArchiveRow, rep: CategoryReport) -> bool:
         path = self.root / a.path
-        if not path.exists() or archive.file_sha256(path) != a.file_sha256:
+        if not path.exists() or file_sha256(path) != a.file_sha256:
             raise IntegrityFailure(
                 f"archive {path} is missing or changed since it was "
                 "registered; its rows stay in the table (investigate, then "
                 "restore the file)"
             )
         key_id = self.signer.key_id
-        sig = self.signer.sign(
-            integrity.anchor_message(a.category, a.last_seq, a.last_entry_hash, key_id)
-        )
+        sig = self.signer.sign(anchor_message(a.category, a.last_seq, a.last_entry_hash, key_id))
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -375,7 +380,7 @@ class RetentionRun:
             ]
         for a in due:
             path = self.root / a.path
-            for file in (path, archive.manifest_path(path)):
+            for file in (path, manifest_path(path)):
                 file.unlink(missing_ok=True)
             if path.parent.exists() and not any(path.parent.iterdir()):
                 path.parent.rmdir()

@@ -22,8 +22,8 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog import db
 from auditlog.access import local_identity
+from auditlog.db.server import connect
 from auditlog.errors import AuditLogError
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
@@ -44,7 +44,7 @@ Reason = Annotated[str | None, typer.Option(help="why (kept in the audit event)"
 @contextmanager
 def _log() -> Iterator[AuditLog]:
     settings = load_settings()
-    log = AuditLog(db.connect(settings, "writer"), settings)
+    log = AuditLog(connect(settings, "writer"), settings)
     try:
         yield log
     finally:
@@ -197,7 +197,7 @@ def stream(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    engine = db.connect(settings, "writer")
+    engine = connect(settings, "writer")
     try:
         code = run_stream(engine, destination, once, poll)
     finally:

@@ -30,8 +30,7 @@ from typing import IO, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from auditlog import integrity
-from auditlog.bundle import (
+from auditlog.evidence.bundle import (
     CSV_NAME,
     MANIFEST,
     NDJSON_NAME,
@@ -39,7 +38,10 @@ from auditlog.bundle import (
     SIGNATURE,
     manifest_message,
 )
-from auditlog.export import COLUMN_KINDS, CSV_COLUMNS
+from auditlog.evidence.export import COLUMN_KINDS, CSV_COLUMNS
+from auditlog.integrity.checkpoints import Checkpoint, signature_ok
+from auditlog.integrity.keys import key_id_of, load_public_key
+from auditlog.integrity.rule import ZERO_HASH, record_bytes, record_seq
 
 MAX_PROBLEMS = 50
 MAX_SAFE_INT = 2**53 - 1
@@ -186,11 +188,11 @@ def _manifest_keys(manifest: dict[str, Any], report: BundleReport) -> dict[str, 
     keys = {}
     for key_id, pem in manifest["public_keys"].items():
         try:
-            key = integrity.load_public_key(pem)
+            key = load_public_key(pem)
         except ValueError as exc:
             report.add("forged manifest", f"public key {key_id}: {exc}", file=MANIFEST)
             continue
-        if integrity.key_id_of(key) != key_id:
+        if key_id_of(key) != key_id:
             report.add("forged manifest", f"key {key_id} has another key id", file=MANIFEST)
             continue
         keys[key_id] = key
@@ -251,7 +253,7 @@ def _written_at(rec: dict[str, Any], prev: bytes, entry: bytes) -> int | None:
     """The seq this row's hash was computed with, when that is a nearby other seq."""
     for delta in range(1, 65):
         for cand in (rec["seq"] - delta, rec["seq"] + delta):
-            rb = integrity.record_bytes({**rec, "seq": cand})
+            rb = record_bytes({**rec, "seq": cand})
             if cand >= 1 and hashlib.sha256(prev + rb).digest() == entry:
                 return cand
     return None
@@ -294,7 +296,7 @@ class _RowCheck:
     def row(self, i: int, cells: list[str], line: bytes) -> None:
         try:
             rec = csv_record(cells)
-            rb = integrity.record_bytes(rec)
+            rb = record_bytes(rec)
         except (ValueError, UnicodeEncodeError) as exc:  # surrogates: bytes that are not UTF-8
             self.report.add("malformed row", str(exc), file=CSV_NAME, row=i)
             self.ndjson(i, line, None, b"")
@@ -328,7 +330,7 @@ class _RowCheck:
                 return self._fail(st, "rows reordered", f"was written at seq {moved}", i, rec)
             why = "entry_hash does not match the row's values: a value was altered"
             return self._fail(st, "content changed", why, i, rec)
-        linked = integrity.ZERO_HASH if seq == 1 else st.link if last == seq - 1 else prev
+        linked = ZERO_HASH if seq == 1 else st.link if last == seq - 1 else prev
         if prev != linked:
             why = f"prev_hash is not the entry_hash of seq {seq - 1}: a row before was replaced"
             return self._fail(st, "link broken", why, i, rec)
@@ -349,12 +351,12 @@ class _RowCheck:
         ):
             self.nd_failed = True
             why = "the line's entry_hash does not match its record"
-            seq = integrity.record_seq(record)
+            seq = record_seq(record)
             self.report.add("content changed", why, file=NDJSON_NAME, row=i, seq=seq)
         elif rec is not None and not self.cross_failed and record != rb:
             self.cross_failed = True
             why = f"not the entry in {CSV_NAME} row {i}"
-            seq = integrity.record_seq(record)
+            seq = record_seq(record)
             self.report.add("files differ", why, file=NDJSON_NAME, row=i, seq=seq)
 
 
@@ -404,8 +406,8 @@ def _compare_runs(cat: str, st: ChainSummary, listed: Any, report: BundleReport)
                f"row {after[2]})", row=after[2], **where)  # fmt: skip
 
 
-def _checkpoint(item: Any) -> integrity.Checkpoint:
-    return integrity.Checkpoint(
+def _checkpoint(item: Any) -> Checkpoint:
+    return Checkpoint(
         item["category"], int(item["seq"]), bytes.fromhex(item["entry_hash"]),
         item["signed_at"], item["key_id"], bytes.fromhex(item["signature"]),
     )  # fmt: skip
@@ -424,7 +426,7 @@ def _check_checkpoints(
             continue
         where = {"category": cp.category, "seq": cp.seq}
         st = report.chains.get(cp.category)
-        if not integrity.signature_ok(cp, keys):
+        if not signature_ok(cp, keys):
             why = "unknown key " + cp.key_id if cp.key_id not in keys else "does not verify"
             report.add("bad signature", f"checkpoint signature: {why}", file=MANIFEST, **where)
         elif st is not None and cp.seq in st.hashes:

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from auditlog import db
+from auditlog.db.server import connect, make_engine
 from auditlog.errors import AuditLogError, ConfigError
 from auditlog.model import CATEGORIES
 
@@ -144,7 +144,7 @@ def load_retention_settings(
 def retention_engine(url: URL | str) -> Engine:
     """An engine whose connections act as ``auditlog_retention`` (the URL's user must be a
     member: auditlog_app is, on the embedded server)."""
-    engine = db.make_engine(url, "admin")
+    engine = make_engine(url, "admin")
 
     @sa.event.listens_for(engine, "connect")
     def _set_role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -157,7 +157,7 @@ def retention_engine(url: URL | str) -> Engine:
 
 def connect_retention(settings: Any) -> Engine:
     """The retention engine for ``settings`` (migrating the database on first start)."""
-    writer = db.connect(settings, "writer")
+    writer = connect(settings, "writer")
     url = writer.url
     writer.dispose()
     return retention_engine(url)

@@ -29,12 +29,29 @@ from typing import IO, Any
 
 from sqlalchemy.engine import Engine
 
-from auditlog import export as ex
-from auditlog import integrity
 from auditlog.canonical import jcs
 from auditlog.errors import AuditLogError
-from auditlog.filters import Filters
+from auditlog.evidence.export import (
+    CSV_COLUMNS,
+    MEDIA_TYPES,
+    ExportLimits,
+    ExportTooLarge,
+    Tally,
+    check_cap,
+    count_rows,
+    csv_blobs,
+    export_event,
+    export_filename,
+    filter_record,
+    load_limits,
+    ndjson_blobs,
+    snapshot,
+)
+from auditlog.integrity.checkpoints import Checkpoint
+from auditlog.integrity.database import db_checkpoints
+from auditlog.integrity.keys import public_pem
 from auditlog.model import utc_text
+from auditlog.query.filters import Filters
 from auditlog.store import AuditLog, Receipt
 
 CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
@@ -103,7 +120,7 @@ class _HashingWriter(io.RawIOBase):
     """A write-only, non-seekable stream that hashes what passes (zipfile then streams)."""
 
     def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.tally = raw, ex.Tally()
+        self.raw, self.tally = raw, Tally()
 
     def writable(self) -> bool:
         return True
@@ -127,11 +144,11 @@ class BundleResult:
     receipt: Receipt | None = None
 
 
-def _checkpoints(conn: Any, runs: Runs) -> list[integrity.Checkpoint]:
+def _checkpoints(conn: Any, runs: Runs) -> list[Checkpoint]:
     """Checkpoints at an exported seq, and the newest of each exported category."""
     out = []
     for cat in sorted(runs.by_cat):
-        cps = integrity.db_checkpoints(conn, cat)
+        cps = db_checkpoints(conn, cat)
         out += [cp for cp in cps if runs.contains(cat, cp.seq)]
         if cps and not runs.contains(cat, cps[-1].seq):
             out.append(cps[-1])
@@ -152,7 +169,7 @@ def _write_member(zf: zipfile.ZipFile, name: str, blobs: Iterator[bytes]) -> Non
             member.write(blob)
 
 
-def _file_entry(tally: ex.Tally, media_type: str) -> dict[str, Any]:
+def _file_entry(tally: Tally, media_type: str) -> dict[str, Any]:
     return {"sha256": tally.sha256, "bytes": tally.size, "rows": tally.rows,
             "media_type": media_type}  # fmt: skip
 
@@ -166,7 +183,7 @@ class _Job:
     log: AuditLog
     actor: Mapping[str, Any]
     now: datetime
-    limits: ex.ExportLimits
+    limits: ExportLimits
 
 
 def _chains(runs: Runs) -> dict[str, Any]:
@@ -178,11 +195,11 @@ def _chains(runs: Runs) -> dict[str, Any]:
     return out
 
 
-def _manifest(job: _Job, tallies: dict[str, ex.Tally], runs: Runs, conn: Any) -> dict[str, Any]:
-    params, window = ex.filter_record(job.filters, job.now)
+def _manifest(job: _Job, tallies: dict[str, Tally], runs: Runs, conn: Any) -> dict[str, Any]:
+    params, window = filter_record(job.filters, job.now)
     cps = _checkpoints(conn, runs)
     keys = _public_keys(conn, {cp.key_id for cp in cps})
-    keys[job.log.signer.key_id] = integrity.public_pem(job.log.signer.public)
+    keys[job.log.signer.key_id] = public_pem(job.log.signer.public)
     files = {CSV_NAME: "csv", NDJSON_NAME: "ndjson"}
     return {
         "format": BUNDLE_FORMAT,
@@ -191,9 +208,9 @@ def _manifest(job: _Job, tallies: dict[str, ex.Tally], runs: Runs, conn: Any) ->
         "filters": params,
         "window": window,
         "rows": tallies[CSV_NAME].rows,
-        "files": {name: _file_entry(tallies[name], ex.MEDIA_TYPES[fmt])
+        "files": {name: _file_entry(tallies[name], MEDIA_TYPES[fmt])
                   for name, fmt in files.items()},
-        "csv_columns": list(ex.CSV_COLUMNS),
+        "csv_columns": list(CSV_COLUMNS),
         "chains": _chains(runs),
         "checkpoints": [cp.to_json() for cp in cps],
         "public_keys": keys,
@@ -204,14 +221,14 @@ def _manifest(job: _Job, tallies: dict[str, ex.Tally], runs: Runs, conn: Any) ->
 
 
 def _write_data(
-    zf: zipfile.ZipFile, job: _Job, conn: Any, tallies: dict[str, ex.Tally], runs: Runs
+    zf: zipfile.ZipFile, job: _Job, conn: Any, tallies: dict[str, Tally], runs: Runs
 ) -> None:
-    expected = ex.count_rows(conn, job.filters, job.now)
-    ex.check_cap(expected, job.limits)
+    expected = count_rows(conn, job.filters, job.now)
+    check_cap(expected, job.limits)
     args = (conn, job.filters, job.now)
     chunk = job.limits.export_chunk_bytes
-    _write_member(zf, CSV_NAME, ex.csv_blobs(*args, tallies[CSV_NAME], chunk))
-    nd = ex.ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add)
+    _write_member(zf, CSV_NAME, csv_blobs(*args, tallies[CSV_NAME], chunk))
+    nd = ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add)
     _write_member(zf, NDJSON_NAME, nd)
     if not tallies[CSV_NAME].rows == tallies[NDJSON_NAME].rows == expected:
         raise AuditLogError("bundle files disagree on the row count; nothing valid was written")
@@ -219,10 +236,10 @@ def _write_data(
 
 def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any], dict[str, str]]:
     """The ZIP: data files from one snapshot, then the manifest and its signature."""
-    tallies, runs = {CSV_NAME: ex.Tally(), NDJSON_NAME: ex.Tally()}, Runs()
+    tallies, runs = {CSV_NAME: Tally(), NDJSON_NAME: Tally()}, Runs()
     signer = job.log.signer
     with (
-        ex.snapshot(job.engine, job.limits) as conn,
+        snapshot(job.engine, job.limits) as conn,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
     ):
         _write_data(zf, job, conn, tallies, runs)
@@ -244,7 +261,7 @@ def write_bundle(
     log: AuditLog,
     actor: Mapping[str, Any],
     context: Mapping[str, Any] | None = None,
-    limits: ex.ExportLimits | None = None,
+    limits: ExportLimits | None = None,
     now: datetime | None = None,
 ) -> BundleResult:
     """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
@@ -255,23 +272,21 @@ def write_bundle(
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
     job = _Job(engine, filters or Filters(), log, actor, now or datetime.now(UTC),
-               limits or ex.load_limits())  # fmt: skip
-    params, window = ex.filter_record(job.filters, job.now)
-    name = (
-        Path(dest).name if isinstance(dest, str | Path) else ex.export_filename("bundle", job.now)
-    )
+               limits or load_limits())  # fmt: skip
+    params, window = filter_record(job.filters, job.now)
+    name = Path(dest).name if isinstance(dest, str | Path) else export_filename("bundle", job.now)
     details: dict[str, Any] = {"format": "bundle", "file": name}
     details |= {"filters": params, "window": window}
 
     def record(outcome: str, target_id: str) -> Receipt:
-        return log.record(ex.export_event(actor, outcome, details, target_id, context))
+        return log.record(export_event(actor, outcome, details, target_id, context))
 
     log.checkpoint()
     try:
         with _open(dest) as raw:
             writer = _HashingWriter(raw)
             manifest, files = _write_zip(writer, job)
-    except ex.ExportTooLarge as exc:
+    except ExportTooLarge as exc:
         details |= {"rows_matching": exc.rows, "max_export_rows": exc.cap}
         record("denied", "refused")
         raise

@@ -1,0 +1,59 @@
+"""Migrations: ordered SQL files in ``db/migrations``, recorded in ``schema_migrations``."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from auditlog.errors import ConfigError
+
+_MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Ordered (version, name, sql) of the packaged migrations."""
+    found = []
+    for entry in importlib.resources.files("auditlog.db.migrations").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the names applied."""
+    applied: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('auditlog:migrate'))"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version int PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        done = set(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            raw: Any = conn.connection.driver_connection  # a file holds many statements
+            with raw.cursor() as cur:
+                cur.execute(sql)
+            conn.execute(
+                sa.text("INSERT INTO schema_migrations (version, name) VALUES (:v, :n)"),
+                {"v": version, "n": name},
+            )
+            applied.append(name)
+    return applied
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        try:
+            return int(conn.scalar(sa.text("SELECT max(version) FROM schema_migrations")) or 0)
+        except sa.exc.ProgrammingError as exc:
+            raise ConfigError("database not migrated; run `auditlog db upgrade`") from exc

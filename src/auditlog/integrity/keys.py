@@ -1,0 +1,86 @@
+"""Signing keys: the Ed25519 signer of checkpoints and anchors, key ids, PEM forms."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from auditlog.settings import Settings
+
+# --- signing -----------------------------------------------------------------------------
+
+
+def key_id_of(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("public key is not Ed25519")
+    return key
+
+
+@dataclass(frozen=True)
+class Signer:
+    """An Ed25519 signing key with its id."""
+
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.public)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes) -> Signer:
+        key = serialization.load_pem_private_key(
+            pem.encode() if isinstance(pem, str) else pem, password=None
+        )
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("signing key is not Ed25519")
+        return cls(key)
+
+    def private_pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def load_signer(settings: Settings) -> Signer:
+    """The key from AUDITLOG_SIGNING_KEY, else ``<home>/signing_key.pem`` (created 0600)."""
+    if settings.signing_key:
+        return Signer.from_pem(settings.signing_key)
+    path: Path = settings.key_path
+    if path.exists():
+        return Signer.from_pem(path.read_bytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signer = Signer.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(signer.private_pem())
+    return signer

@@ -1,0 +1,180 @@
+"""The pure chain verifier: rows in seq order in, problems named by seq and kind out."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from auditlog.integrity.checkpoints import Checkpoint, signature_ok
+from auditlog.integrity.rule import ZERO_HASH, chain_hash, record_bytes, record_seq
+
+# --- verification ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first thing wrong in one chain: where and why."""
+
+    category: str
+    seq: int | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.category} seq {self.seq}" if self.seq is not None else self.category
+        return f"{where}: {self.kind}: {self.message}"
+
+
+@dataclass
+class ChainResult:
+    category: str
+    first_seq: int | None = None
+    last_seq: int | None = None
+    last_hash: bytes | None = None
+    rows: int = 0
+    checkpoints: int = 0
+    problem: Problem | None = None
+
+
+@dataclass
+class VerifyReport:
+    chains: dict[str, ChainResult] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chains.values())
+
+
+class ChainVerifier:
+    """Feed one category's rows (record form, ascending seq); it stops at the first problem.
+
+    ``start`` is (seq, entry_hash) of the last entry before the first row fed: (0, zeros) for
+    a whole chain, or a purge anchor. ``contiguous=False`` lets an export with gaps (a filtered
+    subset) verify each row and the links of each contiguous run.
+    """
+
+    def __init__(
+        self, category: str, start: tuple[int, bytes] = (0, ZERO_HASH), contiguous: bool = True
+    ) -> None:
+        self.result = ChainResult(category)
+        self.expect_seq, self.prev_hash = start[0] + 1, start[1]
+        self.contiguous = contiguous
+        self.start_seq = start[0]
+        self.hashes_at: dict[int, bytes] = {}
+        self.watch: set[int] = set()
+
+    def _fail(self, seq: int | None, kind: str, message: str) -> None:
+        self.result.problem = Problem(self.result.category, seq, kind, message)
+
+    def _reordered_from(self, rec: dict[str, Any], prev: bytes, stored: bytes) -> int | None:
+        seq = rec["seq"]
+        for delta in range(1, 65):
+            for cand in (seq - delta, seq + delta):
+                if cand >= 1 and chain_hash(prev, record_bytes({**rec, "seq": cand})) == stored:
+                    return cand
+        return None
+
+    def feed(self, rec: dict[str, Any]) -> bool:
+        """Check one row in record form; return False once the chain has a problem."""
+        if self.result.problem:
+            return False
+        prev, stored = bytes.fromhex(rec["prev_hash"]), bytes.fromhex(rec["entry_hash"])
+        ok = chain_hash(prev, record_bytes(rec)) == stored
+        moved = None if ok else self._reordered_from(rec, prev, stored)
+        return self._check(rec["seq"], prev, stored, ok, moved)
+
+    def feed_stored(self, seq: int, prev: bytes, stored: bytes, record: bytes) -> bool:
+        """Check one row by its stored record bytes (the database's ``record`` column)."""
+        if self.result.problem:
+            return False
+        ok = hashlib.sha256(prev + record).digest() == stored
+        written = record_seq(record) if ok else None
+        if written is not None and written != seq:
+            return self._check(seq, prev, stored, False, written)
+        return self._check(seq, prev, stored, ok, None)
+
+    def _check(self, seq: int, prev: bytes, stored: bytes, ok: bool, moved: int | None) -> bool:
+        if moved is not None:
+            self._fail(
+                seq, "rows reordered", f"the entry stored at seq {seq} was written at seq {moved}"
+            )
+            return False
+        if not ok:
+            self._fail(
+                seq,
+                "content changed",
+                "entry_hash does not match the stored "
+                "fields: this row was altered after it was written",
+            )
+            return False
+        if self.contiguous or seq == self.expect_seq:
+            if seq > self.expect_seq:
+                self._fail(
+                    self.expect_seq,
+                    "row missing",
+                    f"seq {self.expect_seq}"
+                    f"{'' if seq == self.expect_seq + 1 else f'..{seq - 1}'} "
+                    f"absent (next present is {seq})",
+                )
+                return False
+            if seq < self.expect_seq:
+                self._fail(
+                    seq, "rows reordered", f"seq {seq} appears after seq {self.expect_seq - 1}"
+                )
+                return False
+            if prev != self.prev_hash:
+                self._fail(
+                    seq,
+                    "link broken",
+                    "prev_hash is not the entry_hash of seq "
+                    f"{seq - 1}: an entry before it was replaced or removed",
+                )
+                return False
+        self._accept(seq, stored)
+        return True
+
+    def _accept(self, seq: int, stored: bytes) -> None:
+        r = self.result
+        r.rows += 1
+        r.first_seq = seq if r.first_seq is None else r.first_seq
+        r.last_seq, r.last_hash = seq, stored
+        self.expect_seq, self.prev_hash = seq + 1, stored
+        if seq in self.watch:
+            self.hashes_at[seq] = stored
+
+    def check_checkpoints(
+        self, checkpoints: Iterable[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
+    ) -> None:
+        """After all rows: signatures, hashes at checkpointed seqs, truncation."""
+        if self.result.problem:
+            return
+        last = self.result.last_seq if self.result.last_seq is not None else self.start_seq
+        for cp in sorted(checkpoints, key=lambda c: c.seq):
+            self.result.checkpoints += 1
+            if not signature_ok(cp, keys):
+                why = "unknown key " + cp.key_id if cp.key_id not in keys else "does not verify"
+                return self._fail(cp.seq, "bad signature", f"checkpoint signature {why}")
+            if cp.seq > last:
+                return self._fail(
+                    last + 1,
+                    "chain cut",
+                    f"a signed checkpoint covers seq "
+                    f"{cp.seq} but the chain ends at seq {last}: entries "
+                    f"{last + 1}..{cp.seq} were removed",
+                )
+            got = self.hashes_at.get(cp.seq)
+            if got is not None and got != cp.entry_hash:
+                return self._fail(
+                    cp.seq,
+                    "checkpoint mismatch",
+                    "the entry_hash at this seq differs from the signed checkpoint",
+                )
