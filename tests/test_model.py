@@ -8,22 +8,7 @@ import pytest
 
 from auditlog.errors import InvalidEvent
 from auditlog.model import canonical_ip, parse_event, parse_timestamp
-
-
-def valid(**changes: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "category": "configuration",
-        "action": "policy.updated",
-        "outcome": "success",
-        "occurred_at": "2026-11-28T09:15:02.123456+01:00",
-        "actor": {"type": "user", "upn": "alice@contoso.com"},
-        "target": {"type": "policy", "id": "mfa-required"},
-        "before": {"enabled": False},
-        "after": {"enabled": True},
-        "source_ip": "192.0.2.7",
-    }
-    event.update(changes)
-    return event
+from tests.support.factories import valid
 
 
 def test_valid_event_keeps_offset_and_generates_event_id() -> None:

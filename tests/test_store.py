@@ -23,8 +23,7 @@ from auditlog.integrity.keys import Signer
 from auditlog.integrity.rule import HASHED_FIELDS, row_to_record
 from auditlog.settings import Settings, load_settings
 from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
-from tests.test_integrity import json_values
-from tests.test_model import valid
+from tests.support.factories import json_values, valid
 
 
 def count(engine: Engine) -> int:

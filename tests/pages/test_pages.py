@@ -19,9 +19,10 @@ from auditlog.query.filters import Filters
 from auditlog.query.timeline import count, search
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
+from tests.support.pages import app
 from ui import nav
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GROUP = "0f8fad5b-d9cb-469f-a165-70867728950e"
 ROLES = f"""
 [roles.users]
@@ -52,12 +53,6 @@ def seeded(log: AuditLog, app_env: None) -> list[dict]:
     events = list(demo_events(300, seed=3, days=30))
     log.record_many(events)
     return events
-
-
-def app(tz: str = "Europe/Oslo") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.context = {"timezone": tz}
-    return at
 
 
 def _self_events(engine: Engine, action: str) -> list[dict]:
@@ -258,7 +253,7 @@ def test_diff_page_shows_changes_and_the_target_story(
 
 
 def test_diff_page_names_a_creation_as_such(log: AuditLog, app_env: None) -> None:
-    from tests.test_model import valid
+    from tests.support.factories import valid
 
     receipt = log.record(valid(before=None, after={"name": "new-policy", "enabled": True}))
     at = app().run()

@@ -18,22 +18,13 @@ from auditlog.integrity.keys import Signer
 from auditlog.integrity.rule import HASHED_FIELDS, chain_hash, record_bytes, row_to_record
 from auditlog.integrity.verifier import Problem
 from auditlog.store import AuditLog
-from tests.test_model import valid
+from tests.support.factories import json_values, tamper, valid
 
 GOV = "governance"
 
 
 def fill(log: AuditLog, n: int = 10, category: str = GOV) -> None:
     log.record_many([valid(category=category, details={"i": i}) for i in range(n)])
-
-
-def tamper(admin: Engine, *statements: str) -> None:
-    """As a superuser: switch the guard triggers off, change rows, switch them back on."""
-    with admin.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
-        for stmt in statements:
-            conn.exec_driver_sql(stmt)
-        conn.exec_driver_sql("ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_update_delete")
 
 
 def problem(engine: Engine) -> Problem:
@@ -193,18 +184,6 @@ def test_verify_cli_exits_1_and_names_first_bad_row(
 
 
 # --- canonical JSON: byte-identical to the rfc8785 package -----------------------------
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
-    ),
-    max_leaves=25,
-)
 
 
 @settings(max_examples=400, deadline=None)

@@ -3,79 +3,22 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_model import valid
 
 from auditlog.integrity.database import db_checkpoints
 from auditlog.siem import ocsf
-from auditlog.siem.delivery import backoff, fetch_checkpoints, fetch_events
+from auditlog.siem.delivery import backoff, fetch_checkpoints
 from auditlog.siem.formats import Formatter, Item, cef_event, octet_frame, sd_escape
 from auditlog.siem.parse import parse_cef, parse_syslog, split_frames
 from auditlog.siem.transports import retry_after
 from auditlog.store import AuditLog
-
-HOSTILE = [
-    "line1\r\nline2",
-    "\n<134>1 2026-01-01T00:00:00Z forged app - - - forged message",
-    "close]bracket",
-    'quote"quote',
-    "back\\slash\\",
-    "\\]",
-    "pipe|pipe",
-    "CEF:0|forged|x|1|sig|name|10|act=forged",
-    "eq=eq",
-    " act=forged suser=mallory",
-    "=SUM(A1:A9)",
-    "+1 555",
-    "-1",
-    "@import",
-    "emoji 😀🧨",
-    "rtl \u202eevil\u202c mark \u200f",
-    "tab\there",
-    "line sep\u2028para\u2029",
-    "nel\x85 esc\x1b[31m",
-    "trailing space ",
-    "",
-]
-# Every free-text field an event can carry, each set to one hostile value.
-FIELDS = (
-    "actor.id",
-    "actor.display_name",
-    "target.id",
-    "target.name",
-    "correlation_id",
-    "user_agent",
-    "details",
-    "after",
-)
-
-
-def hostile_event(value: str, i: int = 0) -> dict[str, Any]:
-    """A valid event whose free-text fields all hold ``value``."""
-    nonempty = value or "x"
-    return valid(
-        event_id=str(uuid.uuid4()),
-        actor={"type": "user", "id": nonempty, "display_name": value, "upn": "a@contoso.com"},
-        target={"type": "policy", "id": nonempty, "name": value},
-        correlation_id=value,
-        user_agent=value,
-        details={"note": value, value: i, "nested": [value, {"k": value}]},
-        after={"enabled": True, "label": value},
-    )
-
-
-def stored_items(log: AuditLog, events: list[dict[str, Any]]) -> list[Item]:
-    log.record_many(events)
-    with log.engine.connect() as conn:
-        items = []
-        for cat in ("configuration", "governance", "user_activity"):
-            items += fetch_events(conn, cat, 0, 100_000)
-    return items
+from tests.support.factories import valid
+from tests.support.hostile import HOSTILE, hostile_event
+from tests.support.siem import stored_items
 
 
 @pytest.fixture

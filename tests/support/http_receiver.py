@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from rsyslog import TlsFiles
+from tests.support.rsyslog import TlsFiles
 
 
 @dataclass

@@ -28,8 +28,9 @@ from auditlog.integrity.rule import chain_hash, record_bytes
 from auditlog.query.filters import Filters
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
-from tests.test_export import ACTOR, HOSTILE, hostile_events, make_cli
-from tests.test_model import valid
+from tests.support.cli import make_cli
+from tests.support.factories import ACTOR, valid
+from tests.support.hostile import HOSTILE, hostile_events
 
 LIMITS = ExportLimits(max_export_rows=10_000, export_chunk_bytes=2048)
 CSV, ND, MANIFEST, SIG = "events.csv", "events.ndjson", "manifest.json", "manifest.sig.json"
@@ -361,16 +362,18 @@ def test_an_auditors_own_verifier_agrees_with_ours(
     bad = rewrite(path, {CSV: lambda b: b.replace(b'{""n"": 7}', b'{""n"": 70}', 1)})
     theirs = auditor_verify(bad, pem)
     assert theirs[0] == "events.csv hash"
-    assert theirs[1] == our_rows(verify_bundle(bad))[0] == f"row {8 + 6}: content changed"
+    # rows run by category then seq: the configuration hostile events, then fill's n = 0..7
+    row = sum(e["category"] == "configuration" for e in hostile_events()) + 8
+    assert theirs[1] == our_rows(verify_bundle(bad))[0] == f"row {row}: content changed"
 
 
 def test_cli_verifies_a_bundle_and_exits_1_naming_the_row(cli: Any, bundle: Path) -> None:
-    ok = cli("verify-bundle", str(bundle))
+    ok = cli("verify", "--bundle", str(bundle))
     assert ok.exit_code == 0
     assert "verified: bundle intact" in ok.output
     assert "pin the key you obtained out of band" in ok.output
     bad = rewrite(bundle, on_rows(lambda rows: rows[:15] + rows[16:]))
-    failed = cli("verify-bundle", str(bad))
+    failed = cli("verify", "--bundle", str(bad))
     assert failed.exit_code == 1
     assert "FAIL events.csv row 16 (governance seq 4): row deleted" in failed.output
 
@@ -384,7 +387,7 @@ def test_cli_exports_a_bundle_that_verifies_against_the_pinned_key(
     for n, public in enumerate([load_signer(settings).public, log.signer.public]):
         pins += ["--public-key", str(tmp_path / f"key{n}.pem")]
         (tmp_path / f"key{n}.pem").write_text(public_pem(public))
-    result = cli("verify-bundle", "ev.zip", *pins)
+    result = cli("verify", "--bundle", "ev.zip", *pins)
     assert result.exit_code == 0, result.output
 
 

@@ -13,12 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner
 
-from auditlog.cli.export import export as export_command
-from auditlog.cli.export import verify_bundle_command
 from auditlog.errors import ConfigError
 from auditlog.evidence.export import (
     CSV_COLUMNS,
@@ -34,50 +30,11 @@ from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.query.filters import Filters
 from auditlog.settings import Settings
 from auditlog.store import COPY_COLUMNS, AuditLog
-from tests.test_model import valid
+from tests.support.cli import make_cli
+from tests.support.factories import ACTOR, valid
+from tests.support.hostile import hostile_events
 
-ACTOR = {"type": "user", "id": "auditor-1", "upn": "auditor@contoso.com"}
 LIMITS = ExportLimits(max_export_rows=1000, export_chunk_bytes=4096)
-# Each is a value that has broken some CSV, syslog or spreadsheet at some time.
-HOSTILE = [
-    "line\r\nbreak",
-    "lone\rcr",
-    "lone\nlf",
-    "a],[b",
-    'quote " and ""two""',
-    "back\\slash\\",
-    "pipe|pipe",
-    "=SUM(A1:A9)",
-    "+cmd|' /C calc'!A0",
-    "-2+3",
-    '@HYPERLINK("http://x")',
-    "\tTab first",
-    "'already quoted",
-    "emoji 🔥👩‍💻",
-    "rtl \u202eevil\u202c and \u200f mark",
-    "comma, semicolon; done",
-    "",
-]
-
-
-def hostile_events() -> list[dict[str, Any]]:
-    events = []
-    for i, text in enumerate(HOSTILE):
-        events.append(
-            valid(
-                category=("configuration", "governance", "user_activity")[i % 3],
-                occurred_at="2026-11-28T04:15:02.000001-05:00" if i % 2 else "2026-11-28T09:15:02Z",
-                actor={"type": "user", "id": f"u{i}", "display_name": text or None},
-                target={"type": "policy", "id": text or "x", "name": text},
-                before={text: [text, {"k": text}], "n": -i} if text else None,
-                after={"v": text, "f": 0.1 + 0.2, "big": 1e21, "tiny": 1e-7},
-                user_agent=text,
-                correlation_id=text,
-                source_ip=("2001:db8::7", "192.0.2.44", None)[i % 3],
-                details={"note": text, "i": i},
-            )
-        )
-    return events
 
 
 def stored(engine: Engine, filters_sql: str = "") -> list[dict[str, Any]]:
@@ -249,18 +206,6 @@ def test_limits_come_from_the_environment_and_bad_values_are_named() -> None:
     assert load_limits({"AUDITLOG_MAX_EXPORT_ROWS": "10"}).max_export_rows == 10
     with pytest.raises(ConfigError, match=r"max_export_rows: .many. is not a whole number"):
         load_limits({"AUDITLOG_MAX_EXPORT_ROWS": "many"})
-
-
-def make_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, home: Path) -> Any:
-    """Run the export commands as the lead's CLI registers them, against this test's db."""
-    monkeypatch.setenv("AUDITLOG_DATABASE_URL", settings.database_url or "")
-    monkeypatch.setenv("AUDITLOG_HOME", str(settings.home))
-    monkeypatch.setenv("AUDITLOG_USER", "cli-auditor")
-    monkeypatch.chdir(home)
-    app = typer.Typer()
-    app.command("export")(export_command)
-    app.command("verify-bundle")(verify_bundle_command)
-    return lambda *args: CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.fixture

@@ -24,11 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from http_receiver import Receiver, Request
-from rsyslog import Rsyslog, TlsFiles, make_tls_files
 from sqlalchemy.engine import URL, Engine
-from test_model import valid
-from test_siem_formats import HOSTILE, hostile_event, stored_items
 
 from auditlog.demo import demo_events
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
@@ -45,6 +41,11 @@ from auditlog.siem.parse import parse_syslog
 from auditlog.siem.status import dead_letters, destination_status
 from auditlog.siem.worker import Streamer, drain_all
 from auditlog.store import AuditLog
+from tests.support.factories import valid
+from tests.support.hostile import HOSTILE, hostile_event
+from tests.support.http_receiver import Receiver, Request
+from tests.support.rsyslog import Rsyslog, TlsFiles, make_tls_files
+from tests.support.siem import stored_items
 
 ADMIN = {"type": "user", "id": "admin@contoso.com", "upn": "admin@contoso.com"}
 SECRET = "hec-token-7f3a9c0e-do-not-log"
@@ -444,7 +445,7 @@ def test_bad_destination_is_refused_naming_the_field(
 
 
 def test_status_shows_lag_and_the_error_while_the_receiver_is_down(log: AuditLog) -> None:
-    from rsyslog import free_port
+    from tests.support.rsyslog import free_port
 
     log.record_many([valid(), valid(), valid(category="governance")])
     add(log, "down", "syslog-tcp", f"127.0.0.1:{free_port()}", categories=["configuration"])

@@ -23,8 +23,8 @@ from auditlog.demo import demo_events
 from auditlog.settings import Settings
 from auditlog.siem import destinations as dst
 from auditlog.store import AuditLog
-from tests.test_integrity import tamper
-from tests.test_pages import app
+from tests.support.factories import tamper
+from tests.support.pages import app
 
 SECRET = "hmac-key-that-must-never-be-logged"
 USERS = {"auditor": "auditor@contoso.com", "compliance_lead": "lead@contoso.com",

@@ -33,8 +33,8 @@ from auditlog.retention.records import RetentionSettings, retention_engine
 from auditlog.retention.view import archives_frame, export_archive
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
-from tests.retention_helpers import LEAD, MONTHS, cli_environment, events, fill, policy, run
-from tests.test_model import valid
+from tests.support.factories import valid
+from tests.support.retention import LEAD, MONTHS, cli_environment, events, fill, policy, run
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from auditlog.cli.app import app
 from auditlog.settings import Settings
-from tests.test_model import valid
+from tests.support.factories import valid
 
 
 @pytest.fixture

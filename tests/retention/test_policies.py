@@ -35,7 +35,8 @@ from auditlog.retention.run import archive_rows
 from auditlog.retention.view import impact, policy_history
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
-from tests.retention_helpers import (
+from tests.support.factories import valid
+from tests.support.retention import (
     AUDITOR,
     LEAD,
     LEAD2,
@@ -47,7 +48,6 @@ from tests.retention_helpers import (
     policy,
     run,
 )
-from tests.test_model import valid
 
 # --- fixtures and helpers ----------------------------------------------------------------
 
@@ -585,7 +585,7 @@ def _page(user: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setenv("AUDITLOG_USER", user)
     at = AppTest.from_file(
-        str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=30
+        str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=30
     ).run()
     return at.switch_page("pages/retention.py").run()
 

@@ -16,7 +16,7 @@ from auditlog.retention.policies import Retention
 from auditlog.retention.run import RetentionRun, RunReport, archive_rows
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
-from tests.test_model import valid
+from tests.support.factories import valid
 
 LEAD = Identity("lead@contoso.com")
 LEAD2 = Identity("lead2@contoso.com")
