@@ -591,6 +591,3 @@ def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: Checkpoint) -> None:
         "VALUES (%s, %s, %s, %s, %s, %s)",
         (cp.category, cp.seq, cp.entry_hash, cp.signed_at, cp.key_id, cp.signature),
     )
-
-
-__all__ = ["AuditLog", "Prepared", "Receipt", "prepare", "prepare_many"]

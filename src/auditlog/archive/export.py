@@ -99,14 +99,3 @@ def write_parquet(path: Path, out: Path) -> int:
             writer.write_table(pl.DataFrame(batch, schema=_EXPORT_SCHEMA).to_arrow())
             n += len(batch)
     return n
-
-
-__all__ = [
-    "EXPORT_COLUMNS",
-    "csv_cell",
-    "escaped",
-    "export_row",
-    "records",
-    "write_csv",
-    "write_parquet",
-]

@@ -464,17 +464,3 @@ def require_valid(check: ArchiveCheck) -> ArchiveCheck:
     if check.problem is not None:
         raise IntegrityFailure(f"archive {check.path}: {check.problem}")
     return check
-
-
-__all__ = [
-    "FORMAT",
-    "SCHEMA",
-    "ArchiveCheck",
-    "Span",
-    "Written",
-    "file_sha256",
-    "manifest_path",
-    "require_valid",
-    "verify_archive",
-    "write_archive",
-]

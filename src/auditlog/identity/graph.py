@@ -231,6 +231,3 @@ def graph_client_from_env(env: Mapping[str, str] | None = None) -> GraphClient:
         env[ENV_PREFIX + "CLIENT_SECRET"],
         base_url=env.get(ENV_PREFIX + "BASE_URL") or GRAPH_URL,
     )
-
-
-__all__ = ["GRAPH_URL", "GraphClient", "graph_client_from_env"]

@@ -17,12 +17,10 @@ from auditlog.identity.directory import (
     CSV_OPTIONAL_COLUMNS,
     DEMO_TENANT_ID,
     Directory,
-    DirectoryResolver,
     Principal,
     SyncResult,
-    resolved_actor,
 )
-from auditlog.identity.graph import GraphClient, graph_client_from_env
+from auditlog.identity.graph import GraphClient
 
 # --- CSV ---------------------------------------------------------------------------------
 
@@ -229,18 +227,3 @@ def demo_principals(
             )
         )
     return out
-
-
-__all__ = [
-    "DEMO_TENANT_ID",
-    "Directory",
-    "DirectoryResolver",
-    "GraphClient",
-    "Principal",
-    "SyncResult",
-    "demo_principals",
-    "graph_client_from_env",
-    "load_csv",
-    "resolved_actor",
-    "sync_from_graph",
-]

@@ -40,15 +40,7 @@ from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog.model import parse_timestamp, utc_text
-from auditlog.query.drilldown import (
-    MAX_RELATED_ROWS,
-    CorrelationSummary,
-    correlation,
-    correlation_summary,
-    get_event,
-    target_history,
-)
-from auditlog.query.filters import PRESETS, Filters, InvalidFilter
+from auditlog.query.filters import Filters, InvalidFilter
 from auditlog.query.table import (
     HOUR,
     NEWEST_FIRST,
@@ -61,28 +53,6 @@ from auditlog.query.table import (
     rows_frame,
     utc,
 )
-
-__all__ = [
-    "MAX_RELATED_ROWS",
-    "PRESETS",
-    "ROW_SCHEMA",
-    "CorrelationSummary",
-    "Filters",
-    "InvalidFilter",
-    "Page",
-    "Timeline",
-    "action_counts",
-    "bucket_width",
-    "correlation",
-    "correlation_summary",
-    "count",
-    "format_times",
-    "get_event",
-    "histogram",
-    "search",
-    "target_history",
-    "timeline",
-]
 
 MAX_PAGE_SIZE = 1000
 BUCKETS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]

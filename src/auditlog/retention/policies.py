@@ -32,24 +32,20 @@ from sqlalchemy.engine import Connection
 from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.errors import NotFound, PermissionDenied
-from auditlog.model import CATEGORIES, utc_text
+from auditlog.model import utc_text
 from auditlog.retention.records import (
-    RETENTION_ROLE,
     Change,
     Hold,
-    InvalidPolicy,
     Policy,
     Proposal,
     RetentionRefused,
     RetentionSettings,
     active_holds,
     check_category,
-    connect_retention,
     current_policies,
     load_retention_settings,
     pending_proposals,
     required_text,
-    retention_engine,
 )
 from auditlog.store import AuditLog
 
@@ -470,22 +466,3 @@ def _policy_target(category: str) -> dict[str, str]:
 
 def _hold_target(category: str, case_name: str) -> dict[str, str]:
     return {"type": "legal_hold", "id": f"{category}/{case_name}", "name": str(case_name)}
-
-
-__all__ = [
-    "CATEGORIES",
-    "RETENTION_ROLE",
-    "Change",
-    "Hold",
-    "InvalidPolicy",
-    "Policy",
-    "Proposal",
-    "Retention",
-    "RetentionRefused",
-    "RetentionSettings",
-    "active_holds",
-    "connect_retention",
-    "current_policies",
-    "load_retention_settings",
-    "retention_engine",
-]

@@ -261,24 +261,3 @@ def current_policies(conn: Connection) -> dict[str, Policy | None]:
 
 def active_holds(conn: Connection) -> list[Hold]:
     return [Hold(*r) for r in conn.execute(_HOLDS)]
-
-
-__all__ = [
-    "CATEGORIES",
-    "RETENTION_ROLE",
-    "Change",
-    "Hold",
-    "InvalidPolicy",
-    "Policy",
-    "Proposal",
-    "RetentionRefused",
-    "RetentionSettings",
-    "active_holds",
-    "check_category",
-    "connect_retention",
-    "current_policies",
-    "load_retention_settings",
-    "pending_proposals",
-    "required_text",
-    "retention_engine",
-]

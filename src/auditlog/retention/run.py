@@ -452,14 +452,3 @@ def step_event(a: ArchiveRow, kind: str, at: datetime) -> dict[str, Any]:
         "target": {"type": "archive", "id": a.path, "name": f"{a.category} {a.month:%Y-%m}"},
         "details": details,
     }
-
-
-__all__ = [
-    "ArchiveRow",
-    "CategoryReport",
-    "RetentionRun",
-    "RunReport",
-    "archive_rows",
-    "pause_point",
-    "step_event",
-]

@@ -2,33 +2,3 @@
 
 See docs/siem.md. ``auditlog`` core modules do not import this package; it imports them.
 """
-
-from __future__ import annotations
-
-from auditlog.siem.destinations import (
-    Destination,
-    InvalidDestination,
-    add_destination,
-    change_destination,
-    get_destination,
-    list_destinations,
-    remove_destination,
-)
-from auditlog.siem.formats import Formatter, Item
-from auditlog.siem.status import dead_letters, destination_status
-from auditlog.siem.transports import DeliveryFailed
-
-__all__ = [
-    "DeliveryFailed",
-    "Destination",
-    "Formatter",
-    "InvalidDestination",
-    "Item",
-    "add_destination",
-    "change_destination",
-    "dead_letters",
-    "destination_status",
-    "get_destination",
-    "list_destinations",
-    "remove_destination",
-]

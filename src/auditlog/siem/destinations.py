@@ -414,17 +414,3 @@ def remove_destination(
             None,
             {"reason": reason} if reason else {},
         )
-
-
-__all__ = [
-    "TRANSPORTS",
-    "Destination",
-    "InvalidDestination",
-    "add_destination",
-    "change_destination",
-    "get_destination",
-    "list_destinations",
-    "remove_destination",
-    "split_host_port",
-    "validate",
-]

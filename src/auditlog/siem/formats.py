@@ -266,16 +266,3 @@ def octet_frame(message: str) -> bytes:
     """RFC 6587 octet-counted frame: ``MSG-LEN SP SYSLOG-MSG``, MSG-LEN in UTF-8 bytes."""
     data = message.encode("utf-8")
     return b"%d %b" % (len(data), data)
-
-
-__all__ = [
-    "FORMATS",
-    "Formatter",
-    "Item",
-    "ascii_json",
-    "cef_event",
-    "check_hostname",
-    "default_hostname",
-    "octet_frame",
-    "sd_escape",
-]

@@ -162,6 +162,3 @@ def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
     if len(parts) != 7:
         raise ValueError("a CEF line has 7 header fields and an extension")
     return [_unescape_header(p) for p in parts[:6]], _extension(parts[6])
-
-
-__all__ = ["SyslogMessage", "parse_cef", "parse_syslog", "split_frames"]

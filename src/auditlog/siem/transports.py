@@ -319,16 +319,3 @@ class WebhookTransport(_HttpTransport):
 def now_text() -> str:
     """The current time as RFC 3339 UTC with microseconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-__all__ = [
-    "DeliveryFailed",
-    "HecTransport",
-    "SyslogTransport",
-    "Transport",
-    "WebhookTransport",
-    "check_response",
-    "retry_after",
-    "tls_context",
-    "webhook_signature",
-]
