@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import typer
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
@@ -242,15 +241,16 @@ def test_export_refuses_a_tampered_archive_and_a_deleted_one(
 def test_archive_commands_list_export_and_verify(
     archived: Path, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from auditlog.cli.retention import archive_app, verify_archive_command
+    from auditlog.cli.app import app
 
     runner = CliRunner()
-    listed = runner.invoke(archive_app, ["list"], env=cli_env)
+    listed = runner.invoke(app, ["archive", "list"], env=cli_env)
     assert "user_activity 2022-01  seq 1..20  20 rows  purged" in listed.output
     out = tmp_path / "jan.csv"
     exported = runner.invoke(
-        archive_app,
+        app,
         [
+            "archive",
             "export",
             "--category",
             "user_activity",
@@ -265,14 +265,12 @@ def test_archive_commands_list_export_and_verify(
     )
     assert exported.exit_code == 0, exported.output
     assert len(out.read_text("utf-8").splitlines()) == 21
-    verify = typer.Typer()
-    verify.command()(verify_archive_command)
-    good = runner.invoke(verify, [str(archived)], env=cli_env)
+    good = runner.invoke(app, ["verify", "--archive", str(archived)], env=cli_env)
     assert good.exit_code == 0
     assert "verified: archive intact" in good.output
     assert "manifest signature: valid" in good.output
     rewrite(archived, lambda f: f.filter(pl.col("seq") != 5))
-    bad = runner.invoke(verify, [str(archived)], env=cli_env)
+    bad = runner.invoke(app, ["verify", "--archive", str(archived)], env=cli_env)
     assert bad.exit_code == 1
     assert "FAIL user_activity seq 5: row missing" in bad.output
 

@@ -468,23 +468,33 @@ def cli_env(
 
 
 def test_cli_sets_lists_and_refuses_a_policy_below_the_floor(cli_env: dict[str, str]) -> None:
-    from auditlog.cli.retention import retention_app
+    from auditlog.cli.app import app
 
     runner = CliRunner()
     bad = runner.invoke(
-        retention_app,
-        ["set", "governance", "--days", "10", "--archive-days", "0", "--reason", "x"],
+        app,
+        ["retention", "set", "governance", "--days", "10", "--archive-days", "0", "--reason", "x"],
         env=cli_env,
     )
     assert isinstance(bad.exception, InvalidPolicy)
     assert "below the floor of 365 days" in str(bad.exception)
     ok = runner.invoke(
-        retention_app,
-        ["set", "governance", "--days", "400", "--archive-days", "365", "--reason", "schedule R-7"],
+        app,
+        [
+            "retention",
+            "set",
+            "governance",
+            "--days",
+            "400",
+            "--archive-days",
+            "365",
+            "--reason",
+            "schedule R-7",
+        ],
         env=cli_env,
     )
     assert ok.exit_code == 0, ok.output
-    listed = runner.invoke(retention_app, ["list"], env=cli_env)
+    listed = runner.invoke(app, ["retention", "list"], env=cli_env)
     assert "policy  governance: 400 days, then 365 days archived" in listed.output
     assert "policy  user_activity: no policy: kept forever" in listed.output
 
@@ -501,7 +511,7 @@ KILL_POINTS = [
 
 def _run_until(env: dict[str, str], point: str | None) -> None:
     """`retention run` in a subprocess: SIGKILL it at ``point``, or let it finish."""
-    cmd = [sys.executable, "-m", "auditlog.cli.retention", "retention", "run"]
+    cmd = [sys.executable, "-m", "auditlog", "retention", "run"]
     extra = {"AUDITLOG_TEST_PAUSE_AT": point} if point else {}
     with subprocess.Popen(
         cmd,

@@ -234,7 +234,7 @@ def test_worker_killed_mid_batch_and_restarted_loses_nothing(
         "AUDITLOG_DATABASE_URL": db_url.render_as_string(hide_password=False),
         "AUDITLOG_HOME": str(tmp_path / "home"),
     }
-    cmd = [sys.executable, "-m", "auditlog.siem.worker", "--poll", "0.5"]
+    cmd = [sys.executable, "-m", "auditlog", "stream", "--poll", "0.5"]
     worker = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:
         assert len(rsyslog.wait_for(3000, timeout=30)) < n  # mid-stream
@@ -467,14 +467,10 @@ def test_status_shows_lag_and_the_error_while_the_receiver_is_down(log: AuditLog
 def test_cli_adds_lists_tests_streams_and_removes_destinations(
     log: AuditLog, rsyslog: Rsyslog, db_url: URL, tmp_path: Path
 ) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from auditlog.cli.siem import siem_app, stream
+    from auditlog.cli.app import app
 
-    app = typer.Typer()
-    app.add_typer(siem_app, name="siem")
-    app.command("stream")(stream)
     env = {
         "AUDITLOG_DATABASE_URL": db_url.render_as_string(hide_password=False),
         "AUDITLOG_HOME": str(tmp_path / "home"),

@@ -1,6 +1,6 @@
-"""``auditlog export`` and ``auditlog verify --bundle``: thin commands over export/bundle.
+"""``auditlog export``: CSV, NDJSON or an evidence bundle of the events the filters select.
 
-Registered by :mod:`auditlog.cli`; nothing here holds logic the library does not.
+Registered by :mod:`auditlog.cli.app`; nothing here holds logic the library does not.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from auditlog.access import local_identity
+from auditlog.cli._common import log_session
 from auditlog.db.server import connect
 from auditlog.evidence.bundle import write_bundle
 from auditlog.evidence.export import export_filename, load_limits, write_export
-from auditlog.evidence.verify import BundleReport, verify_bundle
-from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.query.filters import Filters
 from auditlog.settings import load_settings
 
@@ -75,8 +74,6 @@ def export(
 
 
 def _run_export(fmt: str, target: str, filters: Filters) -> tuple[int, str, int]:
-    from auditlog.cli.app import log_session  # the command line's writer, closed on exit
-
     settings, limits = load_settings(), load_limits()
     kwargs: dict[str, Any] = {
         "actor": local_identity().actor(),
@@ -107,48 +104,3 @@ def _write_file(
         with open(target, "wb") as out:
             res = write_export(reader, out, filters, fmt, **kw)  # type: ignore[arg-type]
     return res.rows, res.sha256, res.receipt.seq if res.receipt else 0
-
-
-def load_keys(paths: list[Path] | None) -> dict[str, Any] | None:
-    """Trusted public keys (PEM files) by key id; None when no file was given."""
-    if not paths:
-        return None
-    keys = [load_public_key(p.read_bytes()) for p in paths]
-    return {key_id_of(k): k for k in keys}
-
-
-def print_report(report: BundleReport, path: Path) -> None:
-    """The verification outcome, one line per chain and per problem."""
-    m = report.manifest or {}
-    who = (m.get("exported_by") or {}).get("upn") or (m.get("exported_by") or {}).get("id")
-    typer.echo(
-        f"bundle {path}: exported {m.get('exported_at', '?')} by {who or '?'}; {report.rows} rows"
-    )
-    for cat, st in report.chains.items():
-        state = "FAIL" if any(p.category == cat for p in report.problems) else "ok"
-        span = f"seq {st.runs[0][0]}..{st.runs[-1][1]} in {len(st.runs)} run(s)" if st.runs else "-"
-        typer.echo(
-            f"{state:4} {cat}: {st.rows} rows ({span}); {st.checkpoints} signed "
-            f"checkpoint(s) match, vouching for {st.covered} rows"
-        )
-    for problem in report.problems:
-        typer.echo(f"FAIL {problem}", err=True)
-    if not report.key_pinned:
-        typer.echo(
-            "note: the public key was taken from the bundle itself; pin the key you "
-            "obtained out of band (auditlog keys export-public) with --public-key",
-            err=True,
-        )
-    typer.echo("verified: bundle intact" if report.ok else "verification FAILED")
-
-
-def verify_bundle_command(
-    bundle: Annotated[Path, typer.Argument(help="the evidence bundle (ZIP)")],
-    public_key: Annotated[
-        list[Path] | None, Opt(help="trusted public key PEM (repeatable); pins the key")
-    ] = None,
-) -> None:
-    """Check an evidence bundle with nothing but the bundle; name the first bad row (exit 1)."""
-    report = verify_bundle(bundle, load_keys(public_key))
-    print_report(report, bundle)
-    raise typer.Exit(0 if report.ok else 1)

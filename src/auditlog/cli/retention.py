@@ -1,13 +1,8 @@
-"""``auditlog retention ...``, ``auditlog archive ...`` and ``auditlog verify --archive FILE``.
+"""``auditlog retention ...`` and ``auditlog archive ...``.
 
-Registered by :mod:`auditlog.cli`::
-
-    app.add_typer(retention_app, name="retention")
-    app.add_typer(archive_app, name="archive")
-
-The person acting is the local operator (``AUDITLOG_USER``, else the OS user) with the role
-``auditlog.toml`` gives them (see :mod:`auditlog.access`). ``python -m auditlog.cli_retention``
-runs these commands on their own.
+Registered by :mod:`auditlog.cli.app`. The person acting is the local operator
+(``AUDITLOG_USER``, else the OS user) with the role ``auditlog.toml`` gives them (see
+:mod:`auditlog.access`).
 """
 
 from __future__ import annotations
@@ -21,10 +16,6 @@ import typer
 
 from auditlog import access
 from auditlog.access import Identity, Role
-from auditlog.archive.files import verify_archive
-from auditlog.errors import AuditLogError
-from auditlog.integrity.database import db_public_keys
-from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.model import CATEGORIES
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import RetentionSettings, connect_retention, load_retention_settings
@@ -225,57 +216,3 @@ def archive_export_command(
             ret.log, rs.archive_root(settings.home), who, category, month, fmt, out
         )
     typer.echo(f"exported {rows} events to {out}")
-
-
-def _trusted_keys(public_key: list[Path] | None) -> dict | None:  # type: ignore[type-arg]
-    """Keys given on the command line, else the installation's (None if unreachable)."""
-    if public_key:
-        loaded = [load_public_key(p.read_bytes()) for p in public_key]
-        return {key_id_of(k): k for k in loaded}
-    try:
-        from auditlog.db.server import connect
-
-        engine = connect(load_settings(), "reader")
-        try:
-            with engine.connect() as conn:
-                return db_public_keys(conn.connection.driver_connection)
-        finally:
-            engine.dispose()
-    except Exception:  # an offline check: say the signature was not checked
-        return None
-
-
-def verify_archive_command(file: Path, public_key: list[Path] | None = None) -> None:
-    """``auditlog verify --archive FILE``: the manifest, then every row; exit 1 naming the
-    first bad row (or the file) when anything is wrong."""
-    check = verify_archive(file, _trusted_keys(public_key))
-    m = check.manifest or {}
-    span = f"seq {check.first_seq}..{check.last_seq}" if check.rows else "no rows"
-    typer.echo(
-        f"archive {check.path.name}: {check.category} {m.get('month', '')} {span}, "
-        f"{check.rows} rows; manifest signature: {check.signature}"
-    )
-    for note in check.notes:
-        typer.echo(f"note: {note}")
-    if check.problem is not None:
-        typer.echo(f"FAIL {check.problem}", err=True)
-        typer.echo("verification FAILED")
-        raise typer.Exit(1)
-    if check.signature == "not checked":
-        typer.echo("note: signature not checked; give --public-key to pin the signing key")
-    typer.echo("verified: archive intact")
-
-
-def main() -> None:  # pragma: no cover - exercised through a subprocess in the tests
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.add_typer(retention_app, name="retention")
-    app.add_typer(archive_app, name="archive")
-    try:
-        app()
-    except AuditLogError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

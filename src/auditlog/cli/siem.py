@@ -1,10 +1,6 @@
 """``auditlog siem add|list|set|test|remove|dead-letters`` and ``auditlog stream``.
 
-Registered by :mod:`auditlog.cli`::
-
-    app.add_typer(siem_app, name="siem")
-    app.command("stream")(stream)
-
+Registered by :mod:`auditlog.cli.app`.
 Secrets (HEC token, webhook HMAC key) are read from a file, an environment variable or a
 hidden prompt, never from the command line (where ``ps`` and shell history would keep them).
 """
@@ -15,21 +11,19 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from auditlog.access import local_identity
+from auditlog.cli._common import errors, log_session
+from auditlog.cli._common import settings as _settings
 from auditlog.db.server import connect
-from auditlog.errors import AuditLogError
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
 from auditlog.siem.delivery import send_test
 from auditlog.siem.status import dead_letters, destination_status
-from auditlog.store import AuditLog
 
 siem_app = typer.Typer(help="SIEM destinations (see docs/siem.md).", no_args_is_help=True)
 
@@ -39,25 +33,6 @@ SecretFile = Annotated[
 ]
 SecretEnv = Annotated[str | None, typer.Option(help="environment variable holding the token / key")]
 Reason = Annotated[str | None, typer.Option(help="why (kept in the audit event)")]
-
-
-@contextmanager
-def _log() -> Iterator[AuditLog]:
-    settings = load_settings()
-    log = AuditLog(connect(settings, "writer"), settings)
-    try:
-        yield log
-    finally:
-        log.engine.dispose()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except AuditLogError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _secret(transport: str, path: Path | None, env: str | None, required: bool) -> str | None:
@@ -99,7 +74,7 @@ def add(
     reason: Reason = None,
 ) -> None:
     """Add a destination (audited as siem.destination_added; the secret is not logged)."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         options = _options(
             categories=category,
             server_name=server_name,
@@ -128,7 +103,7 @@ def set_(
     reason: Reason = None,
 ) -> None:
     """Change a destination (audited as siem.destination_changed)."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         changes = _options(enabled=enable, endpoint=endpoint, format=format)
         secret = _secret("", secret_file, secret_env, required=False)
         if secret is not None:
@@ -142,7 +117,7 @@ def set_(
 @siem_app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Destinations with their delivery status (secrets are never shown)."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         dests = dst.list_destinations(log.engine)
         status = destination_status(log.engine)
     if as_json:
@@ -165,7 +140,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @siem_app.command("test")
 def test(name: Name) -> None:
     """Send one test message (MSGID TEST) to a destination now."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         dest = dst.get_destination(log.engine, name, with_secret=True)
         typer.echo(send_test(dest))
 
@@ -173,7 +148,7 @@ def test(name: Name) -> None:
 @siem_app.command("remove")
 def remove(name: Name, reason: Reason = None) -> None:
     """Retire a destination (audited as siem.destination_removed; its secret is erased)."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         dst.remove_destination(log, name, local_identity().actor(), reason)
     typer.echo(f"removed {name}")
 
@@ -181,7 +156,7 @@ def remove(name: Name, reason: Reason = None) -> None:
 @siem_app.command("dead-letters")
 def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) -> None:
     """Items receivers rejected permanently (newest first)."""
-    with _errors(), _log() as log:
+    with errors(), log_session(_settings()) as log:
         frame = dead_letters(log.engine, name, limit)
     for r in frame.iter_rows(named=True):
         typer.echo(f"{r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}")
@@ -203,6 +178,3 @@ def stream(
     finally:
         engine.dispose()
     raise typer.Exit(code)
-
-
-__all__ = ["siem_app", "stream"]

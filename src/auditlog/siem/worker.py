@@ -1,4 +1,4 @@
-"""The stream worker (``auditlog stream`` or ``python -m auditlog.siem.worker``).
+"""The stream worker behind ``auditlog stream``.
 
 One thread per enabled destination runs a :class:`~auditlog.siem.delivery.Runner`. The main
 thread LISTENs on ``auditlog_events`` (the store NOTIFYs on commit) and wakes every runner when
@@ -9,10 +9,8 @@ added, changed or removed) and a timer reload the destinations.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -200,25 +198,3 @@ def run_stream(
     signal.signal(signal.SIGINT, _stop)
     streamer.run()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m auditlog.siem.worker [--once] [--destination NAME ...] [--poll SECONDS]``."""
-    from auditlog.db.server import connect
-    from auditlog.settings import load_settings
-
-    ap = argparse.ArgumentParser(prog="auditlog-stream", description=__doc__.splitlines()[0])
-    ap.add_argument("--once", action="store_true", help="deliver what is there, then exit")
-    ap.add_argument("--destination", action="append", help="only this destination (repeatable)")
-    ap.add_argument("--poll", type=float, default=2.0, help="polling fallback, seconds")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = connect(load_settings(), "writer")
-    try:
-        return run_stream(engine, args.destination, args.once, args.poll)
-    finally:
-        engine.dispose()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
