@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export AUDITLOG_HOME ?= $(CURDIR)/.auditlog
 
-.PHONY: run test bench install system-deps lint clean
+.PHONY: run test bench install system-deps check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,14 @@ test: install system-deps
 bench: install system-deps
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
-lint: install
-	$(BIN)/ruff check src tests benchmarks app.py pages ui
-	$(BIN)/ruff format --check src tests benchmarks app.py pages ui
+# The gate beside `make test` (also in .ci/run): lint, format, strict types (package and tests).
+SOURCES := src tests benchmarks app.py pages ui
+check: install
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+
+lint: check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
