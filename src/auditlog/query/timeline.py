@@ -2,7 +2,7 @@
 
 Public API::
 
-    Filters, PRESETS, InvalidFilter       (from auditlog.filters)
+    Filters, PRESETS                      (from auditlog.query.filters)
     search(engine, f, ...)       -> Page(rows, next_cursor, page_size)   keyset, newest first
     count(engine, f)             -> int
     histogram(engine, f, tz=...) -> DataFrame(bucket, category, n)
@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection, Engine
 
+from auditlog.errors import InvalidFilter
 from auditlog.model import parse_timestamp, utc_text
 from auditlog.query.drilldown import (
     MAX_RELATED_ROWS,
@@ -48,7 +49,7 @@ from auditlog.query.drilldown import (
     get_event,
     target_history,
 )
-from auditlog.query.filters import PRESETS, Filters, InvalidFilter
+from auditlog.query.filters import PRESETS, Filters
 from auditlog.query.table import (
     HOUR,
     NEWEST_FIRST,
@@ -68,7 +69,6 @@ __all__ = [
     "ROW_SCHEMA",
     "CorrelationSummary",
     "Filters",
-    "InvalidFilter",
     "Page",
     "Timeline",
     "action_counts",

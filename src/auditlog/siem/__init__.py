@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from auditlog.siem.destinations import (
     Destination,
-    InvalidDestination,
     add_destination,
     change_destination,
     get_destination,
@@ -16,13 +15,10 @@ from auditlog.siem.destinations import (
 )
 from auditlog.siem.formats import Formatter, Item
 from auditlog.siem.status import dead_letters, destination_status
-from auditlog.siem.transports import DeliveryFailed
 
 __all__ = [
-    "DeliveryFailed",
     "Destination",
     "Formatter",
-    "InvalidDestination",
     "Item",
     "add_destination",
     "change_destination",
