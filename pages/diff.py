@@ -26,7 +26,6 @@ try:
     event = data.event(s, typed)
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
-    raise
 session.viewed(user, "diff", "Before/after diff", {"event": event["event_id"]})
 
 actor = event["actor"]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from auditlog import access
 from auditlog.errors import AuditLogError
@@ -28,7 +27,6 @@ try:
     filters = Filters.from_query_params(session.query_params())
 except AuditLogError as exc:
     session.stop_with_error(f"This link's filters are not usable: {exc}")
-    raise
 params = filters.to_query_params()
 session.viewed(user, "export", "Export & SIEM", params)
 vk = view_key("export", params)
@@ -42,7 +40,7 @@ def act(action: Callable[[], object], done: str) -> None:
     """Run an admin action; show why it failed, or show the new state."""
     try:
         result = action()
-    except (AuditLogError, SQLAlchemyError, OSError) as exc:
+    except AuditLogError as exc:
         st.error(str(exc))
         return
     xd.clear()
@@ -57,9 +55,8 @@ st.page_link("pages/timeline.py", label="Change them on the timeline", query_par
              icon=":material/timeline:")  # fmt: skip
 try:
     rows = xd.matching(s, frozen, now)
-except (AuditLogError, SQLAlchemyError) as exc:
+except AuditLogError as exc:
     session.stop_with_error(str(exc))
-    raise
 if rows > data.max_download_rows():
     st.info(
         f"{rows:,} events are more than a browser download holds "
@@ -83,9 +80,8 @@ if done := st.session_state.pop("siem.done", None):
     st.success(done)
 try:
     status, dead, dests = xd.siem_status(s), xd.dead_letters(s), xd.destinations(s)
-except (AuditLogError, SQLAlchemyError) as exc:
+except AuditLogError as exc:
     session.stop_with_error(f"SIEM status could not be read: {exc}")
-    raise
 st.dataframe(dests, hide_index=True, width="stretch", key="siem-destinations")
 st.caption("Delivery per destination and category (lag, last delivered seq and time, errors)")
 st.dataframe(xd.local(status, tz), hide_index=True, width="stretch", key="siem-status")

@@ -36,7 +36,6 @@ try:
     policies, holds, pending = ret.policies(), ret.holds(), ret.pending()
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
-    raise
 bounds = ret.settings
 if not editor:
     st.info(f"Read-only: the {user.role} role may view retention but not change it.")

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from auditlog import access
+from auditlog.errors import InvalidDestination
 from auditlog.evidence.bundle import write_bundle
 from auditlog.evidence.export import Export, export_filename
 from auditlog.integrity.database import verify_database
@@ -111,7 +112,7 @@ def add(s: Settings, user: User, dest: dst.Destination, start: str, reason: str)
 def change(s: Settings, user: User, name: str, reason: str, **changes: Any) -> None:
     access.require(user.role, "siem.configure")
     if not changes:
-        raise dst.InvalidDestination("changes", "give a new endpoint, secret or delivery state")
+        raise InvalidDestination("changes", "give a new endpoint, secret or delivery state")
     dst.change_destination(data.writer(s), name, user.identity.actor(), reason or None, **changes)
 
 

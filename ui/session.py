@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from auditlog import access
@@ -48,7 +47,8 @@ def auth_providers() -> list[str] | None:
     return [name for name, value in section.items() if isinstance(value, Mapping)]
 
 
-def stop_with_error(message: str) -> None:
+def stop_with_error(message: str) -> NoReturn:
+    """Show ``message`` as the page's error and end this run (``st.stop`` raises)."""
     st.error(message, icon=":material/block:")
     st.stop()
 
@@ -57,12 +57,11 @@ def recorded(action: Callable[[], T]) -> T:
     """Run a self-audit write; fail closed (show why, render nothing) when it fails."""
     try:
         return action()
-    except (AuditLogError, SQLAlchemyError) as exc:
+    except AuditLogError as exc:
         stop_with_error(
             "The dashboard could not record this access in the audit log, so it shows "
             f"nothing (every sign-in and view is audited). Cause: {exc}"
         )
-        raise  # unreachable: st.stop() raises
 
 
 def login_screen(providers: list[str]) -> None:
@@ -85,7 +84,6 @@ def identify(providers: list[str] | None) -> Identity | None:
         return access.oidc_identity(st.user.to_dict())
     except AuditLogError as exc:
         stop_with_error(str(exc))
-        raise
 
 
 def _self_audit(identity: Identity) -> SelfAudit:
@@ -105,7 +103,6 @@ def sign_in(identity: Identity) -> User:
         role = access.load_roles().role_of(identity)
     except AuditLogError as exc:
         stop_with_error(f"Roles could not be loaded: {exc}")
-        raise
     audit = _self_audit(identity)
     recorded(lambda: audit.login(role))
     user = User(identity, role, audit)
@@ -118,7 +115,6 @@ def current() -> User:
     user: User | None = st.session_state.get(USER_KEY)
     if user is None:
         stop_with_error("Open the dashboard through app.py (streamlit run app.py).")
-        raise AssertionError  # unreachable
     return user
 
 
@@ -133,7 +129,7 @@ def no_role(identity: Identity) -> None:
     )
 
 
-def refuse(user: User, key: str, title: str) -> None:
+def refuse(user: User, key: str, title: str) -> NoReturn:
     """Refuse a page the role may not use: record the attempt, say why, show nothing else."""
     recorded(lambda: user.audit.viewed(key, title, {}, outcome="denied"))
     who = f"the {user.role} role" if user.role else "no role"

@@ -1,25 +1,32 @@
-"""Exceptions raised by auditlog.
+"""Every exception auditlog raises, in one hierarchy.
 
-Every message names the field or thing concerned and what to do about it.
+Every message names the field or thing concerned and what to do about it. Pages and the CLI
+catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
 
-    AuditLogError                      base class; pages catch this and show st.error
-    ├── InvalidEvent                   one event failed validation (field, reason)
-    │   └── BatchRejected              invalid events of a batch, by index; nothing stored
-    ├── EventConflict                  an event_id was reused with different content
-    ├── ConfigError                    bad setting, missing key, unreachable database
-    │   └── siem.InvalidDestination    a SIEM destination setting is wrong (field, reason)
-    ├── PermissionDenied               the caller's role may not do this (status 403)
-    ├── NotFound                       a named thing does not exist (status 404)
-    ├── IntegrityFailure               verification found tampering (see VerifyReport)
-    ├── InvalidFile                    an input file (principals CSV) has a bad row (line, column)
-    ├── GraphError                     Microsoft Graph or its token endpoint failed (status 502)
-    ├── filters.InvalidFilter          a search filter is malformed (field, reason)
-    ├── export.ExportTooLarge          an export over the row cap, refused (status 413)
-    ├── retention_model.InvalidPolicy  a retention policy outside its bounds (field, reason)
-    ├── retention_model.RetentionRefused  a retention change or purge not allowed now
-    └── siem.transports.DeliveryFailed a SIEM receiver refused or could not be reached
+    AuditLogError                 base class; pages catch this and show st.error
+    ├── FieldError                a value handed in is wrong: ``field`` (path) and ``reason``
+    │   ├── InvalidEvent          one event failed validation
+    │   ├── InvalidFilter         a search filter is malformed
+    │   ├── InvalidPolicy         a retention setting outside its bounds or malformed
+    │   ├── InvalidFile           an input file (principals CSV) has a bad row (line, column)
+    │   ├── InvalidKey            a PEM key is unreadable or not Ed25519
+    │   └── InvalidDestination    a SIEM destination setting is wrong (also a ConfigError)
+    ├── BatchRejected             invalid events of a batch, by index; nothing stored
+    ├── EventConflict             an event_id was reused with different content
+    ├── ConfigError               bad setting, missing key
+    │   └── InvalidDestination
+    ├── PermissionDenied          the caller's role may not do this (status 403)
+    ├── NotFound                  a named thing does not exist (status 404)
+    ├── IntegrityFailure          verification found tampering (see VerifyReport)
+    ├── GraphError                Microsoft Graph or its token endpoint failed (status 502)
+    ├── ExportTooLarge            an export over the row cap, refused (status 413)
+    ├── RetentionRefused          a retention change or purge not allowed now (status 409)
+    ├── DeliveryFailed            a SIEM receiver refused or could not be reached
+    ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
+    └── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
 
-The classes marked module.Name live beside the code that raises them.
+:class:`QueryTimeout` and :class:`DatabaseUnavailable` are raised for every engine made by
+:func:`auditlog.db.server.make_engine`, which translates the driver's errors in one place.
 """
 
 from __future__ import annotations
@@ -31,18 +38,50 @@ class AuditLogError(Exception):
     status = 500
 
 
-class InvalidEvent(AuditLogError, ValueError):
-    """An event was rejected; ``field`` names where, ``reason`` says why."""
+# ValueError stays a base of FieldError: a FieldError *is* a bad value handed in, and code
+# relies on that: pydantic collects a ValueError raised inside a validator, and the fast
+# paths of store.prepare and canonical fall back to their slow, naming path on ValueError.
+class FieldError(AuditLogError, ValueError):
+    """A value was refused; ``field`` names where (a dotted path), ``reason`` says why."""
 
     status = 422
+    prefix = ""  # what the field belongs to, e.g. "filter " (kept from the messages users know)
 
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
-        super().__init__(f"{field}: {reason}")
+        super().__init__(f"{self.prefix}{field}: {reason}")
 
 
-class BatchRejected(AuditLogError, ValueError):
+class InvalidEvent(FieldError):
+    """An event was rejected; ``field`` names where, ``reason`` says why."""
+
+
+class InvalidFilter(FieldError):
+    """A filter value is not usable; ``field`` names which, ``reason`` says why."""
+
+    prefix = "filter "
+
+
+class InvalidPolicy(FieldError):
+    """A retention setting was refused; ``field`` names it, ``reason`` says why."""
+
+
+class InvalidFile(FieldError):
+    """An input file has a bad row; ``line`` (1-based) and ``column`` say where."""
+
+    def __init__(self, path: str, line: int, column: str, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        super().__init__(f"{path} line {line}, column {column}", reason)
+
+
+class InvalidKey(FieldError):
+    """A PEM key cannot be used; ``field`` names where it came from."""
+
+
+class BatchRejected(AuditLogError):
     """A batch contained invalid events; nothing of it was stored."""
 
     status = 422
@@ -71,6 +110,12 @@ class ConfigError(AuditLogError):
     """A setting is missing or wrong."""
 
 
+class InvalidDestination(FieldError, ConfigError):
+    """A destination setting is wrong; ``field`` names it."""
+
+    prefix = "siem destination "
+
+
 class PermissionDenied(AuditLogError):
     """The caller's role does not allow this action."""
 
@@ -87,19 +132,6 @@ class IntegrityFailure(AuditLogError):
     """Verification found a broken chain, checkpoint or file."""
 
 
-class InvalidFile(AuditLogError, ValueError):
-    """An input file has a bad row; ``line`` (1-based) and ``column`` say where."""
-
-    status = 422
-
-    def __init__(self, path: str, line: int, column: str, reason: str) -> None:
-        self.path = path
-        self.line = line
-        self.column = column
-        self.reason = reason
-        super().__init__(f"{path} line {line}, column {column}: {reason}")
-
-
 class GraphError(AuditLogError):
     """Microsoft Graph (or its token endpoint) refused or failed a request."""
 
@@ -108,3 +140,75 @@ class GraphError(AuditLogError):
     def __init__(self, message: str, http_status: int | None = None) -> None:
         self.http_status = http_status
         super().__init__(message)
+
+
+class ExportTooLarge(AuditLogError):
+    """More events match than an export may hold; nothing was written."""
+
+    status = 413
+    setting = "max_export_rows"
+
+    def __init__(self, rows: int, cap: int) -> None:
+        self.rows, self.cap = rows, cap
+        super().__init__(
+            f"export refused: {rows:,} events match but an export may hold at most {cap:,} "
+            "(setting max_export_rows); narrow the filters (time range, category) or raise "
+            "AUDITLOG_MAX_EXPORT_ROWS"
+        )
+
+
+class RetentionRefused(AuditLogError):
+    """The change conflicts with what is in force (a pending proposal, an existing hold...)."""
+
+    status = 409
+
+
+class DeliveryFailed(AuditLogError):
+    """A delivery attempt failed; ``retryable`` says whether to try the same items again.
+
+    Retryable: connect/TLS/5xx/429/401..., back off and try again. Not retryable
+    (400/413/422): the receiver rejected the content.
+    """
+
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.http_status = http_status
+        super().__init__(message)
+
+
+class QueryTimeout(AuditLogError):
+    """PostgreSQL cancelled a query at its statement timeout; nothing was returned."""
+
+    status = 503
+    setting = "statement_timeout_ms"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "the query ran longer than the statement timeout and was cancelled"
+            f"{f' ({detail})' if detail else ''}; narrow the filters (a shorter time range, "
+            "a category, an actor) or raise the setting statement_timeout_ms "
+            "(AUDITLOG_STATEMENT_TIMEOUT_MS)"
+        )
+
+
+class DatabaseUnavailable(AuditLogError):
+    """PostgreSQL could not be reached, or the connection to it was lost."""
+
+    status = 503
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "the audit log database is unavailable"
+            f"{f' ({detail})' if detail else ''}; check that PostgreSQL is running and that "
+            "AUDITLOG_DATABASE_URL points at it, then retry"
+        )

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from auditlog.errors import ConfigError
+from auditlog.errors import ConfigError, ExportTooLarge
 from auditlog.evidence.export import (
     CSV_COLUMNS,
     ExportLimits,
-    ExportTooLarge,
     csv_chunks,
     load_limits,
     matching_rows,

@@ -16,10 +16,10 @@ from polars.testing import assert_frame_equal
 from sqlalchemy.engine import URL, Engine
 
 from auditlog.db.server import make_engine
-from auditlog.errors import AuditLogError, NotFound
+from auditlog.errors import AuditLogError, InvalidFilter, NotFound
 from auditlog.integrity.keys import Signer
 from auditlog.query.drilldown import correlation, correlation_summary, get_event, target_history
-from auditlog.query.filters import Filters, InvalidFilter
+from auditlog.query.filters import Filters
 from auditlog.query.table import ROW_SCHEMA
 from auditlog.query.timeline import (
     action_counts,

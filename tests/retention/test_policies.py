@@ -20,13 +20,11 @@ from sqlalchemy.engine import URL, Engine
 from typer.testing import CliRunner
 
 from auditlog.archive.files import verify_archive
-from auditlog.errors import NotFound, PermissionDenied
+from auditlog.errors import InvalidPolicy, NotFound, PermissionDenied, RetentionRefused
 from auditlog.integrity.database import verify_database
 from auditlog.integrity.keys import Signer
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import (
-    InvalidPolicy,
-    RetentionRefused,
     RetentionSettings,
     load_retention_settings,
     retention_engine,

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from auditlog.demo import demo_events
+from auditlog.errors import InvalidDestination
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.siem.destinations import (
     Destination,
-    InvalidDestination,
     add_destination,
     change_destination,
     list_destinations,

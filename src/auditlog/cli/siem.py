@@ -20,6 +20,7 @@ from auditlog.access import local_identity
 from auditlog.cli._common import errors, log_session
 from auditlog.cli._common import settings as _settings
 from auditlog.db.server import connect
+from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
 from auditlog.siem.delivery import send_test
@@ -41,12 +42,12 @@ def _secret(transport: str, path: Path | None, env: str | None, required: bool) 
     if env is not None:
         value = os.environ.get(env)
         if not value:
-            raise dst.InvalidDestination("secret", f"environment variable {env} is not set")
+            raise InvalidDestination("secret", f"environment variable {env} is not set")
         return value
     if not required or transport.startswith("syslog"):
         return None
     if not sys.stdin.isatty():
-        raise dst.InvalidDestination("secret", "give --secret-file or --secret-env")
+        raise InvalidDestination("secret", "give --secret-file or --secret-env")
     return str(typer.prompt("token / HMAC key", hide_input=True))
 
 
@@ -109,7 +110,7 @@ def set_(
         if secret is not None:
             changes["secret"] = secret
         if not changes:
-            raise dst.InvalidDestination("change", "nothing to change; see --help")
+            raise InvalidDestination("change", "nothing to change; see --help")
         dst.change_destination(log, name, local_identity().actor(), reason, **changes)
     typer.echo(f"changed {name}")
 

@@ -15,19 +15,27 @@ as its user, which must be a member of the role, and ``SET ROLE`` to it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
 
 from auditlog.db.migrate import upgrade
+from auditlog.errors import AuditLogError, DatabaseUnavailable, QueryTimeout
 from auditlog.settings import Settings
 
 Role = Literal["admin", "writer", "reader"]
 ROLE_NAMES = {"writer": "auditlog_writer", "reader": "auditlog_reader"}
 LOGIN_NAMES = {"writer": "auditlog_app", "reader": "auditlog_dashboard"}
 DEFAULT_DB = "auditlog"
+QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request) ended the statement
+# SQLSTATE class 08 (connection exception) and 57P01-57P03 (the server is shutting down,
+# crashed or not yet accepting connections): retrying later is all a caller can do.
+UNAVAILABLE = ("08", "57P01", "57P02", "57P03")
 
 
 def embedded_server_url(home: Path) -> URL:
@@ -85,7 +93,48 @@ def make_engine(url: URL | str, role: Role = "writer", statement_timeout_ms: int
                 cur.execute(stmt)
         dbapi_conn.commit()
 
+    sa.event.listen(engine, "handle_error", _translate_error)
     return engine
+
+
+def translate(exc: BaseException) -> AuditLogError | None:
+    """The :class:`AuditLogError` a driver error means to a caller, or None to keep it.
+
+    A statement timeout becomes :class:`QueryTimeout`; a refused, lost or shut-down
+    connection :class:`DatabaseUnavailable`. Other errors (a constraint, a lock timeout,
+    a privilege) are left to the code that raised them, which catches them by type.
+    """
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if state == QUERY_CANCELED:
+        return QueryTimeout(detail)
+    # No SQLSTATE: the client could not connect or the socket broke (the server sent nothing).
+    lost = state is None and isinstance(exc, psycopg.OperationalError)
+    if lost or (state or "").startswith(UNAVAILABLE):
+        return DatabaseUnavailable(detail)
+    return None
+
+
+def _translate_error(ctx: ExceptionContext) -> BaseException | None:
+    # A failed pre-ping is SQLAlchemy's cue to reconnect, not an error for the caller.
+    if ctx.is_pre_ping:
+        return None
+    return translate(ctx.original_exception)
+
+
+@contextmanager
+def driver_errors() -> Iterator[None]:
+    """Translate psycopg errors as :func:`make_engine`'s engines do, for code that uses the
+    driver connection directly (COPY, server-side cursors), which SQLAlchemy does not see."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        translated = translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 def connect(settings: Settings, role: Role = "writer") -> Engine:

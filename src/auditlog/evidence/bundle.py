@@ -30,12 +30,11 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import jcs
-from auditlog.errors import AuditLogError
+from auditlog.errors import AuditLogError, ExportTooLarge
 from auditlog.evidence.export import (
     CSV_COLUMNS,
     MEDIA_TYPES,
     ExportLimits,
-    ExportTooLarge,
     Tally,
     check_cap,
     count_rows,

@@ -34,7 +34,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
-from auditlog.errors import AuditLogError, ConfigError
+from auditlog.db.server import driver_errors
+from auditlog.errors import AuditLogError, ConfigError, ExportTooLarge, FieldError
 from auditlog.model import utc_text
 from auditlog.query.filters import Filters
 from auditlog.query.table import events as _events
@@ -47,20 +48,6 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson
 # The leading characters that make a spreadsheet evaluate a cell (OWASP), and the quote
 # that marks an escaped cell; an empty text value is written as a lone quote.
 FORMULA_TRIGGERS = "=+-@\t\r'"
-
-
-class ExportTooLarge(AuditLogError):
-    """More events match than an export may hold; nothing was written."""
-
-    status = 413
-
-    def __init__(self, rows: int, cap: int) -> None:
-        self.rows, self.cap = rows, cap
-        super().__init__(
-            f"export refused: {rows:,} events match but an export may hold at most {cap:,} "
-            "(setting max_export_rows); narrow the filters (time range, category) or raise "
-            "AUDITLOG_MAX_EXPORT_ROWS"
-        )
 
 
 @dataclass(frozen=True)
@@ -223,7 +210,7 @@ def snapshot(engine: Engine, limits: ExportLimits) -> Iterator[psycopg.Connectio
         sa_conn = sa_conn.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
-        with sa_conn.begin():
+        with sa_conn.begin(), driver_errors():
             conn: psycopg.Connection[Any] = sa_conn.connection.driver_connection  # type: ignore[assignment]
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, true), "
@@ -384,7 +371,7 @@ class Export:
         now: datetime | None = None,
     ) -> None:
         if fmt not in MEDIA_TYPES:
-            raise ValueError(f"format {fmt!r} is not one of {', '.join(MEDIA_TYPES)}")
+            raise FieldError("format", f"{fmt!r} is not one of {', '.join(MEDIA_TYPES)}")
         self.engine, self.filters, self.fmt = engine, filters or Filters(), fmt
         self.log, self.actor, self.context = log, actor, context
         self.limits = limits or load_limits()

@@ -8,6 +8,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from auditlog.db.server import driver_errors
 from auditlog.integrity.checkpoints import Checkpoint, anchor_message
 from auditlog.integrity.keys import load_public_key
 from auditlog.integrity.rule import ZERO_HASH
@@ -157,7 +158,7 @@ def verify_database(
     from auditlog.model import Category
 
     report = VerifyReport()
-    with engine.connect() as sa_conn:
+    with engine.connect() as sa_conn, driver_errors():
         conn = sa_conn.connection.driver_connection
         keys = dict(public_keys) if public_keys is not None else db_public_keys(conn)
         conn.commit()

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from auditlog.errors import InvalidKey
 from auditlog.settings import Settings
 
 # --- signing -----------------------------------------------------------------------------
@@ -27,9 +28,13 @@ def public_pem(public: Ed25519PublicKey) -> str:
 
 
 def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    """The Ed25519 public key in ``pem``; :class:`InvalidKey` when unreadable or another kind."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except ValueError as exc:
+        raise InvalidKey("public key", f"not a readable PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("public key is not Ed25519")
+        raise InvalidKey("public key", "is not Ed25519; give the log's Ed25519 public key (PEM)")
     return key
 
 
@@ -56,11 +61,18 @@ class Signer:
 
     @classmethod
     def from_pem(cls, pem: str | bytes) -> Signer:
-        key = serialization.load_pem_private_key(
-            pem.encode() if isinstance(pem, str) else pem, password=None
-        )
+        try:
+            key = serialization.load_pem_private_key(
+                pem.encode() if isinstance(pem, str) else pem, password=None
+            )
+        except (TypeError, ValueError) as exc:  # TypeError: the PEM is password-protected
+            raise InvalidKey("signing key", f"not a readable unencrypted PEM key ({exc})") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("signing key is not Ed25519")
+            raise InvalidKey(
+                "signing key",
+                "is not Ed25519; set AUDITLOG_SIGNING_KEY to an Ed25519 PEM key, or remove "
+                "signing_key.pem from the home directory to have one generated",
+            )
         return cls(key)
 
     def private_pem(self) -> bytes:

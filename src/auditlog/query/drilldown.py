@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog import diff as _diff
-from auditlog.errors import NotFound
-from auditlog.query.filters import InvalidFilter
+from auditlog.errors import InvalidFilter, NotFound
 from auditlog.query.table import OLDEST_FIRST, ROW_COLUMNS, ROW_SCHEMA, c, field, rows_frame
 
 MAX_RELATED_ROWS = 10_000  # correlation drilldown / target history

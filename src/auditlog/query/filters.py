@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditlog.errors import AuditLogError
+from auditlog.errors import InvalidFilter
 from auditlog.model import Category, Outcome, parse_timestamp
 
 PRESETS: dict[str, timedelta] = {
@@ -38,17 +38,6 @@ _TEXT_KEYS = {
     "q": "text",
 }
 _LIST_KEYS = {"category": "categories", "action": "actions", "outcome": "outcomes"}
-
-
-class InvalidFilter(AuditLogError, ValueError):
-    """A filter value is not usable; ``field`` names which, ``reason`` says why."""
-
-    status = 422
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"filter {field}: {reason}")
 
 
 def _text(field: str, value: Any) -> str | None:

@@ -16,7 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 
-from auditlog.query.filters import InvalidFilter
+from auditlog.errors import InvalidFilter
 
 events = sa.table(
     "events",

@@ -2,7 +2,7 @@
 
 Public API::
 
-    Filters, PRESETS, InvalidFilter       (from auditlog.filters)
+    Filters, PRESETS                      (from auditlog.query.filters)
     search(engine, f, ...)       -> Page(rows, next_cursor, page_size)   keyset, newest first
     count(engine, f)             -> int
     histogram(engine, f, tz=...) -> DataFrame(bucket, category, n)
@@ -39,8 +39,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection, Engine
 
+from auditlog.errors import InvalidFilter
 from auditlog.model import parse_timestamp, utc_text
-from auditlog.query.filters import Filters, InvalidFilter
+from auditlog.query.filters import Filters
 from auditlog.query.table import (
     HOUR,
     NEWEST_FIRST,

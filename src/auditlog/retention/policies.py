@@ -4,10 +4,10 @@
         .policies() .pending() .holds() .validate()
         .set_policy() .approve() .reject() .place_hold() .lift_hold()
 
-Settings, engines, records and errors live in :mod:`auditlog.retention_model` and are
-re-exported here.
+Settings, engines and records live in :mod:`auditlog.retention.records` and are re-exported
+here.
 
-Errors (subclasses of :class:`~auditlog.errors.AuditLogError`)::
+Errors (in :mod:`auditlog.errors`)::
 
     InvalidPolicy       a policy value is out of bounds or malformed (field, reason)   422
     RetentionRefused    the change conflicts with the current state                    409
@@ -31,14 +31,13 @@ from sqlalchemy.engine import Connection
 
 from auditlog import access
 from auditlog.access import Identity, Role
-from auditlog.errors import NotFound, PermissionDenied
+from auditlog.errors import NotFound, PermissionDenied, RetentionRefused
 from auditlog.model import utc_text
 from auditlog.retention.records import (
     Change,
     Hold,
     Policy,
     Proposal,
-    RetentionRefused,
     RetentionSettings,
     active_holds,
     check_category,

@@ -1,6 +1,5 @@
 """Retention's building blocks: errors, guard-rail settings, engines, records, queries.
 
-    InvalidPolicy, RetentionRefused               errors (422, 409)
     RetentionSettings, load_retention_settings()  floor, ceiling, approval, archive directory
     retention_engine(url), connect_retention(s)   engines acting as auditlog_retention
     Policy, Proposal, Hold, Change                what the tables hold
@@ -24,27 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from auditlog.db.server import connect, make_engine
-from auditlog.errors import AuditLogError, ConfigError
+from auditlog.errors import ConfigError, InvalidPolicy
 from auditlog.model import CATEGORIES
 
 RETENTION_ROLE = "auditlog_retention"
-
-
-class InvalidPolicy(AuditLogError, ValueError):
-    """A retention setting was refused; ``field`` names it, ``reason`` says why."""
-
-    status = 422
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
-
-
-class RetentionRefused(AuditLogError):
-    """The change conflicts with what is in force (a pending proposal, an existing hold...)."""
-
-    status = 409
 
 
 # --- settings ----------------------------------------------------------------------------

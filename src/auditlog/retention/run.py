@@ -46,12 +46,11 @@ from auditlog.archive.files import (
     verify_archive,
     write_archive,
 )
-from auditlog.errors import IntegrityFailure
+from auditlog.errors import IntegrityFailure, RetentionRefused
 from auditlog.integrity.checkpoints import anchor_message
 from auditlog.model import CATEGORIES, utc_text
 from auditlog.retention.records import (
     Policy,
-    RetentionRefused,
     RetentionSettings,
     active_holds,
     current_policies,

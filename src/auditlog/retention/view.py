@@ -28,9 +28,9 @@ from sqlalchemy.engine import Engine
 from auditlog.access import Identity
 from auditlog.archive.export import write_csv, write_parquet
 from auditlog.archive.files import file_sha256, require_valid, verify_archive
-from auditlog.errors import NotFound
+from auditlog.errors import InvalidPolicy, NotFound
 from auditlog.model import utc_text
-from auditlog.retention.records import Hold, InvalidPolicy, Policy, Proposal
+from auditlog.retention.records import Hold, Policy, Proposal
 from auditlog.retention.run import ArchiveRow, archive_rows
 from auditlog.store import AuditLog
 

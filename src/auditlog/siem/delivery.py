@@ -29,11 +29,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from auditlog.errors import DatabaseUnavailable, DeliveryFailed, QueryTimeout
 from auditlog.model import utc_text
 from auditlog.siem.destinations import Destination, split_host_port
 from auditlog.siem.formats import Item
 from auditlog.siem.transports import (
-    DeliveryFailed,
     HecTransport,
     SyslogTransport,
     Transport,
@@ -389,7 +389,7 @@ class Runner:
             return poll_seconds if settle is None else min(settle + 0.01, poll_seconds)
         except DeliveryFailed as exc:
             return min(self.failed(exc), poll_seconds)
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, DatabaseUnavailable, QueryTimeout) as exc:
             log.warning("%s: database error: %s", self.dest.name, exc)
         except Exception:  # a bug must not end delivery to this destination for good
             log.exception("%s: unexpected error", self.dest.name)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from auditlog.errors import ConfigError, NotFound
+from auditlog.errors import InvalidDestination, NotFound
 from auditlog.model import CATEGORIES
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
 from auditlog.store import AuditLog, Receipt
@@ -62,17 +62,6 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
-
-
-class InvalidDestination(ConfigError, ValueError):
-    """A destination setting is wrong; ``field`` names it."""
-
-    status = 422
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"siem destination {field}: {reason}")
 
 
 @dataclass(frozen=True)

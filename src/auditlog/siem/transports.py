@@ -9,11 +9,8 @@ What a successful ``send`` means differs, and the delivery loop (:mod:`.delivery
   open for ``settle_seconds`` after it (see docs/siem.md), and re-sends everything not yet
   settled when the connection breaks.
 
-Errors::
-
-    AuditLogError
-    └── DeliveryFailed        retryable (connect/TLS/5xx/429/401...): back off and try again;
-                              not retryable (400/413/422): the receiver rejected the content
+Errors: :class:`~auditlog.errors.DeliveryFailed`, retryable (connect/TLS/5xx/429/401...: back
+off and try again) or not (400/413/422: the receiver rejected the content).
 """
 
 from __future__ import annotations
@@ -33,30 +30,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from auditlog.errors import AuditLogError
+from auditlog.errors import DeliveryFailed, InvalidDestination
 from auditlog.siem.formats import Formatter, Item, epoch_ms, octet_frame
 
 PERMANENT = frozenset({400, 413, 422})
 MAX_RETRY_AFTER = 3600.0
-
-
-class DeliveryFailed(AuditLogError):
-    """A delivery attempt failed; ``retryable`` says whether to try the same items again."""
-
-    status = 502
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool = True,
-        retry_after: float | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.http_status = http_status
-        super().__init__(message)
 
 
 class Transport(Protocol):
@@ -73,7 +51,11 @@ class Transport(Protocol):
 
 def tls_context(ca_pem: str | None) -> ssl.SSLContext:
     """A client context that verifies the server certificate and name (system CAs or ``ca_pem``)."""
-    ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+    try:
+        ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+    except ssl.SSLError as exc:  # destinations checks only for a BEGIN CERTIFICATE block
+        reason = f"not a usable PEM certificate ({exc}); paste the CA certificate again"
+        raise InvalidDestination("options.ca_pem", reason) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
