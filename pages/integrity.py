@@ -13,6 +13,8 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditlog.errors import AuditLogError
+from auditlog.integrity.status import chains_frame, problems_frame
+from auditlog.query.table import local_times
 from ui import data, session, widgets
 from ui import export_data as xd
 
@@ -43,9 +45,9 @@ else:
             where = f"{p.category} seq {p.seq}" if p.seq is not None else p.category
             st.error(f"**Tampering or damage in {where}** ({p.kind}): {p.message}",
                      icon=":material/gpp_bad:")  # fmt: skip
-        st.dataframe(xd.problems_frame(report), hide_index=True, width="stretch")
+        st.dataframe(problems_frame(report), hide_index=True, width="stretch")
         st.caption(f"Verified at {when}.")
-    st.dataframe(xd.chains_frame(report), hide_index=True, width="stretch")
+    st.dataframe(chains_frame(report), hide_index=True, width="stretch")
 
 st.subheader("Latest signed checkpoint per category")
 try:
@@ -53,7 +55,7 @@ try:
 except (AuditLogError, SQLAlchemyError) as exc:
     session.stop_with_error(str(exc))
     raise
-st.dataframe(xd.local(checkpoints, tz), hide_index=True, width="stretch")
+st.dataframe(local_times(checkpoints, tz), hide_index=True, width="stretch")
 
 st.subheader("Public key")
 if not keys:
