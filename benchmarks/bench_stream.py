@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from _common import fresh_database, rate, server_url
 from rsyslog import Rsyslog, make_tls_files
 
+from auditlog.access import Identity
 from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
 from auditlog.settings import load_settings
@@ -33,7 +34,7 @@ from auditlog.siem.destinations import Destination, add_destination
 from auditlog.siem.worker import Streamer
 from auditlog.store import AuditLog
 
-ADMIN = {"type": "user", "id": "bench@contoso.com"}
+ADMIN = Identity("bench@contoso.com")
 EVENT_ID = re.compile(rb' EVENT \[auditlog@32473 event_id=\\?"([0-9a-f-]{36})')
 
 
@@ -63,7 +64,8 @@ def throughput(log: AuditLog, rsyslog: Rsyslog, name: str, transport: str, fmt: 
     port = rsyslog.tls_port if transport == "syslog-tls" else rsyslog.port
     listener = "tls" if transport == "syslog-tls" else "plain"
     lines = LineCounter(rsyslog, listener)
-    add_destination(log, Destination(name, transport, f"127.0.0.1:{port}", fmt, options), ADMIN)
+    dest = Destination(name, transport, f"127.0.0.1:{port}", fmt, options)
+    add_destination(log, dest, ADMIN, "admin")
     with log.engine.connect() as conn:  # every event and checkpoint is one line
         total = conn.scalar(sa.text("SELECT (SELECT count(*) FROM events) + "
                                     "(SELECT count(*) FROM checkpoints)"))  # fmt: skip
@@ -104,7 +106,7 @@ class Tail(threading.Thread):
 
 def latency(log: AuditLog, rsyslog: Rsyslog, count: int, per_second: float) -> list[float]:
     add_destination(log, Destination("latency", "syslog-tcp", f"127.0.0.1:{rsyslog.port}",
-                                     "rfc5424"), ADMIN, start="now")  # fmt: skip
+                                     "rfc5424"), ADMIN, "admin", start="now")  # fmt: skip
     streamer = Streamer(log.engine, names=["latency"]).start()
     tail = Tail(next(rsyslog.dir.glob("plain-*.log")))
     tail.start()

@@ -16,6 +16,7 @@ from auditlog import access
 from auditlog.errors import AuditLogError
 from auditlog.evidence.export import export_filename
 from auditlog.query.filters import Filters
+from auditlog.query.table import local_times
 from auditlog.selfaudit import view_key
 from ui import data, session, widgets
 from ui import export_data as xd
@@ -84,9 +85,9 @@ except AuditLogError as exc:
     session.stop_with_error(f"SIEM status could not be read: {exc}")
 st.dataframe(dests, hide_index=True, width="stretch", key="siem-destinations")
 st.caption("Delivery per destination and category (lag, last delivered seq and time, errors)")
-st.dataframe(xd.local(status, tz), hide_index=True, width="stretch", key="siem-status")
+st.dataframe(local_times(status, tz), hide_index=True, width="stretch", key="siem-status")
 st.caption(f"Dead letters: items a receiver rejected permanently ({dead.height:,})")
-st.dataframe(xd.local(dead, tz), hide_index=True, width="stretch", key="siem-dead")
+st.dataframe(local_times(dead, tz), hide_index=True, width="stretch", key="siem-dead")
 
 if not access.allowed(user.role, "siem.configure"):
     st.info(f"Read-only: the {user.role} role may view SIEM delivery but not configure it.")

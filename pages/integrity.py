@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from auditlog.errors import AuditLogError
+from auditlog.integrity.status import chains_frame, problems_frame
+from auditlog.query.table import local_times
 from ui import data, session, widgets
 from ui import export_data as xd
 
@@ -41,16 +43,16 @@ else:
             where = f"{p.category} seq {p.seq}" if p.seq is not None else p.category
             st.error(f"**Tampering or damage in {where}** ({p.kind}): {p.message}",
                      icon=":material/gpp_bad:")  # fmt: skip
-        st.dataframe(xd.problems_frame(report), hide_index=True, width="stretch")
+        st.dataframe(problems_frame(report), hide_index=True, width="stretch")
         st.caption(f"Verified at {when}.")
-    st.dataframe(xd.chains_frame(report), hide_index=True, width="stretch")
+    st.dataframe(chains_frame(report), hide_index=True, width="stretch")
 
 st.subheader("Latest signed checkpoint per category")
 try:
     checkpoints, keys = xd.latest_checkpoints(s), xd.public_keys(s)
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
-st.dataframe(xd.local(checkpoints, tz), hide_index=True, width="stretch")
+st.dataframe(local_times(checkpoints, tz), hide_index=True, width="stretch")
 
 st.subheader("Public key")
 if not keys:

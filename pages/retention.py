@@ -1,5 +1,6 @@
 """Retention: policies and legal holds, a change's impact before it is made, pending approvals,
-the policy history as the audit log records it, and the archives (each downloadable).
+the policy history as the audit log records it, and the archives (each downloadable once it
+verifies, exactly as ``auditlog archive export`` hands it out).
 
 Compliance leads change policies and holds (each change is logged with its reason); other
 roles see the page read-only.
@@ -7,19 +8,19 @@ roles see the page read-only.
 
 from __future__ import annotations
 
-import hashlib
-
-import polars as pl
 import streamlit as st
 
 from auditlog import access
-from auditlog.errors import AuditLogError
+from auditlog.errors import AuditLogError, IntegrityFailure
 from auditlog.model import CATEGORIES
 from auditlog.retention.view import (
-    download_event,
-    find_archive,
+    EXPORT_FORMATS,
+    download_archive,
+    downloadable,
     holds_frame,
     impact_figure,
+    impact_totals,
+    is_held,
     policies_frame,
     proposals_frame,
 )
@@ -93,12 +94,11 @@ archive_days = int(
         value=now.archive_days if now else 365,
     )
 )
-held = any(h.category == category for h in holds)
+held = is_held(holds, category)
 preview = rd.impact_preview(s, category, days, archive_days, held)
-totals = dict(preview.group_by("fate").agg(pl.col("events").sum()).iter_rows())
 st.caption(
     f"Impact of {days} + {archive_days} days on {category}: "
-    + ", ".join(f"{n:,} {fate}" for fate, n in sorted(totals.items()))
+    + ", ".join(f"{n:,} {fate}" for fate, n in impact_totals(preview).items())
     + (" (legal hold: nothing is purged)" if held else "")
 )
 st.plotly_chart(impact_figure(preview), width="stretch")
@@ -126,22 +126,23 @@ st.dataframe(rd.history(s), hide_index=True, width="stretch")
 st.subheader("Archives")
 archives = rd.archives(s)
 st.dataframe(archives, hide_index=True, width="stretch")
-kept = archives.filter(pl.col("state") != "deleted")
+kept = downloadable(archives)
+MIME = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
 if kept.height:
-    choice = st.selectbox("Download an archive", kept["path"].to_list())
-    row = kept.row(kept["path"].to_list().index(choice), named=True)
-    blob = (bounds.archive_root(s.home) / choice).read_bytes()
-
-    def _downloaded() -> None:
-        a = find_archive(ret.engine, row["category"], row["month"])
-        name = choice.rsplit("/", 1)[-1]
-        sha = hashlib.sha256(blob).digest()
-        ret.log.record(download_event(user.identity, a, "archive", row["rows"], sha, name))
-
-    st.download_button(
-        "Download (Parquet, zstd)",
-        blob,
-        file_name=choice.rsplit("/", 1)[-1],
-        mime="application/vnd.apache.parquet",
-        on_click=_downloaded,
-    )
+    a, b = st.columns([3, 1])
+    choice = a.selectbox("Download an archive", kept["path"].to_list())
+    fmt = str(b.radio("Format", EXPORT_FORMATS, index=1, horizontal=True))
+    # Verified on request (it reads every row), never on each rerun of the page.
+    if st.button("Verify and prepare the download", icon=":material/verified:"):
+        row = kept.row(kept["path"].to_list().index(choice), named=True)
+        try:
+            blob, name = download_archive(ret.log, bounds.archive_root(s.home), user.identity,
+                                          row["category"], row["month"], fmt)  # fmt: skip
+        except IntegrityFailure as exc:
+            st.error(f"This archive does not verify, so it is not handed out: {exc}")
+        except AuditLogError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Verified: {name} (recorded as export.downloaded)")
+            st.download_button(f"Download {name}", blob, file_name=name, mime=MIME[fmt],
+                               on_click="ignore", icon=":material/download:")  # fmt: skip

@@ -1,8 +1,9 @@
-"""Glue of the Export & SIEM and Integrity pages (beside :mod:`ui.data`).
+"""Glue of the Export & SIEM and Integrity pages (beside :mod:`ui.data`): cached wrappers
+of the core's queries, the signed-in user handed to the core, and the SIEM forms.
 
 Downloads are produced on click and recorded as ``export.downloaded``; SIEM changes go through
-:mod:`auditlog.siem.destinations` (each one a ``configuration`` audit event, secret redacted)
-after a server-side role check, so a non-admin who reaches a form is still refused.
+:mod:`auditlog.siem.destinations`, which checks the role itself (a refusal is logged as
+``denied``), so a non-admin who reaches a form is still refused.
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import sqlalchemy as sa
 import streamlit as st
 
-from auditlog import access
-from auditlog.errors import InvalidDestination
 from auditlog.evidence.bundle import write_bundle
 from auditlog.evidence.export import Export, export_filename
-from auditlog.integrity.database import verify_database
-from auditlog.integrity.keys import key_id_of, load_public_key, load_signer, public_pem
+from auditlog.integrity import status as integrity
 from auditlog.integrity.verifier import VerifyReport
 from auditlog.model import CATEGORIES
 from auditlog.query.timeline import count
 from auditlog.settings import Settings
+from auditlog.siem import delivery, status
 from auditlog.siem import destinations as dst
-from auditlog.siem import status
-from auditlog.siem.delivery import send_test
 from auditlog.siem.formats import FORMATS
 from ui import data
 from ui.data import Params
@@ -36,11 +32,6 @@ from ui.session import User
 
 TTL = 10  # seconds: delivery status moves while the worker runs
 CONTEXT = {"user_agent": "auditlog-dashboard"}
-LATEST_CHECKPOINTS = sa.text(
-    "SELECT DISTINCT ON (category) category, seq, signed_at, entry_hash, key_id "
-    "FROM checkpoints ORDER BY category, seq DESC"
-)
-KEYS = sa.text("SELECT key_id, public_key, created_at FROM signing_keys ORDER BY created_at")
 
 
 # --- evidence downloads ---------------------------------------------------------------------
@@ -84,17 +75,7 @@ def dead_letters(s: Settings) -> pl.DataFrame:
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def destinations(s: Settings) -> pl.DataFrame:
     """The current destinations as their audit events show them (never a secret)."""
-    rows = [d.redacted() for d in dst.list_destinations(data.reader(s))]
-    schema = ["name", "transport", "endpoint", "format", "enabled", "secret", "options"]
-    if not rows:
-        return pl.DataFrame(schema={k: pl.String for k in schema})
-    return pl.DataFrame([{**r, "options": str(r["options"])} for r in rows]).select(schema)
-
-
-def local(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
-    """Every time column of ``frame`` shown in ``tz``."""
-    cols = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
-    return frame.with_columns(pl.col(c).dt.convert_time_zone(tz) for c in cols)
+    return status.destinations_frame(data.reader(s))
 
 
 def clear() -> None:
@@ -105,26 +86,21 @@ def clear() -> None:
 
 
 def add(s: Settings, user: User, dest: dst.Destination, start: str, reason: str) -> None:
-    access.require(user.role, "siem.configure")
-    dst.add_destination(data.writer(s), dest, user.identity.actor(), start, reason or None)
+    dst.add_destination(data.writer(s), dest, user.identity, user.role, start, reason or None)
 
 
 def change(s: Settings, user: User, name: str, reason: str, **changes: Any) -> None:
-    access.require(user.role, "siem.configure")
-    if not changes:
-        raise InvalidDestination("changes", "give a new endpoint, secret or delivery state")
-    dst.change_destination(data.writer(s), name, user.identity.actor(), reason or None, **changes)
+    dst.change_destination(data.writer(s), name, user.identity, user.role, reason or None,
+                           **changes)  # fmt: skip
 
 
 def remove(s: Settings, user: User, name: str, reason: str) -> None:
-    access.require(user.role, "siem.configure")
-    dst.remove_destination(data.writer(s), name, user.identity.actor(), reason or None)
+    dst.remove_destination(data.writer(s), name, user.identity, user.role, reason or None)
 
 
 def send_test_message(s: Settings, user: User, name: str) -> str:
     """Send a test message to ``name`` (its secret is read with the writer's rights)."""
-    access.require(user.role, "siem.configure")
-    return send_test(dst.get_destination(data.writer(s).engine, name, with_secret=True))
+    return delivery.send_test_message(data.writer(s).engine, name, user.role)
 
 
 def add_form() -> tuple[dst.Destination, str, str] | None:
@@ -181,53 +157,13 @@ def manage_form(names: list[str]) -> tuple[str, str, dict[str, Any], str] | None
 
 
 def verify(s: Settings, user: User) -> VerifyReport:
-    access.require(user.role, "integrity.verify")
-    return verify_database(data.reader(s))
-
-
-def chains_frame(report: VerifyReport) -> pl.DataFrame:
-    """One row per category: rows, seq range, checkpoints checked, and its problem if any."""
-    rows = [{"category": c.category, "rows": c.rows, "first seq": c.first_seq,
-             "last seq": c.last_seq, "checkpoints": c.checkpoints,
-             "state": "intact" if c.problem is None else f"BROKEN: {c.problem.kind}"}
-            for c in report.chains.values()]  # fmt: skip
-    return pl.DataFrame(rows)
-
-
-def problems_frame(report: VerifyReport) -> pl.DataFrame:
-    rows = [vars(p) for p in report.problems]
-    schema = {"category": pl.String, "seq": pl.Int64, "kind": pl.String, "message": pl.String}
-    return pl.DataFrame(rows, schema=schema)
+    return integrity.verify_as(data.reader(s), user.role)
 
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def latest_checkpoints(s: Settings) -> pl.DataFrame:
-    """The newest signed checkpoint of each category (entry hash as hex)."""
-    with data.reader(s).connect() as conn:
-        rows = [dict(r) for r in conn.execute(LATEST_CHECKPOINTS).mappings()]
-    schema: dict[str, Any] = {"category": pl.String, "seq": pl.Int64,
-                              "signed_at": pl.Datetime("us", "UTC"), "entry_hash": pl.String,
-                              "key_id": pl.String}  # fmt: skip
-    rows = [{**r, "entry_hash": bytes(r["entry_hash"]).hex()} for r in rows]
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return integrity.latest_checkpoints(data.reader(s))
 
 
 def public_keys(s: Settings) -> list[tuple[str, str, bool]]:
-    """(key_id, PEM, is the installation's current signing key), current first.
-
-    The signer's key file is only read, never created here; when it is not readable, the
-    keys registered in the database (``signing_keys``) stand in.
-    """
-    current: str | None = None
-    try:
-        if s.signing_key or s.key_path.is_file():
-            current = public_pem(load_signer(s).public)
-    except (OSError, ValueError):
-        current = None
-    with data.reader(s).connect() as conn:
-        stored = [(k, bytes(pem).decode("ascii")) for k, pem, _ in conn.execute(KEYS)]
-    keys = [(k, pem, pem.strip() == (current or "").strip()) for k, pem in stored]
-    if current and not any(c for _, _, c in keys):
-        key_id = key_id_of(load_public_key(current))
-        keys.append((key_id, current, True))
-    return sorted(keys, key=lambda k: not k[2])
+    return integrity.public_keys(data.reader(s), s)

@@ -170,9 +170,8 @@ def test_admin_tests_pauses_and_removes_a_destination(
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
     endpoint = f"127.0.0.1:{server.getsockname()[1]}"
-    dst.add_destination(
-        log, dst.Destination("soc-syslog", "syslog-tcp", endpoint), {"type": "user", "id": "t"}
-    )
+    dest = dst.Destination("soc-syslog", "syslog-tcp", endpoint)
+    dst.add_destination(log, dest, access.Identity("t"), "admin")
     as_role("admin")
     at = page("pages/export_siem.py")
     _button(at, "Send test message").click().run()

@@ -632,6 +632,28 @@ def test_page_is_read_only_for_an_auditor(
     assert "Read-only" in at.info[0].value
     assert not [b for b in at.button if b.label in ("Apply", "Propose for approval")]
     assert not at.form_submit_button  # no hold or approval forms
-    assert at.get("download_button")  # archives are downloadable by any role
     history = next(d.value for d in at.dataframe if "refused" in d.value.columns)
     assert list(history["action"]) == ["retention.policy_changed"]
+    assert not at.get("download_button")  # only once the archive has verified
+    next(b for b in at.button if b.label == "Verify and prepare the download").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("download_button")  # archives are downloadable by any role
+    (logged,) = events(ret.engine, "export.downloaded")
+    assert logged["actor"]["id"] == "auditor@contoso.com"
+
+
+def test_page_refuses_to_hand_out_a_tampered_archive(
+    page_env: None, ret: Retention, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(ret.log)
+    policy(ret)
+    run(ret, settings)
+    at = _page("auditor@contoso.com", monkeypatch)
+    chosen = next(s for s in at.selectbox if s.label == "Download an archive").value
+    path = ret.settings.archive_root(settings.home) / chosen
+    path.write_bytes(path.read_bytes()[:-100])  # a damaged or edited file
+    next(b for b in at.button if b.label == "Verify and prepare the download").click().run()
+    assert not at.exception
+    assert "does not verify, so it is not handed out" in at.error[0].value
+    assert not at.get("download_button")
+    assert events(ret.engine, "export.downloaded") == []

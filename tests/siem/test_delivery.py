@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from auditlog.access import Identity
 from auditlog.demo import demo_events
 from auditlog.errors import InvalidDestination
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
@@ -47,7 +48,7 @@ from tests.support.http_receiver import Receiver, Request
 from tests.support.rsyslog import Rsyslog, TlsFiles, make_tls_files
 from tests.support.siem import stored_items
 
-ADMIN = {"type": "user", "id": "admin@contoso.com", "upn": "admin@contoso.com"}
+ADMIN = Identity("admin@contoso.com")
 SECRET = "hec-token-7f3a9c0e-do-not-log"
 
 
@@ -74,7 +75,7 @@ def add(
 ) -> Destination:
     options.setdefault("hostname", "audit-host")
     dest = Destination(name, transport, endpoint, fmt, options, secret)
-    return add_destination(log, dest, ADMIN)
+    return add_destination(log, dest, ADMIN, "admin")
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.05) -> Any:
@@ -393,8 +394,8 @@ def test_destination_changes_are_audited_and_secrets_never_logged(
     log: AuditLog, reader_engine: Engine
 ) -> None:
     add(log, "splunk", "hec", "https://splunk.example.com:8088/services/collector", "json", SECRET)
-    change_destination(log, "splunk", ADMIN, enabled=False, secret=SECRET + "-rotated")
-    remove_destination(log, "splunk", ADMIN, reason="replaced")
+    change_destination(log, "splunk", ADMIN, "admin", enabled=False, secret=SECRET + "-rotated")
+    remove_destination(log, "splunk", ADMIN, "admin", reason="replaced")
     with log.engine.connect() as conn:
         rows = conn.execute(
             sa.text("SELECT action, before, after, details, record FROM events ORDER BY seq")
@@ -439,7 +440,7 @@ def test_bad_destination_is_refused_naming_the_field(
     log: AuditLog, dest: Destination, field: str
 ) -> None:
     with pytest.raises(InvalidDestination) as info:
-        add_destination(log, dest, ADMIN)
+        add_destination(log, dest, ADMIN, "admin")
     assert info.value.field == field
     assert list_destinations(log.engine) == []
 

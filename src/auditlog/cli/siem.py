@@ -3,6 +3,8 @@
 Registered by :mod:`auditlog.cli.app`.
 Secrets (HEC token, webhook HMAC key) are read from a file, an environment variable or a
 hidden prompt, never from the command line (where ``ps`` and shell history would keep them).
+Changes and test messages need the admin role: the local operator (``AUDITLOG_USER``, else the
+OS user) with the role ``auditlog.toml`` gives them (see :mod:`auditlog.access`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog.access import local_identity
+from auditlog import access
+from auditlog.access import Identity, Role
 from auditlog.cli._common import errors, log_session
 from auditlog.cli._common import settings as _settings
 from auditlog.db.server import connect
 from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
-from auditlog.siem.delivery import send_test
+from auditlog.siem.delivery import send_test_message
 from auditlog.siem.status import dead_letters, destination_status
 
 siem_app = typer.Typer(help="SIEM destinations (see docs/siem.md).", no_args_is_help=True)
@@ -34,6 +37,12 @@ SecretFile = Annotated[
 ]
 SecretEnv = Annotated[str | None, typer.Option(help="environment variable holding the token / key")]
 Reason = Annotated[str | None, typer.Option(help="why (kept in the audit event)")]
+
+
+def _who() -> tuple[Identity, Role | None]:
+    """The local operator and the role ``auditlog.toml`` gives them (admin when none is set)."""
+    identity = access.local_identity()
+    return identity, access.load_roles().role_of(identity)
 
 
 def _secret(transport: str, path: Path | None, env: str | None, required: bool) -> str | None:
@@ -89,7 +98,7 @@ def add(
         secret = _secret(transport, secret_file, secret_env, required=True)
         dest = dst.Destination(name, transport, endpoint, format, options, secret)
         start = "now" if from_now else "beginning"
-        dst.add_destination(log, dest, local_identity().actor(), start, reason)
+        dst.add_destination(log, dest, *_who(), start, reason)
     typer.echo(f"added {name}; `auditlog stream` delivers to it")
 
 
@@ -109,9 +118,7 @@ def set_(
         secret = _secret("", secret_file, secret_env, required=False)
         if secret is not None:
             changes["secret"] = secret
-        if not changes:
-            raise InvalidDestination("change", "nothing to change; see --help")
-        dst.change_destination(log, name, local_identity().actor(), reason, **changes)
+        dst.change_destination(log, name, *_who(), reason, **changes)
     typer.echo(f"changed {name}")
 
 
@@ -142,15 +149,14 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def test(name: Name) -> None:
     """Send one test message (MSGID TEST) to a destination now."""
     with errors(), log_session(_settings()) as log:
-        dest = dst.get_destination(log.engine, name, with_secret=True)
-        typer.echo(send_test(dest))
+        typer.echo(send_test_message(log.engine, name, _who()[1]))
 
 
 @siem_app.command("remove")
 def remove(name: Name, reason: Reason = None) -> None:
     """Retire a destination (audited as siem.destination_removed; its secret is erased)."""
     with errors(), log_session(_settings()) as log:
-        dst.remove_destination(log, name, local_identity().actor(), reason)
+        dst.remove_destination(log, name, *_who(), reason)
     typer.echo(f"removed {name}")
 
 

@@ -137,3 +137,10 @@ def check_tz(tz: str) -> str:
             "tz", f"{tz[:60]!r} is not an IANA time zone such as Europe/Oslo"
         ) from None
     return tz
+
+
+def local_times(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """Every time-zone-aware column of ``frame`` shown in ``tz`` (InvalidFilter if unknown)."""
+    zone = check_tz(tz)
+    cols = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+    return frame.with_columns(pl.col(c).dt.convert_time_zone(zone) for c in cols)

@@ -3,17 +3,22 @@
 month_counts(engine, category)        -> (frame, now): events per month, in table / archived
 impact_frame(counts, now, days, archive_days, held) -> frame (month, fate, events)   pure
 impact(engine, category, days, archive_days, held)  -> the same, from the database
+impact_totals(frame)                  -> {fate: events}                            pure
 impact_figure(frame)                  -> stacked bars of events per month by fate
+is_held(holds, category)              -> whether a legal hold stands on the category
 policy_history(engine, limit)         -> retention events, newest first, from the audit log
 archives_frame(engine, category)      -> one row per archive with its state
+downloadable(archives)                -> the rows of archives whose file is still kept
 policies_frame(policies), holds_frame(holds), proposals_frame(proposals)
 find_archive(engine, category, month) -> ArchiveRow
 export_archive(log, root, who, category, month, fmt, out) -> rows   (verified, logged)
+download_archive(log, root, who, category, month, fmt) -> (bytes, file name)  (the same)
 download_event(who, archive, fmt, rows, sha256, file) -> the export.downloaded event
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -116,6 +121,17 @@ def impact(
     return impact_frame(counts, now, days, archive_days, held)
 
 
+def impact_totals(frame: pl.DataFrame) -> dict[str, int]:
+    """Events of an :func:`impact_frame` per fate, in the order of :data:`FATES`."""
+    totals = dict(frame.group_by("fate").agg(pl.col("events").sum()).iter_rows())
+    return {fate: int(totals[fate]) for fate in FATES if fate in totals}
+
+
+def is_held(holds: Sequence[Hold], category: str) -> bool:
+    """Whether any of ``holds`` stands on ``category`` (then nothing of it is purged)."""
+    return any(h.category == category for h in holds)
+
+
 def impact_figure(frame: pl.DataFrame) -> go.Figure:
     """Stacked bars: events per month (UTC) by what the setting would do with them."""
     fig = go.Figure()
@@ -203,6 +219,11 @@ def archives_frame(engine: Engine, category: str | None = None) -> pl.DataFrame:
         "file_sha256": pl.String,
     }
     return pl.DataFrame(data, schema=schema)
+
+
+def downloadable(archives: pl.DataFrame) -> pl.DataFrame:
+    """The rows of an :func:`archives_frame` whose file is kept (not deleted after its period)."""
+    return archives.filter(pl.col("state") != "deleted")
 
 
 def policies_frame(policies: Mapping[str, Policy | None]) -> pl.DataFrame:
@@ -300,6 +321,7 @@ def export_archive(
         raise InvalidPolicy("format", f"{fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     a = find_archive(log.engine, category, month)
     path = root / a.path
+    # Signed by this installation's key: an archive re-signed by anyone else is refused.
     require_valid(verify_archive(path, {log.signer.key_id: log.signer.public}))
     if fmt == "csv":
         with open(out, "w", encoding="utf-8", newline="") as fh:
@@ -308,6 +330,26 @@ def export_archive(
         rows = write_parquet(path, out)
     log.record(download_event(who, a, fmt, rows, file_sha256(out), out.name))
     return rows
+
+
+def download_archive(
+    log: AuditLog, root: Path, who: Identity, category: str, month: str, fmt: str = "parquet"
+) -> tuple[bytes, str]:
+    """The dashboard's archive download: :func:`export_archive` (verified, then logged, as the
+    CLI's ``auditlog archive export``) into a temporary file; return (its bytes, file name).
+
+    Raises
+    ------
+    IntegrityFailure
+        The archive does not verify (naming the first bad row); nothing is handed out or logged.
+    NotFound
+        No such archive, or its file was deleted after its archive period.
+    """
+    name = f"{category}-{month}.{fmt}"
+    with tempfile.TemporaryDirectory(prefix="auditlog-archive-") as tmp:
+        out = Path(tmp) / name
+        export_archive(log, root, who, category, month, fmt, out)
+        return out.read_bytes(), name
 
 
 def download_event(

@@ -29,9 +29,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from auditlog import access
+from auditlog.access import Role
 from auditlog.errors import DatabaseUnavailable, DeliveryFailed, QueryTimeout
 from auditlog.model import utc_text
-from auditlog.siem.destinations import Destination, split_host_port
+from auditlog.siem.destinations import Destination, get_destination, split_host_port
 from auditlog.siem.formats import Item
 from auditlog.siem.transports import (
     HecTransport,
@@ -80,6 +82,23 @@ def send_test(dest: Destination) -> str:
         transport.close()
     how = "acknowledged" if transport.acknowledged else "written; syslog has no acknowledgement"
     return f"test message sent to {dest.name} ({dest.transport} {dest.endpoint}): {how}"
+
+
+def send_test_message(engine: Engine, name: str, role: Role | None) -> str:
+    """Send a test message to the destination ``name`` when ``role`` may configure the SIEM.
+
+    ``engine`` must be able to read secrets (the writer): the test uses the real credentials.
+    A test changes nothing, and a successful one is not logged, so a refusal is not either.
+
+    Raises
+    ------
+    PermissionDenied
+        ``role`` is not admin.
+    NotFound
+        No destination is named ``name``.
+    """
+    access.require(role, "siem.configure")
+    return send_test(get_destination(engine, name, with_secret=True))
 
 
 def backoff(failures: int, rng: Callable[[float, float], float] = random.uniform) -> float:

@@ -4,6 +4,10 @@ A destination names a transport (``syslog-tcp``, ``syslog-tls``, ``hec``, ``webh
 endpoint (``host:port`` for syslog, an ``https://`` URL for HTTP), a format and options. Its
 secret (HEC token, webhook HMAC key) is stored in its own column, which the dashboard's reader
 role cannot select; audit events, listings and error messages never contain it.
+
+Only an admin (permission ``siem.configure`` of :mod:`auditlog.access`) may add, change or
+remove a destination, whoever calls (the CLI with its local operator, the dashboard with its
+signed-in user); a refused attempt is recorded as the same action with outcome ``denied``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from auditlog.errors import InvalidDestination, NotFound
+from auditlog import access
+from auditlog.access import Identity, Role
+from auditlog.errors import InvalidDestination, NotFound, PermissionDenied
 from auditlog.model import CATEGORIES
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
 from auditlog.store import AuditLog, Receipt
@@ -50,6 +56,7 @@ LIMITS: dict[str, tuple[Any, Any]] = {
     "timeout": (0.5, 300.0),
     "pen": (1, 2**31 - 1),
 }
+CHANGEABLE = ("endpoint", "format", "options", "enabled", "secret")
 COLUMNS = (
     "id",
     "name",
@@ -255,12 +262,13 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     details: dict[str, Any],
+    outcome: str = "success",
 ) -> Receipt:
     return log.record(
         {
             "category": "configuration",
             "action": f"siem.{action}",
-            "outcome": "success",
+            "outcome": outcome,
             "occurred_at": _now(),
             "actor": dict(actor),
             "target": {"type": "siem_destination", "id": name, "name": name},
@@ -269,6 +277,22 @@ def _audit(
             "details": details,
         }
     )
+
+
+def authorize(
+    log: AuditLog, who: Identity, role: Role | None, action: str, name: str, **details: Any
+) -> None:
+    """Raise PermissionDenied unless ``role`` may configure the SIEM; log a refusal first.
+
+    The refusal is ``siem.<action>`` with outcome ``denied``, naming the role and what was
+    attempted (``details``: never a secret).
+    """
+    try:
+        access.require(role, "siem.configure")
+    except PermissionDenied as exc:
+        refused = {"refused": str(exc), "role": role, **details}
+        _audit(log, action, who.actor(), name, None, None, refused, outcome="denied")
+        raise PermissionDenied(str(exc)) from None
 
 
 def _start_positions(conn: Connection, dest: Destination, start: str) -> dict[str, int]:
@@ -294,10 +318,15 @@ def _ensure_cursors(conn: Connection, dest_id: int, positions: Mapping[str, int]
         )
 
 
+def _reason(reason: str | None) -> dict[str, Any]:
+    return {"reason": reason} if reason else {}
+
+
 def add_destination(
     log: AuditLog,
     dest: Destination,
-    actor: Mapping[str, Any],
+    who: Identity,
+    role: Role | None,
     start: str = "beginning",
     reason: str | None = None,
 ) -> Destination:
@@ -305,7 +334,18 @@ def add_destination(
 
     ``start``: ``beginning`` delivers the whole log (the off-platform copy), ``now`` only what
     is appended from now on.
+
+    Raises
+    ------
+    PermissionDenied
+        ``role`` is not admin (logged as ``denied``).
+    InvalidDestination
+        A setting is wrong (``field`` names it), or the name is taken.
     """
+    # Only what needs no validation (a refused destination is not checked, nor is its CA).
+    tried = {"transport": dest.transport, "endpoint": dest.endpoint, "format": dest.format}
+    attempt = {"attempted": tried, "start": start, **_reason(reason)}
+    authorize(log, who, role, "destination_added", dest.name, **attempt)
     dest = validate(dest)
     with log.engine.begin() as conn:
         taken = conn.scalar(
@@ -335,24 +375,42 @@ def add_destination(
         _audit(
             log,
             "destination_added",
-            actor,
+            who.actor(),
             dest.name,
             None,
             dest.redacted(),
-            {"start": start, **({"reason": reason} if reason else {})},
+            {"start": start, **_reason(reason)},
         )
     return replace(dest, id=dest_id, has_secret=dest.secret is not None)
 
 
 def change_destination(
-    log: AuditLog, name: str, actor: Mapping[str, Any], reason: str | None = None, **changes: Any
+    log: AuditLog,
+    name: str,
+    who: Identity,
+    role: Role | None,
+    reason: str | None = None,
+    **changes: Any,
 ) -> Destination:
     """Change fields of a destination (``endpoint``, ``format``, ``options``, ``enabled``,
-    ``secret``); record ``siem.destination_changed`` with before/after (secret redacted)."""
-    allowed = {"endpoint", "format", "options", "enabled", "secret"}
-    unknown = set(changes) - allowed
+    ``secret``); record ``siem.destination_changed`` with before/after (secret redacted).
+
+    Raises
+    ------
+    PermissionDenied
+        ``role`` is not admin (logged as ``denied``).
+    InvalidDestination
+        Nothing to change, a field that cannot be changed, or a wrong new value.
+    NotFound
+        No destination is named ``name``.
+    """
+    changed = sorted(changes)
+    authorize(log, who, role, "destination_changed", name, changed=changed, **_reason(reason))
+    unknown = set(changes) - set(CHANGEABLE)
     if unknown:
-        raise _bad(sorted(unknown)[0], f"cannot be changed; change one of {', '.join(allowed)}")
+        raise _bad(sorted(unknown)[0], f"cannot be changed; change one of {', '.join(CHANGEABLE)}")
+    if not changes:
+        raise _bad("changes", f"nothing to change; give a new {', '.join(CHANGEABLE)}")
     with log.engine.begin() as conn:
         old = _locked(conn, name)
         new = validate(replace(old, **changes))
@@ -376,14 +434,24 @@ def change_destination(
         details: dict[str, Any] = {"secret_changed": "secret" in changes}
         if reason:
             details["reason"] = reason
-        _audit(log, "destination_changed", actor, name, old.redacted(), new.redacted(), details)
+        redacted = old.redacted(), new.redacted()
+        _audit(log, "destination_changed", who.actor(), name, *redacted, details)
     return replace(new, secret=None)
 
 
 def remove_destination(
-    log: AuditLog, name: str, actor: Mapping[str, Any], reason: str | None = None
+    log: AuditLog, name: str, who: Identity, role: Role | None, reason: str | None = None
 ) -> None:
-    """Retire a destination (its secret is erased, its history kept); record the removal."""
+    """Retire a destination (its secret is erased, its history kept); record the removal.
+
+    Raises
+    ------
+    PermissionDenied
+        ``role`` is not admin (logged as ``denied``).
+    NotFound
+        No destination is named ``name``.
+    """
+    authorize(log, who, role, "destination_removed", name, **_reason(reason))
     with log.engine.begin() as conn:
         old = _locked(conn, name)
         conn.execute(
@@ -397,9 +465,9 @@ def remove_destination(
         _audit(
             log,
             "destination_removed",
-            actor,
+            who.actor(),
             name,
             old.redacted(),
             None,
-            {"reason": reason} if reason else {},
+            _reason(reason),
         )

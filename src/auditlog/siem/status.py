@@ -1,6 +1,7 @@
-"""What the Export & SIEM page shows: delivery status per destination, and dead letters.
+"""What the Export & SIEM page shows: the destinations, delivery status per destination, and
+dead letters.
 
-Both read as the reader role (no secrets are selected).
+All read as the reader role (no secrets are selected).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from auditlog.siem.destinations import list_destinations
 
 STATUS_SQL = sa.text("""
 SELECT d.name AS destination, d.transport, d.format, d.endpoint, d.enabled,
@@ -40,6 +43,7 @@ ORDER BY x.id DESC
 LIMIT :limit
 """)
 
+DESTINATION_COLUMNS = ("name", "transport", "endpoint", "format", "enabled", "secret", "options")
 STATUS_SCHEMA = {
     "destination": pl.String,
     "transport": pl.String,
@@ -109,3 +113,12 @@ def dead_letters(engine: Engine, destination: str | None = None, limit: int = 10
     if not rows:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def destinations_frame(engine: Engine) -> pl.DataFrame:
+    """The current destinations as their audit events show them: secret ``[redacted]`` (or
+    null when there is none), a CA as its hash, ``options`` as text."""
+    schema: dict[str, Any] = dict.fromkeys(DESTINATION_COLUMNS, pl.String) | {"enabled": pl.Boolean}
+    rows = [d.redacted() for d in list_destinations(engine)]
+    rows = [{**r, "options": str(r["options"])} for r in rows]
+    return pl.DataFrame(rows, schema=schema)
