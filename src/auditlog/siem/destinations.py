@@ -15,14 +15,14 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog.errors import ConfigError, NotFound
-from auditlog.model import CATEGORIES
+from auditlog.model import CATEGORIES, new_event
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
 from auditlog.store import AuditLog, Receipt
 
@@ -254,10 +254,6 @@ def _locked(conn: Connection, name: str) -> Destination:
     return _row(row)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _audit(
     log: AuditLog,
     action: str,
@@ -267,18 +263,11 @@ def _audit(
     after: dict[str, Any] | None,
     details: dict[str, Any],
 ) -> Receipt:
+    target = {"type": "siem_destination", "id": name, "name": name}
     return log.record(
-        {
-            "category": "configuration",
-            "action": f"siem.{action}",
-            "outcome": "success",
-            "occurred_at": _now(),
-            "actor": dict(actor),
-            "target": {"type": "siem_destination", "id": name, "name": name},
-            "before": before,
-            "after": after,
-            "details": details,
-        }
+        new_event(
+            action=action, actor=actor, target=target, before=before, after=after, details=details
+        )
     )
 
 
@@ -345,7 +334,7 @@ def add_destination(
         # Recorded before our commit: a change is never made without its audit event.
         _audit(
             log,
-            "destination_added",
+            "siem.destination_added",
             actor,
             dest.name,
             None,
@@ -387,7 +376,8 @@ def change_destination(
         details: dict[str, Any] = {"secret_changed": "secret" in changes}
         if reason:
             details["reason"] = reason
-        _audit(log, "destination_changed", actor, name, old.redacted(), new.redacted(), details)
+        before, after = old.redacted(), new.redacted()
+        _audit(log, "siem.destination_changed", actor, name, before, after, details)
     return replace(new, secret=None)
 
 
@@ -407,7 +397,7 @@ def remove_destination(
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
         _audit(
             log,
-            "destination_removed",
+            "siem.destination_removed",
             actor,
             name,
             old.redacted(),
