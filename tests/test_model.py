@@ -230,3 +230,9 @@ def test_every_action_the_log_writes_is_in_the_vocabulary_and_every_entry_is_wri
     with log.engine.connect() as conn:
         written = set(conn.execute(sa.text("SELECT DISTINCT action, category FROM events")).all())
     assert written == {(name, spec.category) for name, spec in ACTIONS.items()}
+
+
+def test_every_action_is_documented_with_its_category_in_operations_md() -> None:
+    doc = (SRC.parents[1] / "docs" / "operations.md").read_text()
+    for name, spec in ACTIONS.items():
+        assert f"| `{name}` | {spec.category} |" in doc
