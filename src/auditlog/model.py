@@ -2,6 +2,10 @@
 
 ``AuditEvent`` is what a producer sends; ``parse_event`` turns a dict (or JSON text) into one
 or raises :class:`~auditlog.errors.InvalidEvent` naming the field and the reason.
+
+The log's own events (retention, SIEM configuration, exports, the dashboard's self-audit) are
+built by one factory, :func:`new_event`, over one vocabulary, :data:`ACTIONS` (each action with
+its category and a description), like django-auditlog's ``LogEntry.Action``.
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ import json
 import re
 import socket
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 import pydantic
@@ -277,3 +284,120 @@ def canonical_ip(value: str | None) -> str | None:
     except OSError:
         raise ValueError(f"{value!r} is not an IPv6 address") from None
     return p.hex(":", 2)  # eight groups of two bytes: 2001:0db8:0000:...
+
+
+# --- the log's own events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action the log itself writes: its dotted name, its chain and what it means."""
+
+    name: str
+    category: CategoryName
+    description: str
+
+
+_VOCABULARY = (
+    Action("retention.policy_changed", "configuration",
+           "a category's retention policy took effect (before/after, actor, reason)"),
+    Action("retention.policy_change_proposed", "configuration",
+           "a policy change was proposed and waits for a second compliance lead"),
+    Action("retention.policy_change_approved", "configuration",
+           "a proposed policy change was approved by a different compliance lead"),
+    Action("retention.policy_change_rejected", "configuration",
+           "a proposed policy change was rejected (or withdrawn by its proposer)"),
+    Action("retention.legal_hold_placed", "configuration",
+           "a legal hold was placed on a category: nothing of it is purged"),
+    Action("retention.legal_hold_lifted", "configuration",
+           "a legal hold was lifted"),
+    Action("retention.archived", "governance",
+           "a month of a chain past retention was archived and verified"),
+    Action("retention.purged", "governance",
+           "an archived chain prefix was removed from the hot table"),
+    Action("retention.archive_deleted", "governance",
+           "an archive's files were deleted after its own archive period"),
+    Action("siem.destination_added", "configuration",
+           "a SIEM destination was added (secret redacted)"),
+    Action("siem.destination_changed", "configuration",
+           "a SIEM destination was changed (before/after, secret redacted)"),
+    Action("siem.destination_removed", "configuration",
+           "a SIEM destination was removed"),
+    Action("export.downloaded", "user_activity",
+           "events were exported or an archive downloaded (filters, rows, file hash)"),
+    Action("user.login", "user_activity",
+           "a user signed in to the dashboard (denied: no role)"),
+    Action("dashboard.viewed", "user_activity",
+           "a user opened a distinct view of a dashboard page"),
+)  # fmt: skip
+
+ACTIONS: Mapping[str, Action] = MappingProxyType({a.name: a for a in _VOCABULARY})
+"""Every action the log writes for its own events, by name; :func:`new_event` refuses others."""
+
+
+def utc_now() -> datetime:
+    """The clock of the log's own events (``new_event(clock=...)`` replaces it in tests)."""
+    return datetime.now(UTC)
+
+
+def new_event(
+    *,
+    action: str,
+    actor: Mapping[str, Any],
+    target: Mapping[str, Any],
+    outcome: OutcomeName = "success",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+    correlation_id: str | None = None,
+    source_ip: str | None = None,
+    user_agent: str | None = None,
+    occurred_at: datetime | None = None,
+    event_id: str | uuid.UUID | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> dict[str, Any]:
+    """One of the log's own events, in the form ``AuditLog.record`` / ``record_many`` take.
+
+    Parameters
+    ----------
+    action
+        A name in :data:`ACTIONS`; its entry gives the event's category.
+    actor, target
+        The event's actor and target objects (e.g. ``Identity.actor()``).
+    outcome
+        ``success``, ``failure`` or ``denied``.
+    before, after, details, correlation_id, source_ip, user_agent
+        As in the event schema; None leaves the field out.
+    occurred_at
+        When it happened (aware); default: ``clock()``.
+    event_id
+        A fixed idempotency key, for an event that may be built again (default: generated).
+    clock
+        Where "now" comes from when ``occurred_at`` is not given.
+
+    Raises
+    ------
+    InvalidEvent
+        ``action`` is not in :data:`ACTIONS`.
+    """
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise InvalidEvent(
+            "action",
+            f"{action!r} is not in the log's action vocabulary; add it to "
+            "auditlog.model.ACTIONS with its category and a description",
+        )
+    event: dict[str, Any] = {
+        "category": spec.category,
+        "action": spec.name,
+        "outcome": outcome,
+        "occurred_at": utc_text(occurred_at or clock()),
+        "actor": dict(actor),
+        "target": dict(target),
+        "details": dict(details or {}),
+    }
+    optional = {"event_id": str(event_id) if event_id else None, "before": before, "after": after,
+                "correlation_id": correlation_id, "source_ip": source_ip,
+                "user_agent": user_agent}  # fmt: skip
+    event.update({k: v for k, v in optional.items() if v is not None})
+    return event

@@ -18,10 +18,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from auditlog.access import Identity
+from auditlog.model import OutcomeName, new_event
 from auditlog.store import AuditLog, Receipt
 
 APP_TARGET = {"type": "application", "id": "auditlog-dashboard", "name": "Audit log dashboard"}
@@ -44,22 +44,16 @@ def view_key(page: str, filters: Mapping[str, FilterValue]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _event(identity: Identity, action: str, outcome: str, target: dict[str, Any],
+def _event(identity: Identity, action: str, outcome: OutcomeName, target: dict[str, Any],
            details: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
-    return {
-        "category": "user_activity",
-        "action": action,
-        "outcome": outcome,
-        "occurred_at": _now(),
-        "actor": identity.actor(),
-        "target": target,
-        "details": details,
-        **{k: v for k, v in context.items() if v is not None},
-    }
+    return new_event(
+        action=action,
+        outcome=outcome,
+        actor=identity.actor(),
+        target=target,
+        details=details,
+        **context,
+    )
 
 
 def login_event(
@@ -72,7 +66,7 @@ def login_event(
     details: dict[str, Any] = {"method": identity.method, "role": role}
     if identity.groups:
         details["groups"] = list(identity.groups)
-    outcome = "success" if role else "denied"
+    outcome: OutcomeName = "success" if role else "denied"
     return _event(identity, "user.login", outcome, dict(APP_TARGET), details, context or {})
 
 
@@ -82,7 +76,7 @@ def view_event(
     title: str,
     filters: Mapping[str, FilterValue],
     context: Mapping[str, Any] | None = None,
-    outcome: str = "success",
+    outcome: OutcomeName = "success",
 ) -> dict[str, Any]:
     """The ``dashboard.viewed`` event of one view: ``page`` with its non-empty ``filters``.
 
@@ -134,7 +128,7 @@ class SelfAudit:
         page: str,
         title: str,
         filters: Mapping[str, FilterValue],
-        outcome: str = "success",
+        outcome: OutcomeName = "success",
     ) -> Receipt | None:
         """Record ``dashboard.viewed`` unless this session already recorded the same view.
 

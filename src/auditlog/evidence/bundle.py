@@ -49,7 +49,7 @@ from auditlog.evidence.export import (
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_checkpoints
 from auditlog.integrity.keys import public_pem
-from auditlog.model import utc_text
+from auditlog.model import OutcomeName, utc_text
 from auditlog.query.filters import Filters
 from auditlog.store import AuditLog, Receipt
 
@@ -277,7 +277,7 @@ def write_bundle(
     details: dict[str, Any] = {"format": "bundle", "file": name}
     details |= {"filters": params, "window": window}
 
-    def record(outcome: str, target_id: str) -> Receipt:
+    def record(outcome: OutcomeName, target_id: str) -> Receipt:
         return log.record(export_event(actor, outcome, details, target_id, context))
 
     log.checkpoint()

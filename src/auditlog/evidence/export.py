@@ -36,7 +36,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from auditlog.db.server import driver_errors
 from auditlog.errors import AuditLogError, ConfigError, ExportTooLarge, FieldError
-from auditlog.model import utc_text
+from auditlog.model import OutcomeName, new_event, utc_text
 from auditlog.query.filters import Filters
 from auditlog.query.table import events as _events
 from auditlog.query.table import utc as _utc
@@ -314,22 +314,24 @@ def filter_record(filters: Filters, now: datetime) -> tuple[dict[str, Any], dict
 
 def export_event(
     actor: Mapping[str, Any],
-    outcome: str,
+    outcome: OutcomeName,
     details: dict[str, Any],
     target_id: str,
     context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``export.downloaded`` event (user_activity) of one export or refused attempt."""
-    return {
-        "category": "user_activity",
-        "action": "export.downloaded",
-        "outcome": outcome,
-        "occurred_at": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "actor": dict(actor),
-        "target": {"type": "export", "id": target_id, "name": details.get("file")},
-        "details": details,
-        **{k: v for k, v in (context or {}).items() if v is not None},
-    }
+    """The ``export.downloaded`` event (user_activity) of one export or refused attempt.
+
+    ``context`` may hold ``source_ip``, ``user_agent`` and ``correlation_id``.
+    """
+    target = {"type": "export", "id": target_id, "name": details.get("file")}
+    return new_event(
+        action="export.downloaded",
+        outcome=outcome,
+        actor=actor,
+        target=target,
+        details=details,
+        **(context or {}),
+    )
 
 
 def export_filename(fmt: str, now: datetime | None = None) -> str:
@@ -416,7 +418,7 @@ class Export:
         if self.tally.rows != expected:  # same snapshot: cannot happen unless the server lies
             raise AuditLogError(f"export wrote {self.tally.rows} rows but {expected} matched")
 
-    def _record(self, outcome: str, details: dict[str, Any], target_id: str) -> Receipt:
+    def _record(self, outcome: OutcomeName, details: dict[str, Any], target_id: str) -> Receipt:
         return self.log.record(export_event(self.actor, outcome, details, target_id, self.context))
 
 

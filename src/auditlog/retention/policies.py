@@ -23,7 +23,6 @@ outcome ``denied``. A category with no policy is kept forever.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +31,7 @@ from sqlalchemy.engine import Connection
 from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.errors import NotFound, PermissionDenied, RetentionRefused
-from auditlog.model import utc_text
+from auditlog.model import OutcomeName, new_event
 from auditlog.retention.records import (
     Change,
     Hold,
@@ -49,10 +48,6 @@ from auditlog.retention.records import (
 from auditlog.store import AuditLog
 
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))")
-
-
-def _now() -> str:
-    return utc_text(datetime.now(UTC))
 
 
 class Retention:
@@ -102,22 +97,23 @@ class Retention:
         who: Identity,
         action: str,
         target: dict[str, str],
-        outcome: str = "success",
-        before: Any = None,
-        after: Any = None,
+        outcome: OutcomeName = "success",
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
         **details: Any,
     ) -> dict[str, Any]:
-        return {
-            "category": "configuration",
-            "action": action,
-            "outcome": outcome,
-            "occurred_at": _now(),
-            "actor": who.actor(),
-            "target": target,
-            "before": before,
-            "after": after,
-            "details": {k: v for k, v in details.items() if v is not None},
-        }
+        # A detail given as None is one that does not apply here (e.g. approved_by of a change
+        # that needed no approval): left out rather than stored as null.
+        present = {k: v for k, v in details.items() if v is not None}
+        return new_event(
+            action=action,
+            outcome=outcome,
+            actor=who.actor(),
+            target=target,
+            before=before,
+            after=after,
+            details=present,
+        )
 
     def _deny(
         self, who: Identity, action: str, target: dict[str, str], message: str, **details: Any

@@ -48,7 +48,7 @@ from auditlog.archive.files import (
 )
 from auditlog.errors import IntegrityFailure, RetentionRefused
 from auditlog.integrity.checkpoints import anchor_message
-from auditlog.model import CATEGORIES, utc_text
+from auditlog.model import CATEGORIES, new_event
 from auditlog.retention.records import (
     Policy,
     RetentionSettings,
@@ -59,6 +59,12 @@ from auditlog.store import AuditLog
 
 EVENT_NAMESPACE = uuid.UUID("0d6c3f4e-4b1a-5c7e-9f2d-3a8b6e1c5d40")
 SYSTEM_ACTOR = {"type": "system", "id": "auditlog-retention", "display_name": "Retention job"}
+# Each step of an archive's life, and the action (auditlog.model.ACTIONS) that logs it.
+STEP_ACTIONS = {
+    "archived": "retention.archived",
+    "purged": "retention.purged",
+    "archive_deleted": "retention.archive_deleted",
+}
 PAUSE_ENV = "AUDITLOG_TEST_PAUSE_AT"
 RUN_LOCK_WAIT_S = 15
 _ARCHIVE_COLUMNS = (
@@ -441,13 +447,11 @@ def step_event(a: ArchiveRow, kind: str, at: datetime) -> dict[str, Any]:
         }
     elif kind == "purged":
         details |= {"anchor_seq": a.last_seq, "anchor_hash": a.last_entry_hash.hex()}
-    return {
-        "event_id": str(uuid.uuid5(EVENT_NAMESPACE, key)),
-        "category": "governance",
-        "action": f"retention.{kind}",
-        "outcome": "success",
-        "occurred_at": utc_text(at),
-        "actor": SYSTEM_ACTOR,
-        "target": {"type": "archive", "id": a.path, "name": f"{a.category} {a.month:%Y-%m}"},
-        "details": details,
-    }
+    return new_event(
+        action=STEP_ACTIONS[kind],
+        actor=SYSTEM_ACTOR,
+        target={"type": "archive", "id": a.path, "name": f"{a.category} {a.month:%Y-%m}"},
+        details=details,
+        occurred_at=at,
+        event_id=uuid.uuid5(EVENT_NAMESPACE, key),
+    )

@@ -34,7 +34,7 @@ from auditlog.access import Identity
 from auditlog.archive.export import write_csv, write_parquet
 from auditlog.archive.files import file_sha256, require_valid, verify_archive
 from auditlog.errors import InvalidPolicy, NotFound
-from auditlog.model import utc_text
+from auditlog.model import new_event
 from auditlog.retention.records import Hold, Policy, Proposal
 from auditlog.retention.run import ArchiveRow, archive_rows
 from auditlog.store import AuditLog
@@ -356,14 +356,11 @@ def download_event(
     who: Identity, a: ArchiveRow, fmt: str, rows: int, sha256: bytes, file: str
 ) -> dict[str, Any]:
     """The ``export.downloaded`` event of an archive download or export."""
-    return {
-        "category": "user_activity",
-        "action": "export.downloaded",
-        "outcome": "success",
-        "occurred_at": utc_text(datetime.now(UTC)),
-        "actor": who.actor(),
-        "target": {"type": "archive", "id": a.path, "name": f"{a.category} {a.month:%Y-%m}"},
-        "details": {
+    return new_event(
+        action="export.downloaded",
+        actor=who.actor(),
+        target={"type": "archive", "id": a.path, "name": f"{a.category} {a.month:%Y-%m}"},
+        details={
             "source": "archive",
             "category": a.category,
             "month": f"{a.month:%Y-%m}",
@@ -374,4 +371,4 @@ def download_event(
             "first_seq": a.first_seq,
             "last_seq": a.last_seq,
         },
-    }
+    )

@@ -19,7 +19,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.errors import InvalidDestination, NotFound, PermissionDenied
-from auditlog.model import CATEGORIES
+from auditlog.model import CATEGORIES, OutcomeName, new_event
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
 from auditlog.store import AuditLog, Receipt
 
@@ -250,10 +250,6 @@ def _locked(conn: Connection, name: str) -> Destination:
     return _row(row)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _audit(
     log: AuditLog,
     action: str,
@@ -262,20 +258,19 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     details: dict[str, Any],
-    outcome: str = "success",
+    outcome: OutcomeName = "success",
 ) -> Receipt:
+    target = {"type": "siem_destination", "id": name, "name": name}
     return log.record(
-        {
-            "category": "configuration",
-            "action": f"siem.{action}",
-            "outcome": outcome,
-            "occurred_at": _now(),
-            "actor": dict(actor),
-            "target": {"type": "siem_destination", "id": name, "name": name},
-            "before": before,
-            "after": after,
-            "details": details,
-        }
+        new_event(
+            action=action,
+            actor=actor,
+            target=target,
+            outcome=outcome,
+            before=before,
+            after=after,
+            details=details,
+        )
     )
 
 
@@ -284,7 +279,7 @@ def authorize(
 ) -> None:
     """Raise PermissionDenied unless ``role`` may configure the SIEM; log a refusal first.
 
-    The refusal is ``siem.<action>`` with outcome ``denied``, naming the role and what was
+    The refusal is ``action`` (e.g. ``siem.destination_added``) with outcome ``denied``, naming the role and what was
     attempted (``details``: never a secret).
     """
     try:
@@ -345,7 +340,7 @@ def add_destination(
     # Only what needs no validation (a refused destination is not checked, nor is its CA).
     tried = {"transport": dest.transport, "endpoint": dest.endpoint, "format": dest.format}
     attempt = {"attempted": tried, "start": start, **_reason(reason)}
-    authorize(log, who, role, "destination_added", dest.name, **attempt)
+    authorize(log, who, role, "siem.destination_added", dest.name, **attempt)
     dest = validate(dest)
     with log.engine.begin() as conn:
         taken = conn.scalar(
@@ -374,7 +369,7 @@ def add_destination(
         # Recorded before our commit: a change is never made without its audit event.
         _audit(
             log,
-            "destination_added",
+            "siem.destination_added",
             who.actor(),
             dest.name,
             None,
@@ -405,7 +400,7 @@ def change_destination(
         No destination is named ``name``.
     """
     changed = sorted(changes)
-    authorize(log, who, role, "destination_changed", name, changed=changed, **_reason(reason))
+    authorize(log, who, role, "siem.destination_changed", name, changed=changed, **_reason(reason))
     unknown = set(changes) - set(CHANGEABLE)
     if unknown:
         raise _bad(sorted(unknown)[0], f"cannot be changed; change one of {', '.join(CHANGEABLE)}")
@@ -434,8 +429,8 @@ def change_destination(
         details: dict[str, Any] = {"secret_changed": "secret" in changes}
         if reason:
             details["reason"] = reason
-        redacted = old.redacted(), new.redacted()
-        _audit(log, "destination_changed", who.actor(), name, *redacted, details)
+        before, after = old.redacted(), new.redacted()
+        _audit(log, "siem.destination_changed", who.actor(), name, before, after, details)
     return replace(new, secret=None)
 
 
@@ -451,7 +446,7 @@ def remove_destination(
     NotFound
         No destination is named ``name``.
     """
-    authorize(log, who, role, "destination_removed", name, **_reason(reason))
+    authorize(log, who, role, "siem.destination_removed", name, **_reason(reason))
     with log.engine.begin() as conn:
         old = _locked(conn, name)
         conn.execute(
@@ -464,7 +459,7 @@ def remove_destination(
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
         _audit(
             log,
-            "destination_removed",
+            "siem.destination_removed",
             who.actor(),
             name,
             old.redacted(),
