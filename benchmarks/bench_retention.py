@@ -106,7 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     url = fresh_database(server_url(), "bench_retention")
     home = Path(tempfile.mkdtemp(prefix="auditlog-bench-retention-"))
-    settings = load_settings(env={}, home=home)
+    settings = load_settings(env={}, store={"home": home})
     engine = retention_engine(url.set(username="auditlog_app"))
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader")
     log = AuditLog(engine, settings, signer=Signer.generate())

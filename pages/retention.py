@@ -131,7 +131,7 @@ kept = archives.filter(pl.col("state") != "deleted")
 if kept.height:
     choice = st.selectbox("Download an archive", kept["path"].to_list())
     row = kept.row(kept["path"].to_list().index(choice), named=True)
-    blob = (bounds.archive_root(s.home) / choice).read_bytes()
+    blob = (bounds.archive_root(s.store.home) / choice).read_bytes()
 
     def _downloaded() -> None:
         a = find_archive(ret.engine, row["category"], row["month"])

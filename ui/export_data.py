@@ -54,7 +54,7 @@ def matching(s: Settings, params: Params, now: datetime) -> int:
 def ndjson_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
     """The NDJSON export of the view (one snapshot, recorded as ``export.downloaded``)."""
     chunks = Export(data.reader(s), data.thaw(params), "ndjson", log=data.writer(s),
-                           actor=actor, context=CONTEXT, now=now)  # fmt: skip
+                           actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
     return b"".join(chunks)
 
 
@@ -63,7 +63,7 @@ def bundle_download(s: Settings, params: Params, now: datetime, actor: dict[str,
     with tempfile.TemporaryDirectory(prefix="auditlog-bundle-") as tmp:
         path = Path(tmp) / export_filename("bundle", now)
         write_bundle(data.reader(s), path, data.thaw(params), log=data.writer(s),
-                            actor=actor, context=CONTEXT, now=now)  # fmt: skip
+                            actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
         return path.read_bytes()
 
 
@@ -77,7 +77,7 @@ def siem_status(s: Settings) -> pl.DataFrame:
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def dead_letters(s: Settings) -> pl.DataFrame:
-    return status.dead_letters(data.reader(s), limit=s.max_returned_rows)
+    return status.dead_letters(data.reader(s), limit=s.dashboard.max_returned_rows)
 
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
@@ -219,7 +219,7 @@ def public_keys(s: Settings) -> list[tuple[str, str, bool]]:
     """
     current: str | None = None
     try:
-        if s.signing_key or s.key_path.is_file():
+        if s.store.signing_key or s.store.key_path.is_file():
             current = public_pem(load_signer(s).public)
     except (OSError, ValueError):
         current = None

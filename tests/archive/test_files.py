@@ -75,7 +75,7 @@ def archived(ret: Retention, settings: Settings, stored: list[dict[str, Any]]) -
     """The January 2022 archive after a pass (its rows purged from the table)."""
     policy(ret)
     run(ret, settings)
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     return root / "user_activity" / "2022-01" / "user_activity-2022-01.parquet"
 
 
@@ -193,7 +193,7 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(
     out = tmp_path / "x.csv"
     export_archive(
         ret.log,
-        ret.settings.archive_root(settings.home),
+        ret.settings.archive_root(settings.store.home),
         LEAD,
         "user_activity",
         "2022-01",
@@ -212,7 +212,7 @@ def test_parquet_export_has_one_column_per_field_and_is_logged(
     out = tmp_path / "jan.parquet"
     rows = export_archive(
         ret.log,
-        ret.settings.archive_root(settings.home),
+        ret.settings.archive_root(settings.store.home),
         LEAD,
         "user_activity",
         "2022-01",
@@ -232,7 +232,7 @@ def test_export_refuses_a_tampered_archive_and_a_deleted_one(
     archived: Path, ret: Retention, settings: Settings, tmp_path: Path
 ) -> None:
     rewrite(archived, lambda f: f.filter(pl.col("seq") != 3))
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     with pytest.raises(IntegrityFailure, match="seq 3: row missing"):
         export_archive(ret.log, root, LEAD, "user_activity", "2022-01", "csv", tmp_path / "x")
     with pytest.raises(NotFound, match="no archive of user_activity for 2021-12"):

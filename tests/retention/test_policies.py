@@ -28,12 +28,11 @@ from auditlog.retention.records import (
     InvalidPolicy,
     RetentionRefused,
     RetentionSettings,
-    load_retention_settings,
     retention_engine,
 )
 from auditlog.retention.run import archive_rows
 from auditlog.retention.view import impact, policy_history
-from auditlog.settings import Settings
+from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 from tests.support.factories import valid
 from tests.support.retention import (
@@ -154,7 +153,7 @@ def test_floor_and_approval_come_from_auditlog_toml_and_env(tmp_path: Path) -> N
     config = tmp_path / "auditlog.toml"
     config.write_text("[retention]\nmin_days = 730\nrequire_approval = true\n", "utf-8")
     env = {"AUDITLOG_CONFIG": str(config), "AUDITLOG_RETENTION_MAX_DAYS": "2000"}
-    assert load_retention_settings(env) == RetentionSettings(730, 2000, 3650, True)
+    assert load_settings(env).retention == RetentionSettings(730, 2000, 3650, True)
 
 
 def test_with_approval_a_change_waits_for_a_different_compliance_lead(
@@ -292,7 +291,9 @@ def test_archives_past_their_archive_period_are_deleted_and_that_is_logged(
     policy(ret, days=365, archive_days=0)
     run(ret, settings)
     assert archived_seqs(ret, "user_activity") == []
-    assert not any((ret.settings.archive_root(settings.home) / "user_activity").rglob("*.parquet"))
+    assert not any(
+        (ret.settings.archive_root(settings.store.home) / "user_activity").rglob("*.parquet")
+    )
     deleted = events(ret.engine, "retention.archive_deleted")
     assert [e["details"]["month"] for e in deleted] == ["2022-01", "2022-02", "2022-03"]
 
@@ -546,7 +547,7 @@ def test_a_pass_killed_at_any_point_resumes_and_loses_or_duplicates_nothing(
     assert hot_seqs(ret.engine, "user_activity") == [61, 62, 63]
     report = verify_database(admin_engine)
     assert report.ok, report.problems
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     with ret.engine.connect() as conn:
         rows = archive_rows(conn, "user_activity")
     assert [a.state for a in rows] == ["purged"] * 3

@@ -14,7 +14,7 @@ import typer
 from auditlog.access import local_identity
 from auditlog.db.server import connect
 from auditlog.evidence.bundle import write_bundle
-from auditlog.evidence.export import export_filename, load_limits, write_export
+from auditlog.evidence.export import export_filename, write_export
 from auditlog.evidence.verify import BundleReport, verify_bundle
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.query.filters import Filters
@@ -77,11 +77,11 @@ def export(
 def _run_export(fmt: str, target: str, filters: Filters) -> tuple[int, str, int]:
     from auditlog.cli.app import log_session  # the command line's writer, closed on exit
 
-    settings, limits = load_settings(), load_limits()
+    settings = load_settings()
     kwargs: dict[str, Any] = {
-        "actor": local_identity().actor(),
+        "actor": local_identity(settings.dashboard.user).actor(),
         "context": CLI_CONTEXT,
-        "limits": limits,
+        "limits": settings.export,
     }
     reader = connect(settings, "reader")
     try:

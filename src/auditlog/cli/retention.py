@@ -27,7 +27,7 @@ from auditlog.integrity.database import db_public_keys
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.model import CATEGORIES
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, connect_retention, load_retention_settings
+from auditlog.retention.records import RetentionSettings, connect_retention
 from auditlog.retention.run import RetentionRun
 from auditlog.retention.view import EXPORT_FORMATS, archives_frame, export_archive
 from auditlog.settings import Settings, load_settings
@@ -41,7 +41,8 @@ archive_app = typer.Typer(help="Archives of events past retention.", no_args_is_
 
 @contextmanager
 def _session() -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
-    settings, rs = load_settings(), load_retention_settings()
+    settings = load_settings()
+    rs = settings.retention
     engine = connect_retention(settings)
     try:
         from auditlog.identity.directory import Directory
@@ -53,8 +54,9 @@ def _session() -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
 
 
 def _who() -> tuple[Identity, Role | None]:
-    identity = access.local_identity()
-    return identity, access.load_roles().role_of(identity)
+    settings = load_settings()
+    identity = access.local_identity(settings.dashboard.user)
+    return identity, access.roles_config(settings.roles).role_of(identity)
 
 
 def _check_category(category: str) -> str:
@@ -77,7 +79,7 @@ def run_command(
     Safe to run twice (the second run changes nothing) and safe to kill: the next run resumes.
     """
     with _session() as (ret, settings, rs):
-        report = RetentionRun(ret.log, rs, settings.home).run(category or CATEGORIES)
+        report = RetentionRun(ret.log, rs, settings.store.home).run(category or CATEGORIES)
     for rep in report.categories.values():
         typer.echo(rep.summary())
     typer.echo("retention pass done" if report.changed else "nothing to do")
@@ -222,7 +224,7 @@ def archive_export_command(
     who, _role = _who()
     with _session() as (ret, settings, rs):
         rows = export_archive(
-            ret.log, rs.archive_root(settings.home), who, category, month, fmt, out
+            ret.log, rs.archive_root(settings.store.home), who, category, month, fmt, out
         )
     typer.echo(f"exported {rows} events to {out}")
 

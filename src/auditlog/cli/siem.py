@@ -113,7 +113,9 @@ def add(
         secret = _secret(transport, secret_file, secret_env, required=True)
         dest = dst.Destination(name, transport, endpoint, format, options, secret)
         start = "now" if from_now else "beginning"
-        dst.add_destination(log, dest, local_identity().actor(), start, reason)
+        dst.add_destination(
+            log, dest, local_identity(log.settings.dashboard.user).actor(), start, reason
+        )
     typer.echo(f"added {name}; `auditlog stream` delivers to it")
 
 
@@ -135,7 +137,9 @@ def set_(
             changes["secret"] = secret
         if not changes:
             raise dst.InvalidDestination("change", "nothing to change; see --help")
-        dst.change_destination(log, name, local_identity().actor(), reason, **changes)
+        dst.change_destination(
+            log, name, local_identity(log.settings.dashboard.user).actor(), reason, **changes
+        )
     typer.echo(f"changed {name}")
 
 
@@ -174,7 +178,9 @@ def test(name: Name) -> None:
 def remove(name: Name, reason: Reason = None) -> None:
     """Retire a destination (audited as siem.destination_removed; its secret is erased)."""
     with _errors(), _log() as log:
-        dst.remove_destination(log, name, local_identity().actor(), reason)
+        dst.remove_destination(
+            log, name, local_identity(log.settings.dashboard.user).actor(), reason
+        )
     typer.echo(f"removed {name}")
 
 
@@ -190,7 +196,9 @@ def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) 
 def stream(
     once: Annotated[bool, typer.Option(help="deliver what is there, then exit")] = False,
     destination: Annotated[list[str] | None, typer.Option(help="only these")] = None,
-    poll: Annotated[float, typer.Option(help="polling fallback, seconds")] = 2.0,
+    poll: Annotated[
+        float | None, typer.Option(help="polling fallback, seconds (default: siem.poll_seconds)")
+    ] = None,
 ) -> None:
     """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C)."""
     from auditlog.siem.worker import run_stream
@@ -199,7 +207,8 @@ def stream(
     settings = load_settings()
     engine = connect(settings, "writer")
     try:
-        code = run_stream(engine, destination, once, poll)
+        code = run_stream(engine, destination, once, poll or settings.siem.poll_seconds,
+                          settings.siem.reload_seconds)  # fmt: skip
     finally:
         engine.dispose()
     raise typer.Exit(code)

@@ -22,7 +22,7 @@ from auditlog.identity.directory import (
     SyncResult,
     resolved_actor,
 )
-from auditlog.identity.graph import GraphClient, graph_client_from_env
+from auditlog.identity.graph import GraphClient, graph_client
 
 # --- CSV ---------------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ __all__ = [
     "Principal",
     "SyncResult",
     "demo_principals",
-    "graph_client_from_env",
+    "graph_client",
     "load_csv",
     "resolved_actor",
     "sync_from_graph",

@@ -46,10 +46,10 @@ from auditlog.retention.records import (
     check_category,
     connect_retention,
     current_policies,
-    load_retention_settings,
     pending_proposals,
     required_text,
     retention_engine,
+    validate_policy,
 )
 from auditlog.store import AuditLog
 
@@ -72,10 +72,10 @@ class Retention:
         Floor, ceiling and whether changes need approval.
     """
 
-    def __init__(self, log: AuditLog, settings: RetentionSettings | None = None) -> None:
+    def __init__(self, log: AuditLog, settings: RetentionSettings) -> None:
         self.log = log
         self.engine = log.engine
-        self.settings = settings or load_retention_settings()
+        self.settings = settings
 
     # -- reading --------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class Retention:
 
     def validate(self, days: Any, archive_days: Any) -> None:
         """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
-        self.settings.validate(days, archive_days)
+        validate_policy(self.settings, days, archive_days)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -486,6 +486,5 @@ __all__ = [
     "active_holds",
     "connect_retention",
     "current_policies",
-    "load_retention_settings",
     "retention_engine",
 ]

@@ -187,11 +187,12 @@ def run_stream(
     names: Iterable[str] | None = None,
     once: bool = False,
     poll_seconds: float = 2.0,
+    reload_seconds: float = 5.0,
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or, with ``once``, until caught up); exit code."""
     if once:
         return 0 if drain_all(engine, names) else 1
-    streamer = Streamer(engine, names, poll_seconds)
+    streamer = Streamer(engine, names, poll_seconds, reload_seconds)
 
     def _stop(_signum: int, _frame: Any) -> None:
         streamer.stop_event.set()
@@ -210,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="auditlog-stream", description=__doc__.splitlines()[0])
     ap.add_argument("--once", action="store_true", help="deliver what is there, then exit")
     ap.add_argument("--destination", action="append", help="only this destination (repeatable)")
-    ap.add_argument("--poll", type=float, default=2.0, help="polling fallback, seconds")
+    ap.add_argument("--poll", type=float, help="polling fallback, seconds (siem.poll_seconds)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = connect(load_settings(), "writer")
+    settings = load_settings()
+    engine = connect(settings, "writer")
+    poll, reload = args.poll or settings.siem.poll_seconds, settings.siem.reload_seconds
     try:
-        return run_stream(engine, args.destination, args.once, args.poll)
+        return run_stream(engine, args.destination, args.once, poll, reload)
     finally:
         engine.dispose()
 
