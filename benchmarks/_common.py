@@ -49,7 +49,7 @@ def fresh_database(server: URL, name: str) -> URL:
 def load_demo(url: URL, n: int, end: datetime | None = None, batch: int = 10_000) -> float:
     """Store ``n`` demo events (90 days up to ``end``) through the AuditLog, the honest path
     with validation and chaining, then VACUUM ANALYZE; return the seconds the storing took."""
-    settings = load_settings(env={}, home=Path(tempfile.mkdtemp(prefix="bench-home-")))
+    settings = load_settings(env={}, store={"home": Path(tempfile.mkdtemp(prefix="bench-home-"))})
     engine = make_engine(url.set(username="auditlog_app"), "writer")
     log = AuditLog(engine, settings, signer=Signer.generate())
     events = demo_events(n, seed=7, days=90, end=end)

@@ -66,16 +66,17 @@ def peak_mb() -> float:
 def child(url_text: str, fmt: str) -> None:
     """Run one export and print its figures as JSON (runs in its own process)."""
     from auditlog.evidence.bundle import write_bundle
-    from auditlog.evidence.export import ExportLimits, write_export
+    from auditlog.evidence.export import write_export
     from auditlog.evidence.verify import verify_bundle
     from auditlog.query.filters import Filters
+    from auditlog.settings import ExportSettings
 
     url = sa.make_url(url_text)
     home = Path(tempfile.mkdtemp(prefix="bench-export-child-"))
     writer = make_engine(url.set(username="auditlog_app"), "writer")
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
-    log = AuditLog(writer, load_settings(env={}, home=home))
-    limits = ExportLimits(max_export_rows=0)
+    log = AuditLog(writer, load_settings(env={}, store={"home": home}))
+    limits = ExportSettings(max_export_rows=0)
     base_mb = peak_mb()
     out: dict[str, Any] = {"base_mb": base_mb}
     start = time.perf_counter()

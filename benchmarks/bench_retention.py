@@ -36,9 +36,9 @@ from auditlog.model import CATEGORIES
 from auditlog.query.filters import Filters
 from auditlog.query.timeline import search, timeline
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.records import retention_engine
 from auditlog.retention.run import RetentionRun
-from auditlog.settings import load_settings
+from auditlog.settings import RetentionSettings, load_settings
 from auditlog.store import AuditLog
 
 MONTHS = 18
@@ -106,7 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     url = fresh_database(server_url(), "bench_retention")
     home = Path(tempfile.mkdtemp(prefix="auditlog-bench-retention-"))
-    settings = load_settings(env={}, home=home)
+    settings = load_settings(env={}, store={"home": home})
     engine = retention_engine(url.set(username="auditlog_app"))
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader")
     log = AuditLog(engine, settings, signer=Signer.generate())

@@ -138,7 +138,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="auditlog-bench-stream-"))
     url = fresh_database(server_url(), "bench_stream")
-    settings = load_settings(env={}, home=work / "home", database_url=url.render_as_string(False))
+    store = {"home": work / "home", "database_url": url.render_as_string(False)}
+    settings = load_settings(env={}, store=store)
     engine = make_engine(url.set(username="auditlog_app"), "writer")
     log = AuditLog(engine, settings)
     rsyslog = Rsyslog(work / "rsyslog", make_tls_files(work / "tls")).start()

@@ -58,10 +58,10 @@ try:
     rows = xd.matching(s, frozen, now)
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
-if rows > data.max_download_rows():
+if rows > data.max_download_rows(s):
     st.info(
         f"{rows:,} events are more than a browser download holds "
-        f"({data.max_download_rows():,}): narrow the filters or use `auditlog export`."
+        f"({data.max_download_rows(s):,}): narrow the filters or use `auditlog export`."
     )
 elif access.allowed(user.role, "export.download"):
     actor = user.identity.actor()

@@ -136,7 +136,7 @@ if kept.height:
     if st.button("Verify and prepare the download", icon=":material/verified:"):
         row = kept.row(kept["path"].to_list().index(choice), named=True)
         try:
-            blob, name = download_archive(ret.log, bounds.archive_root(s.home), user.identity,
+            blob, name = download_archive(ret.log, bounds.archive_root(s.store.home), user.identity,
                                           row["category"], row["month"], fmt)  # fmt: skip
         except IntegrityFailure as exc:
             st.error(f"This archive does not verify, so it is not handed out: {exc}")

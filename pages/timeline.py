@@ -50,7 +50,7 @@ head.markdown(f"**{result.count:,}** events match · as of {widgets.local_time(n
 if refresh.button("Refresh", icon=":material/refresh:"):
     st.session_state.pop("timeline.view", None)
     st.rerun()
-if result.count <= data.max_download_rows():
+if result.count <= data.max_download_rows(s):
     st.download_button(
         "Download CSV", lambda: data.csv_download(s, frozen, now, user.identity.actor()),
         file_name=f"auditlog-{now:%Y%m%dT%H%M%SZ}.csv", mime="text/csv",
@@ -60,7 +60,7 @@ if result.count <= data.max_download_rows():
 else:
     st.info(
         f"{result.count:,} events are more than a browser download holds "
-        f"({data.max_download_rows():,}): narrow the filters or use `auditlog export`."
+        f"({data.max_download_rows(s):,}): narrow the filters or use `auditlog export`."
     )
 st.page_link(
     "pages/export_siem.py",

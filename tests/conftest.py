@@ -98,9 +98,8 @@ def reader_engine(db_url: URL) -> Iterator[Engine]:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: URL) -> Settings:
-    return load_settings(
-        env={}, home=tmp_path / "home", database_url=db_url.render_as_string(hide_password=False)
-    )
+    url = db_url.render_as_string(hide_password=False)
+    return load_settings(env={}, store={"home": tmp_path / "home", "database_url": url})
 
 
 @pytest.fixture(scope="session")

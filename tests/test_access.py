@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from auditlog import access
-from auditlog.access import Identity, RolesConfig, load_roles, parse_roles
+from auditlog.access import Identity, RolesConfig, parse_roles, roles_config
 from auditlog.errors import ConfigError, PermissionDenied
+from auditlog.settings import load_settings
 
 GROUP = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OTHER_GROUP = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -30,7 +31,7 @@ max_returned_rows = 500
 def config(tmp_path: Path) -> RolesConfig:
     path = tmp_path / "auditlog.toml"
     path.write_text(TOML, "utf-8")
-    return load_roles({"AUDITLOG_CONFIG": str(path)})
+    return roles_config(load_settings({"AUDITLOG_CONFIG": str(path)}).roles)
 
 
 def test_user_entry_matches_case_insensitively(config: RolesConfig) -> None:
@@ -59,7 +60,7 @@ def test_any_name_of_an_identity_may_match(config: RolesConfig) -> None:
 
 
 def test_local_operator_is_admin_when_no_roles_are_configured(tmp_path: Path) -> None:
-    config = load_roles({"AUDITLOG_CONFIG": str(tmp_path / "missing.toml")})
+    config = roles_config(load_settings({"AUDITLOG_CONFIG": str(tmp_path / "missing.toml")}).roles)
     assert config.role_of(Identity(user="someone", method="local")) == "admin"
 
 
@@ -86,17 +87,18 @@ def test_invalid_toml_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "auditlog.toml"
     path.write_text("[roles\n", "utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_roles({"AUDITLOG_CONFIG": str(path)})
+        load_settings({"AUDITLOG_CONFIG": str(path)})
 
 
 def test_local_identity_comes_from_auditlog_user() -> None:
-    assert access.local_identity({"AUDITLOG_USER": "carol"}) == Identity("carol")
+    user = load_settings({"AUDITLOG_USER": "carol"}).dashboard.user
+    assert access.local_identity(user) == Identity("carol")
 
 
 def test_local_identity_defaults_to_the_os_user() -> None:
     import getpass
 
-    assert access.local_identity({}).user == getpass.getuser()
+    assert access.local_identity(load_settings({}).dashboard.user).user == getpass.getuser()
 
 
 def test_oidc_identity_reads_entra_claims() -> None:
@@ -147,3 +149,16 @@ def test_unknown_page_is_a_programming_error() -> None:
 def test_require_names_the_roles_needed() -> None:
     with pytest.raises(PermissionDenied, match=r"auditor role may not use 'retention\.change'"):
         access.require("auditor", "retention.change")
+
+
+def test_roles_may_come_from_the_environment() -> None:
+    env = {"AUDITLOG_ROLES_USERS": "Ops=admin, lead@contoso.com=compliance_lead"}
+    config = roles_config(load_settings(env).roles)
+    assert config.role_for("ops") == "admin"
+    assert config.role_for("LEAD@contoso.com") == "compliance_lead"
+
+
+def test_unknown_role_in_the_settings_is_refused_naming_the_entry() -> None:
+    roles = load_settings({}, roles={"users": {"bob": "superuser"}}).roles
+    with pytest.raises(ConfigError, match=r"\[roles.users\] 'bob' = 'superuser'"):
+        roles_config(roles)

@@ -25,11 +25,11 @@ from auditlog.model import (
     parse_timestamp,
 )
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.records import retention_engine
 from auditlog.retention.run import STEP_ACTIONS, ArchiveRow, step_event
 from auditlog.retention.view import download_event
 from auditlog.selfaudit import SelfAudit
-from auditlog.settings import Settings
+from auditlog.settings import RetentionSettings, Settings
 from auditlog.siem.destinations import (
     Destination,
     add_destination,

@@ -7,7 +7,6 @@ view's pinned ``now`` (so paging and reruns of one view see one consistent snaps
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from auditlog.db.server import connect
-from auditlog.evidence.export import csv_chunks, load_limits
+from auditlog.evidence.export import csv_chunks
 from auditlog.identity.directory import Directory
 from auditlog.query import drilldown
 from auditlog.query import timeline as tl
@@ -67,7 +66,7 @@ def thaw(params: Params) -> Filters:
 
 
 def page_size(s: Settings) -> int:
-    return max(1, min(PAGE_SIZE, s.max_returned_rows))
+    return max(1, min(PAGE_SIZE, s.dashboard.max_returned_rows))
 
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
@@ -99,14 +98,16 @@ def event(s: Settings, event_id: str) -> dict[str, Any]:
 
 @st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def target_history(s: Settings, target_type: str, target_id: str) -> pl.DataFrame:
-    return drilldown.target_history(reader(s), target_type, target_id, limit=s.max_returned_rows)
+    return drilldown.target_history(
+        reader(s), target_type, target_id, limit=s.dashboard.max_returned_rows
+    )
 
 
-def max_download_rows() -> int:
+def max_download_rows(s: Settings) -> int:
     """Most rows the browser download holds (``AUDITLOG_MAX_DOWNLOAD_ROWS``, default 200,000,
     about 150 MB): the finished file is held in memory to hand it to the browser."""
-    cap = load_limits().max_export_rows or 10**12
-    return min(int(os.environ.get("AUDITLOG_MAX_DOWNLOAD_ROWS", "200000")), cap)
+    cap = s.export.max_export_rows or 10**12
+    return min(s.dashboard.max_download_rows, cap)
 
 
 def csv_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
@@ -118,6 +119,6 @@ def csv_download(s: Settings, params: Params, now: datetime, actor: dict[str, An
     """
     chunks = csv_chunks(
         reader(s), thaw(params), log=writer(s), actor=actor,
-        context={"user_agent": "auditlog-dashboard"}, now=now,
+        context={"user_agent": "auditlog-dashboard"}, now=now, limits=s.export,
     )  # fmt: skip
     return b"".join(chunks)

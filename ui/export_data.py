@@ -46,7 +46,7 @@ def matching(s: Settings, params: Params, now: datetime) -> int:
 def ndjson_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
     """The NDJSON export of the view (one snapshot, recorded as ``export.downloaded``)."""
     chunks = Export(data.reader(s), data.thaw(params), "ndjson", log=data.writer(s),
-                           actor=actor, context=CONTEXT, now=now)  # fmt: skip
+                           actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
     return b"".join(chunks)
 
 
@@ -55,7 +55,7 @@ def bundle_download(s: Settings, params: Params, now: datetime, actor: dict[str,
     with tempfile.TemporaryDirectory(prefix="auditlog-bundle-") as tmp:
         path = Path(tmp) / export_filename("bundle", now)
         write_bundle(data.reader(s), path, data.thaw(params), log=data.writer(s),
-                            actor=actor, context=CONTEXT, now=now)  # fmt: skip
+                            actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
         return path.read_bytes()
 
 
@@ -69,7 +69,7 @@ def siem_status(s: Settings) -> pl.DataFrame:
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def dead_letters(s: Settings) -> pl.DataFrame:
-    return status.dead_letters(data.reader(s), limit=s.max_returned_rows)
+    return status.dead_letters(data.reader(s), limit=s.dashboard.max_returned_rows)
 
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)

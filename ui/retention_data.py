@@ -7,7 +7,7 @@ import streamlit as st
 
 from auditlog.identity.directory import Directory
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import connect_retention, load_retention_settings
+from auditlog.retention.records import connect_retention
 from auditlog.retention.view import archives_frame, impact, policy_history
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
@@ -26,7 +26,7 @@ def retention(settings: Settings) -> Retention:
     engine = connect_retention(settings)
     try:
         log = AuditLog(engine, settings, resolve=Directory(engine).resolver())
-        return Retention(log, load_retention_settings())
+        return Retention(log, settings.retention)
     except Exception:
         engine.dispose()
         raise
@@ -41,7 +41,7 @@ def impact_preview(
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def history(s: Settings) -> pl.DataFrame:
-    return policy_history(data.reader(s), limit=s.max_returned_rows)
+    return policy_history(data.reader(s), limit=s.dashboard.max_returned_rows)
 
 
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)

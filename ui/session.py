@@ -2,7 +2,7 @@
 
 With an ``[auth]`` section in ``.streamlit/secrets.toml`` users sign in with ``st.login``
 (OIDC, e.g. Entra ID); without one the dashboard runs as the local operator
-(``AUDITLOG_USER``, default the OS user). Roles come from ``auditlog.toml`` (see
+(``AUDITLOG_USER``, default the OS user). Roles come from the settings' ``roles`` section (see
 :mod:`auditlog.access`). Every sign-in and each distinct view is recorded
 (:mod:`auditlog.selfaudit`); when that fails the dashboard shows nothing.
 """
@@ -20,6 +20,7 @@ from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.errors import AuditLogError
 from auditlog.selfaudit import FilterValue, SelfAudit
+from auditlog.settings import Settings
 from ui import data
 
 USER_KEY = "auditlog.user"
@@ -74,10 +75,10 @@ def login_screen(providers: list[str]) -> None:
             st.login(name or None)
 
 
-def identify(providers: list[str] | None) -> Identity | None:
+def identify(providers: list[str] | None, settings: Settings) -> Identity | None:
     """The identity of this session, or None when an OIDC user has not signed in yet."""
     if providers is None:
-        return access.local_identity()
+        return access.local_identity(settings.dashboard.user)
     if not st.user.get("is_logged_in"):
         return None
     try:
@@ -86,24 +87,24 @@ def identify(providers: list[str] | None) -> Identity | None:
         stop_with_error(str(exc))
 
 
-def _self_audit(identity: Identity) -> SelfAudit:
+def _self_audit(identity: Identity, settings: Settings) -> SelfAudit:
     audit: SelfAudit | None = st.session_state.get(AUDIT_KEY)
     if audit is None or audit.identity != identity:
         ip, agent = st.context.ip_address, st.context.headers.get("User-Agent")
         ip = ip if isinstance(ip, str) and ip else None  # None in tests and some proxies
-        log = recorded(lambda: data.writer(data.settings()))
+        log = recorded(lambda: data.writer(settings))
         audit = SelfAudit(log, identity, source_ip=ip, user_agent=agent)
         st.session_state[AUDIT_KEY] = audit
     return audit
 
 
-def sign_in(identity: Identity) -> User:
+def sign_in(identity: Identity, settings: Settings) -> User:
     """Give ``identity`` its role and record the sign-in (once per session)."""
     try:
-        role = access.load_roles().role_of(identity)
+        role = access.roles_config(settings.roles).role_of(identity)
     except AuditLogError as exc:
         stop_with_error(f"Roles could not be loaded: {exc}")
-    audit = _self_audit(identity)
+    audit = _self_audit(identity, settings)
     recorded(lambda: audit.login(role))
     user = User(identity, role, audit)
     st.session_state[USER_KEY] = user

@@ -6,10 +6,12 @@ Identity comes from one of two places:
   read by :func:`oidc_identity` (``preferred_username``, ``email``, ``oid``, ``name``,
   ``tid``, ``groups``).
 - **Local operator** (no ``[auth]`` section in ``.streamlit/secrets.toml``): the name in
-  ``AUDITLOG_USER``, or the operating-system user, read by :func:`local_identity`.
+  ``AUDITLOG_USER`` (setting ``dashboard.user``), or the operating-system user, given to
+  :func:`local_identity`.
 
-Roles come from the ``[roles]`` table of ``auditlog.toml`` (the file ``AUDITLOG_CONFIG`` names,
-else ``./auditlog.toml``)::
+Roles come from the ``roles`` settings section (:mod:`auditlog.settings`), i.e. the ``[roles]``
+table of ``auditlog.toml`` (the file ``AUDITLOG_CONFIG`` names, else ``./auditlog.toml``), turned
+into a :class:`RolesConfig` by :func:`roles_config`::
 
     [roles.users]               # UPN, e-mail, Entra object id or local user name -> role
     "alice@contoso.com" = "compliance_lead"
@@ -30,14 +32,12 @@ What each role may use is the table :data:`PERMISSIONS` (page or action -> roles
 from __future__ import annotations
 
 import getpass
-import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from auditlog.errors import ConfigError, PermissionDenied
+from auditlog.settings import RolesSettings
 
 Role = Literal["auditor", "compliance_lead", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -92,11 +92,9 @@ class Identity:
         return {k: v for k, v in actor.items() if v is not None}
 
 
-def local_identity(env: Mapping[str, str] | None = None) -> Identity:
-    """The local operator: ``AUDITLOG_USER``, else the operating-system user."""
-    env = os.environ if env is None else env
-    user = (env.get("AUDITLOG_USER") or "").strip() or getpass.getuser()
-    return Identity(user=user, method="local")
+def local_identity(user: str | None = None) -> Identity:
+    """The local operator: ``user`` (setting ``dashboard.user``), else the OS user."""
+    return Identity(user=(user or "").strip() or getpass.getuser(), method="local")
 
 
 def oidc_identity(claims: Mapping[str, Any]) -> Identity:
@@ -188,26 +186,23 @@ def _role_map(table: Any, where: str) -> dict[str, Role]:
     return out
 
 
-def load_roles(env: Mapping[str, str] | None = None) -> RolesConfig:
-    """The ``[roles]`` table of ``auditlog.toml`` (``AUDITLOG_CONFIG`` names another file)."""
-    env = os.environ if env is None else env
-    path = Path(env.get("AUDITLOG_CONFIG") or "auditlog.toml")
-    if not path.is_file():
+def roles_config(section: RolesSettings) -> RolesConfig:
+    """The :class:`RolesConfig` of the ``roles`` settings; no entries = nothing configured.
+
+    Raises
+    ------
+    ConfigError
+        Naming the entry whose role is not one of :data:`ROLES`.
+    """
+    if not (section.users or section.groups):
         return RolesConfig()
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
-    if "roles" not in data:
-        return RolesConfig()
-    return parse_roles(data["roles"], str(path))
+    table = {"users": dict(section.users), "groups": dict(section.groups)}
+    return parse_roles(table, "auditlog.toml / AUDITLOG_ROLES_*")
 
 
-def role_for(
-    user: str | Iterable[str], groups: Iterable[str] = (), config: RolesConfig | None = None
-) -> Role | None:
-    """The role ``auditlog.toml`` gives ``user`` (or any of its names) in ``groups``, or None."""
-    return (config if config is not None else load_roles()).role_for(user, groups)
+def role_for(user: str | Iterable[str], groups: Iterable[str], config: RolesConfig) -> Role | None:
+    """The role ``config`` gives ``user`` (or any of its names) in ``groups``, or None."""
+    return config.role_for(user, groups)
 
 
 def allowed(role: Role | None, page_or_action: str) -> bool:

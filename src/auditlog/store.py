@@ -195,14 +195,15 @@ def _segments(t: dict[str, str]) -> tuple[str, str, str]:
 def _check_sizes(
     t: dict[str, str], total: int, settings: Settings, size: Callable[[str], int]
 ) -> None:
-    cap = settings.max_state_bytes
+    cap = settings.store.max_state_bytes
     for name in ("before", "after"):
         n = size(t[name])
         if n > cap:
             raise InvalidEvent(name, f"{n} bytes exceeds the {cap}-byte cap for before/after state")
-    if total > settings.max_event_bytes:
+    if total > settings.store.max_event_bytes:
         raise InvalidEvent(
-            "event", f"{total} bytes exceeds the {settings.max_event_bytes}-byte cap for one event"
+            "event",
+            f"{total} bytes exceeds the {settings.store.max_event_bytes}-byte cap for one event",
         )
 
 
@@ -264,13 +265,13 @@ class AuditLog:
     def __init__(
         self,
         engine: Engine,
-        settings: Settings | None = None,
+        settings: Settings,
         signer: Signer | None = None,
         resolve: ActorResolver | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine = engine
-        self.settings = settings or load_settings()
+        self.settings = settings
         self.signer = signer or load_signer(self.settings)
         self.resolve = resolve
         # recorded_at comes from the server clock; ``clock`` replaces it (tests and benchmarks
@@ -280,7 +281,10 @@ class AuditLog:
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs: Any) -> AuditLog:
-        """Connect as the writer role (migrating on first start) and load the signing key."""
+        """Connect as the writer role (migrating on first start) and load the signing key.
+
+        Without ``settings``, they are read once here (:func:`~auditlog.settings.load_settings`).
+        """
         from auditlog.db.server import connect
 
         settings = settings or load_settings()
@@ -356,8 +360,8 @@ class AuditLog:
         last = cur.fetchone()
         due = (
             last is None
-            or seq - last[0] >= self.settings.checkpoint_every
-            or now - last[1] >= timedelta(seconds=self.settings.checkpoint_seconds)
+            or seq - last[0] >= self.settings.store.checkpoint_every
+            or now - last[1] >= timedelta(seconds=self.settings.store.checkpoint_seconds)
         )
         if due and (last is None or last[0] < seq):
             _insert_checkpoint(cur, sign_checkpoint(self.signer, category, seq, head, now))
@@ -470,7 +474,7 @@ class _Batch:
         now = self.log._now(cur)
         self.now = max(now, last_at) if last_at else now
         self.rec_text = utc_text(self.now)
-        self.skew = timedelta(seconds=self.log.settings.clock_skew_seconds)
+        self.skew = timedelta(seconds=self.log.settings.store.clock_skew_seconds)
 
     def lookup(self, cur: psycopg.Cursor[Any], chunk: Sequence[Prepared]) -> None:
         """Careful attempts only (one chunk, looked up before the COPY starts)."""

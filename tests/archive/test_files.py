@@ -28,9 +28,9 @@ from auditlog.evidence.verify import csv_record
 from auditlog.integrity.keys import Signer
 from auditlog.integrity.verifier import ChainVerifier
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.records import retention_engine
 from auditlog.retention.view import archives_frame, export_archive
-from auditlog.settings import Settings
+from auditlog.settings import RetentionSettings, Settings
 from auditlog.store import AuditLog
 from tests.support.factories import valid
 from tests.support.retention import LEAD, MONTHS, cli_environment, events, fill, policy, run
@@ -74,7 +74,7 @@ def archived(ret: Retention, settings: Settings, stored: list[dict[str, Any]]) -
     """The January 2022 archive after a pass (its rows purged from the table)."""
     policy(ret)
     run(ret, settings)
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     return root / "user_activity" / "2022-01" / "user_activity-2022-01.parquet"
 
 
@@ -192,7 +192,7 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(
     out = tmp_path / "x.csv"
     export_archive(
         ret.log,
-        ret.settings.archive_root(settings.home),
+        ret.settings.archive_root(settings.store.home),
         LEAD,
         "user_activity",
         "2022-01",
@@ -211,7 +211,7 @@ def test_parquet_export_has_one_column_per_field_and_is_logged(
     out = tmp_path / "jan.parquet"
     rows = export_archive(
         ret.log,
-        ret.settings.archive_root(settings.home),
+        ret.settings.archive_root(settings.store.home),
         LEAD,
         "user_activity",
         "2022-01",
@@ -231,7 +231,7 @@ def test_export_refuses_a_tampered_archive_and_a_deleted_one(
     archived: Path, ret: Retention, settings: Settings, tmp_path: Path
 ) -> None:
     rewrite(archived, lambda f: f.filter(pl.col("seq") != 3))
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     with pytest.raises(IntegrityFailure, match="seq 3: row missing"):
         export_archive(ret.log, root, LEAD, "user_activity", "2022-01", "csv", tmp_path / "x")
     with pytest.raises(NotFound, match="no archive of user_activity for 2021-12"):

@@ -17,8 +17,8 @@ from tests.support.factories import valid
 
 @pytest.fixture
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("AUDITLOG_DATABASE_URL", settings.database_url or "")
-    monkeypatch.setenv("AUDITLOG_HOME", str(settings.home))
+    monkeypatch.setenv("AUDITLOG_DATABASE_URL", settings.store.database_url or "")
+    monkeypatch.setenv("AUDITLOG_HOME", str(settings.store.home))
 
     def invoke(*args: str, stdin: str | None = None) -> Any:
         return CliRunner().invoke(app, list(args), input=stdin, catch_exceptions=False)

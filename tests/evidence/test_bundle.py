@@ -20,19 +20,19 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import Engine
 
 from auditlog.evidence.bundle import CONTROLS, manifest_message, write_bundle
-from auditlog.evidence.export import CSV_COLUMNS, ExportLimits
+from auditlog.evidence.export import CSV_COLUMNS
 from auditlog.evidence.verify import BundleReport, csv_record, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.keys import Signer, load_signer, public_pem
 from auditlog.integrity.rule import chain_hash, record_bytes
 from auditlog.query.filters import Filters
-from auditlog.settings import Settings, load_settings
+from auditlog.settings import ExportSettings, Settings
 from auditlog.store import AuditLog
 from tests.support.cli import make_cli
 from tests.support.factories import ACTOR, valid
 from tests.support.hostile import HOSTILE, hostile_events
 
-LIMITS = ExportLimits(max_export_rows=10_000, export_chunk_bytes=2048)
+LIMITS = ExportSettings(max_export_rows=10_000, export_chunk_bytes=2048)
 CSV, ND, MANIFEST, SIG = "events.csv", "events.ndjson", "manifest.json", "manifest.sig.json"
 # Rows: configuration seq 1..12 (rows 1-12), governance 1..12 (13-24), user_activity 1..6.
 LAYOUT = {"configuration": 12, "governance": 12, "user_activity": 6}
@@ -41,8 +41,7 @@ LAYOUT = {"configuration": 12, "governance": 12, "user_activity": 6}
 @pytest.fixture
 def log(engine: Engine, settings: Settings, signer: Signer) -> AuditLog:
     """A log that signs a checkpoint every 5 entries, so a bundle holds several."""
-    fields = {"home": settings.home, "database_url": settings.database_url}
-    return AuditLog(engine, load_settings(env={}, checkpoint_every=5, **fields), signer=signer)
+    return AuditLog(engine, settings.replace(store={"checkpoint_every": 5}), signer=signer)
 
 
 def fill(log: AuditLog) -> None:

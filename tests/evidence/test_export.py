@@ -18,22 +18,20 @@ from sqlalchemy.engine import Engine
 from auditlog.errors import ConfigError, ExportTooLarge
 from auditlog.evidence.export import (
     CSV_COLUMNS,
-    ExportLimits,
     csv_chunks,
-    load_limits,
     matching_rows,
     write_export,
 )
 from auditlog.evidence.verify import csv_record
 from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.query.filters import Filters
-from auditlog.settings import Settings
+from auditlog.settings import ExportSettings, Settings, load_settings
 from auditlog.store import COPY_COLUMNS, AuditLog
 from tests.support.cli import make_cli
 from tests.support.factories import ACTOR, valid
 from tests.support.hostile import hostile_events
 
-LIMITS = ExportLimits(max_export_rows=1000, export_chunk_bytes=4096)
+LIMITS = ExportSettings(max_export_rows=1000, export_chunk_bytes=4096)
 
 
 def stored(engine: Engine, filters_sql: str = "") -> list[dict[str, Any]]:
@@ -144,13 +142,13 @@ def test_export_over_the_cap_is_refused_with_a_message_and_recorded_as_denied(
     out = io.BytesIO()
     with pytest.raises(ExportTooLarge, match=r"5 events match .* at most 3 .*max_export_rows"):
         write_export(reader_engine, out, None, "csv", log=log, actor=ACTOR,
-                     limits=ExportLimits(max_export_rows=3))  # fmt: skip
+                     limits=ExportSettings(max_export_rows=3))  # fmt: skip
     assert out.getvalue() == b""  # refused before a byte: never a silently short file
     event = last_event(reader_engine)
     assert event["outcome"] == "denied"
     assert (event["details"]["rows_matching"], event["details"]["max_export_rows"]) == (5, 3)
     with pytest.raises(ExportTooLarge):
-        matching_rows(reader_engine, Filters(), ExportLimits(max_export_rows=3))
+        matching_rows(reader_engine, Filters(), ExportSettings(max_export_rows=3))
 
 
 def test_filters_select_the_rows_and_order_is_category_then_seq(
@@ -192,7 +190,7 @@ def test_csv_export_runs_in_constant_memory(log: AuditLog, reader_engine: Engine
             self.size += len(blob)
 
     sink = Sink()
-    limits = ExportLimits(max_export_rows=0, export_chunk_bytes=1 << 16)
+    limits = ExportSettings(max_export_rows=0, export_chunk_bytes=1 << 16)
     tracemalloc.start()
     write_export(reader_engine, sink, None, "csv", log=log, actor=ACTOR, limits=limits)  # type: ignore[arg-type]
     peak = tracemalloc.get_traced_memory()[1]
@@ -202,9 +200,12 @@ def test_csv_export_runs_in_constant_memory(log: AuditLog, reader_engine: Engine
 
 
 def test_limits_come_from_the_environment_and_bad_values_are_named() -> None:
-    assert load_limits({"AUDITLOG_MAX_EXPORT_ROWS": "10"}).max_export_rows == 10
-    with pytest.raises(ConfigError, match=r"max_export_rows: .many. is not a whole number"):
-        load_limits({"AUDITLOG_MAX_EXPORT_ROWS": "many"})
+    assert load_settings({"AUDITLOG_MAX_EXPORT_ROWS": "10"}).export.max_export_rows == 10
+    with pytest.raises(
+        ConfigError,
+        match=r"max_export_rows \(AUDITLOG_MAX_EXPORT_ROWS\): .many. is not a whole number",
+    ):
+        load_settings({"AUDITLOG_MAX_EXPORT_ROWS": "many"})
 
 
 @pytest.fixture

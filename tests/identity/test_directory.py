@@ -23,11 +23,11 @@ from sqlalchemy.engine import Engine
 
 from auditlog.errors import ConfigError, GraphError, InvalidFile
 from auditlog.identity.directory import Directory, Principal, SyncResult
-from auditlog.identity.graph import GraphClient, graph_client_from_env
+from auditlog.identity.graph import GraphClient, graph_client
 from auditlog.identity.sync import demo_principals, load_csv, sync_from_graph
 from auditlog.integrity.keys import Signer
 from auditlog.model import Actor
-from auditlog.settings import Settings
+from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
 TENANT = "0c1a2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -446,17 +446,17 @@ def test_graph_object_with_a_bad_id_fails_the_sync_and_changes_nothing(
     assert len(directory.principals()) == 3
 
 
-def test_graph_client_from_env_names_every_missing_variable() -> None:
+def test_graph_client_names_every_missing_setting_by_its_variable() -> None:
     with pytest.raises(ConfigError, match="AUDITLOG_GRAPH_CLIENT_ID, AUDITLOG_GRAPH_CLIENT_SECRET"):
-        graph_client_from_env({"AUDITLOG_GRAPH_TENANT_ID": TENANT})
+        graph_client(load_settings({"AUDITLOG_GRAPH_TENANT_ID": TENANT}).graph)
 
 
-def test_graph_client_from_env_reads_tenant_client_and_base_url() -> None:
+def test_graph_client_takes_tenant_client_and_base_url_from_the_settings() -> None:
     env = {"AUDITLOG_GRAPH_TENANT_ID": TENANT.upper(), "AUDITLOG_GRAPH_CLIENT_ID": "app",
            "AUDITLOG_GRAPH_CLIENT_SECRET": "s3cret",
            "AUDITLOG_GRAPH_BASE_URL": "https://graph.microsoft.us/"}  # fmt: skip
 
-    with graph_client_from_env(env) as client:
+    with graph_client(load_settings(env).graph) as client:
         assert (client.tenant_id, client.client_id) == (TENANT, "app")
         assert client.base_url == "https://graph.microsoft.us"
         assert client.authority == f"https://login.microsoftonline.com/{TENANT}"

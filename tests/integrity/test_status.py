@@ -70,16 +70,17 @@ def test_public_keys_list_the_current_key_first_and_older_ones_after(
 ) -> None:
     log.record(valid())
     log.checkpoint()
+    url = settings.store.database_url
     # Without a readable key file, the registered keys stand in (none is "current").
     assert [(k, c) for k, _, c in public_keys(reader_engine, settings)] == [(signer.key_id, False)]
-    same = load_settings(env={"AUDITLOG_SIGNING_KEY": signer.private_pem().decode()},
-                         home=tmp_path / "same", database_url=settings.database_url)  # fmt: skip
+    env = {"AUDITLOG_SIGNING_KEY": signer.private_pem().decode()}
+    same = load_settings(env=env, store={"home": tmp_path / "same", "database_url": url})
     [(key_id, pem, current)] = public_keys(reader_engine, same)
     assert (key_id, current) == (signer.key_id, True)
     assert pem.strip() == public_pem(signer.public).strip()
     new = Signer.generate()
-    mine = load_settings(env={"AUDITLOG_SIGNING_KEY": new.private_pem().decode()},
-                         home=tmp_path / "other", database_url=settings.database_url)  # fmt: skip
+    env = {"AUDITLOG_SIGNING_KEY": new.private_pem().decode()}
+    mine = load_settings(env=env, store={"home": tmp_path / "other", "database_url": url})
     keys = public_keys(reader_engine, mine)
     assert [(k, c) for k, _, c in keys] == [(new.key_id, True), (signer.key_id, False)]
 

@@ -177,7 +177,10 @@ def test_verify_cli_exits_1_and_names_first_bad_row(
 
     fill(log)
     tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq = 2")
-    env = {"AUDITLOG_DATABASE_URL": settings.database_url, "AUDITLOG_HOME": str(settings.home)}  # type: ignore[attr-defined]
+    env = {
+        "AUDITLOG_DATABASE_URL": settings.store.database_url,
+        "AUDITLOG_HOME": str(settings.store.home),
+    }  # type: ignore[attr-defined]
     result = CliRunner().invoke(app, ["verify"], env=env)
     assert result.exit_code == 1
     assert "governance seq 2: row missing" in result.output

@@ -56,8 +56,8 @@ def server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
     log.record_many(list(demo_events(400, seed=11, days=20)))
     config = tmp_path / "auditlog.toml"
     config.write_text(ROLES, "utf-8")
-    env = {**os.environ, "AUDITLOG_DATABASE_URL": str(settings.database_url),
-           "AUDITLOG_HOME": str(settings.home), "AUDITLOG_CONFIG": str(config),
+    env = {**os.environ, "AUDITLOG_DATABASE_URL": str(settings.store.database_url),
+           "AUDITLOG_HOME": str(settings.store.home), "AUDITLOG_CONFIG": str(config),
            "AUDITLOG_USER": "auditor@contoso.com"}  # fmt: skip
     port = free_port()
     out = tmp_path / "streamlit.log"

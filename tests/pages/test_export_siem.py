@@ -39,8 +39,8 @@ def as_role(
     config = tmp_path / "auditlog.toml"
     lines = "\n".join(f'"{user}" = "{role}"' for role, user in USERS.items())
     config.write_text(f"[roles.users]\n{lines}\n", "utf-8")
-    for name, value in {"DATABASE_URL": str(settings.database_url), "CONFIG": str(config),
-                        "HOME": str(settings.home)}.items():  # fmt: skip
+    for name, value in {"DATABASE_URL": str(settings.store.database_url), "CONFIG": str(config),
+                        "HOME": str(settings.store.home)}.items():  # fmt: skip
         monkeypatch.setenv(f"AUDITLOG_{name}", value)
     log.record_many(list(demo_events(60, seed=11, days=10)))
 

@@ -39,8 +39,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, tmp_path: Path)
     """The app pointed at this test's database, as local operator auditor@contoso.com."""
     config = tmp_path / "auditlog.toml"
     config.write_text(ROLES, "utf-8")
-    monkeypatch.setenv("AUDITLOG_DATABASE_URL", str(settings.database_url))
-    monkeypatch.setenv("AUDITLOG_HOME", str(settings.home))
+    monkeypatch.setenv("AUDITLOG_DATABASE_URL", str(settings.store.database_url))
+    monkeypatch.setenv("AUDITLOG_HOME", str(settings.store.home))
     monkeypatch.setenv("AUDITLOG_CONFIG", str(config))
     monkeypatch.setenv("AUDITLOG_USER", "auditor@contoso.com")
     yield

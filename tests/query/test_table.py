@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from auditlog.query.filters import InvalidFilter
+from auditlog.errors import InvalidFilter
 from auditlog.query.table import local_times
 
 

@@ -118,9 +118,8 @@ def reader(
     name = f"query_{os.getpid()}"
     _create_db(pg_server_url, name, template_db)
     url = pg_server_url.set(database=name)
-    settings = load_settings(
-        env={}, home=tmp_path_factory.mktemp("home"), database_url=url.render_as_string(False)
-    )
+    home, database_url = tmp_path_factory.mktemp("home"), url.render_as_string(False)
+    settings = load_settings(env={}, store={"home": home, "database_url": database_url})
     writer = make_engine(url.set(username="auditlog_app"), "writer")
     try:
         AuditLog(writer, settings, signer=signer).record_many(STORY + FILLER)

@@ -25,13 +25,11 @@ from auditlog.integrity.database import verify_database
 from auditlog.integrity.keys import Signer
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import (
-    RetentionSettings,
-    load_retention_settings,
     retention_engine,
 )
 from auditlog.retention.run import archive_rows
 from auditlog.retention.view import impact, policy_history
-from auditlog.settings import Settings
+from auditlog.settings import RetentionSettings, Settings, load_settings
 from auditlog.store import AuditLog
 from tests.support.factories import valid
 from tests.support.retention import (
@@ -152,7 +150,7 @@ def test_floor_and_approval_come_from_auditlog_toml_and_env(tmp_path: Path) -> N
     config = tmp_path / "auditlog.toml"
     config.write_text("[retention]\nmin_days = 730\nrequire_approval = true\n", "utf-8")
     env = {"AUDITLOG_CONFIG": str(config), "AUDITLOG_RETENTION_MAX_DAYS": "2000"}
-    assert load_retention_settings(env) == RetentionSettings(730, 2000, 3650, True)
+    assert load_settings(env).retention == RetentionSettings(730, 2000, 3650, True)
 
 
 def test_with_approval_a_change_waits_for_a_different_compliance_lead(
@@ -290,7 +288,9 @@ def test_archives_past_their_archive_period_are_deleted_and_that_is_logged(
     policy(ret, days=365, archive_days=0)
     run(ret, settings)
     assert archived_seqs(ret, "user_activity") == []
-    assert not any((ret.settings.archive_root(settings.home) / "user_activity").rglob("*.parquet"))
+    assert not any(
+        (ret.settings.archive_root(settings.store.home) / "user_activity").rglob("*.parquet")
+    )
     deleted = events(ret.engine, "retention.archive_deleted")
     assert [e["details"]["month"] for e in deleted] == ["2022-01", "2022-02", "2022-03"]
 
@@ -554,7 +554,7 @@ def test_a_pass_killed_at_any_point_resumes_and_loses_or_duplicates_nothing(
     assert hot_seqs(ret.engine, "user_activity") == [61, 62, 63]
     report = verify_database(admin_engine)
     assert report.ok, report.problems
-    root = ret.settings.archive_root(settings.home)
+    root = ret.settings.archive_root(settings.store.home)
     with ret.engine.connect() as conn:
         rows = archive_rows(conn, "user_activity")
     assert [a.state for a in rows] == ["purged"] * 3
@@ -650,7 +650,7 @@ def test_page_refuses_to_hand_out_a_tampered_archive(
     run(ret, settings)
     at = _page("auditor@contoso.com", monkeypatch)
     chosen = next(s for s in at.selectbox if s.label == "Download an archive").value
-    path = ret.settings.archive_root(settings.home) / chosen
+    path = ret.settings.archive_root(settings.store.home) / chosen
     path.write_bytes(path.read_bytes()[:-100])  # a damaged or edited file
     next(b for b in at.button if b.label == "Verify and prepare the download").click().run()
     assert not at.exception

@@ -17,7 +17,7 @@ from auditlog.archive.files import SCHEMA
 from auditlog.errors import IntegrityFailure, NotFound
 from auditlog.integrity.keys import Signer
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, retention_engine
+from auditlog.retention.records import retention_engine
 from auditlog.retention.view import (
     archives_frame,
     download_archive,
@@ -26,7 +26,7 @@ from auditlog.retention.view import (
     impact_totals,
     is_held,
 )
-from auditlog.settings import Settings
+from auditlog.settings import RetentionSettings, Settings
 from auditlog.store import AuditLog
 from tests.support.retention import LEAD, events, fill, policy, run
 
@@ -47,7 +47,7 @@ def root(ret: Retention, settings: Settings) -> Path:
     fill(ret.log, per_month=5)
     policy(ret)
     run(ret, settings)
-    return ret.settings.archive_root(settings.home)
+    return ret.settings.archive_root(settings.store.home)
 
 
 def test_impact_totals_sum_each_fate_over_the_months() -> None:

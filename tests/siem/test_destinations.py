@@ -10,12 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from auditlog.access import Identity
-from auditlog.errors import PermissionDenied
+from auditlog.errors import InvalidDestination, PermissionDenied
 from auditlog.siem.delivery import send_test_message
 from auditlog.siem.destinations import (
     REDACTED,
     Destination,
-    InvalidDestination,
     add_destination,
     change_destination,
     list_destinations,

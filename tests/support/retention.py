@@ -52,7 +52,7 @@ def fill(
 
 
 def run(ret: Retention, settings: Settings) -> RunReport:
-    return RetentionRun(ret.log, ret.settings, settings.home).run()
+    return RetentionRun(ret.log, ret.settings, settings.store.home).run()
 
 
 def hot_seqs(engine: Engine, category: str) -> list[int]:
@@ -62,7 +62,7 @@ def hot_seqs(engine: Engine, category: str) -> list[int]:
 
 
 def archived_seqs(ret: Retention, category: str) -> list[int]:
-    root = ret.settings.archive_root(ret.log.settings.home)
+    root = ret.settings.archive_root(ret.log.settings.store.home)
     with ret.engine.connect() as conn:
         rows = archive_rows(conn, category)
     seqs: list[int] = []
@@ -94,8 +94,8 @@ def cli_environment(
     config = config_dir / "auditlog.toml"
     config.write_text(ROLES, "utf-8")
     return {
-        "AUDITLOG_DATABASE_URL": str(settings.database_url),
-        "AUDITLOG_HOME": str(settings.home),
+        "AUDITLOG_DATABASE_URL": str(settings.store.database_url),
+        "AUDITLOG_HOME": str(settings.store.home),
         "AUDITLOG_SIGNING_KEY": signer.private_pem().decode(),
         "AUDITLOG_CONFIG": str(config),
         "AUDITLOG_USER": "lead@contoso.com",

@@ -15,7 +15,10 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
-from auditlog.db.server import Role, connect
+from auditlog import access
+from auditlog.access import Identity, Role
+from auditlog.db.server import Role as DbRole
+from auditlog.db.server import connect
 from auditlog.errors import AuditLogError
 from auditlog.identity.directory import Directory
 from auditlog.integrity.keys import key_id_of, load_public_key
@@ -43,6 +46,12 @@ def errors() -> Iterator[None]:
         fail(str(exc))
 
 
+def operator(settings: Settings) -> tuple[Identity, Role | None]:
+    """The local operator (setting ``dashboard.user``, else the OS user) and their role."""
+    identity = access.local_identity(settings.dashboard.user)
+    return identity, access.roles_config(settings.roles).role_of(identity)
+
+
 def open_log(settings: Settings, engine: Engine | None = None) -> AuditLog:
     """The writer, resolving actors through the directory (empty until a sync)."""
     engine = engine or connect(settings, "writer")
@@ -60,7 +69,7 @@ def log_session(settings: Settings) -> Iterator[AuditLog]:
 
 
 @contextmanager
-def engine_session(settings: Settings, role: Role) -> Iterator[Engine]:
+def engine_session(settings: Settings, role: DbRole) -> Iterator[Engine]:
     """An engine for ``role``, disposed when the command ends."""
     engine = connect(settings, role)
     try:

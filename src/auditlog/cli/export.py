@@ -15,7 +15,7 @@ from auditlog.access import local_identity
 from auditlog.cli._common import log_session
 from auditlog.db.server import connect
 from auditlog.evidence.bundle import write_bundle
-from auditlog.evidence.export import export_filename, load_limits, write_export
+from auditlog.evidence.export import export_filename, write_export
 from auditlog.query.filters import Filters
 from auditlog.settings import load_settings
 
@@ -74,11 +74,11 @@ def export(
 
 
 def _run_export(fmt: str, target: str, filters: Filters) -> tuple[int, str, int]:
-    settings, limits = load_settings(), load_limits()
+    settings = load_settings()
     kwargs: dict[str, Any] = {
-        "actor": local_identity().actor(),
+        "actor": local_identity(settings.dashboard.user).actor(),
         "context": CLI_CONTEXT,
-        "limits": limits,
+        "limits": settings.export,
     }
     reader = connect(settings, "reader")
     try:

@@ -19,14 +19,15 @@ def identity_sync(
 ) -> None:
     """Fill the directory from Microsoft Graph (AUDITLOG_GRAPH_* settings) or a CSV."""
     from auditlog.identity.directory import Directory
-    from auditlog.identity.graph import graph_client_from_env
+    from auditlog.identity.graph import graph_client
     from auditlog.identity.sync import load_csv, sync_from_graph
 
-    with engine_session(_settings(), "writer") as engine:
+    settings = _settings()
+    with engine_session(settings, "writer") as engine:
         directory = Directory(engine)
         if csv is not None:
             count = directory.upsert(load_csv(csv))
             typer.echo(f"loaded {count} principals from {csv}")
             return
-        result = sync_from_graph(directory, graph_client_from_env())
+        result = sync_from_graph(directory, graph_client(settings.graph))
     typer.echo(f"synced {result.users} users and {result.service_principals} service principals")

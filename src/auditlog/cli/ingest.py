@@ -89,9 +89,11 @@ def _run_ingest(
     with stream, open(reject_file, "wb") as rejects:
         job = _Ingest(log, rejects)
         pending: list[tuple[int, bytes, Prepared]] = []
-        for number, raw in _lines(stream, settings.max_line_bytes):
+        for number, raw in _lines(stream, settings.store.max_line_bytes):
             if raw is None:
-                job.reject(number, None, f"event: line exceeds {settings.max_line_bytes} bytes")
+                job.reject(
+                    number, None, f"event: line exceeds {settings.store.max_line_bytes} bytes"
+                )
                 continue
             try:
                 pending.append((number, raw, prepare(raw, settings, log.resolve)))

@@ -14,14 +14,13 @@ from typing import Annotated
 
 import typer
 
-from auditlog import access
-from auditlog.access import Identity, Role
+from auditlog.cli._common import operator
 from auditlog.model import CATEGORIES
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import RetentionSettings, connect_retention, load_retention_settings
+from auditlog.retention.records import connect_retention
 from auditlog.retention.run import RetentionRun
 from auditlog.retention.view import EXPORT_FORMATS, archives_frame, export_archive
-from auditlog.settings import Settings, load_settings
+from auditlog.settings import RetentionSettings, Settings, load_settings
 from auditlog.store import AuditLog
 
 retention_app = typer.Typer(
@@ -31,8 +30,8 @@ archive_app = typer.Typer(help="Archives of events past retention.", no_args_is_
 
 
 @contextmanager
-def _session() -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
-    settings, rs = load_settings(), load_retention_settings()
+def _session(settings: Settings) -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
+    rs = settings.retention
     engine = connect_retention(settings)
     try:
         from auditlog.identity.directory import Directory
@@ -41,11 +40,6 @@ def _session() -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
         yield Retention(log, rs), settings, rs
     finally:
         engine.dispose()
-
-
-def _who() -> tuple[Identity, Role | None]:
-    identity = access.local_identity()
-    return identity, access.load_roles().role_of(identity)
 
 
 def _check_category(category: str) -> str:
@@ -67,8 +61,8 @@ def run_command(
 
     Safe to run twice (the second run changes nothing) and safe to kill: the next run resumes.
     """
-    with _session() as (ret, settings, rs):
-        report = RetentionRun(ret.log, rs, settings.home).run(category or CATEGORIES)
+    with _session(load_settings()) as (ret, settings, rs):
+        report = RetentionRun(ret.log, rs, settings.store.home).run(category or CATEGORIES)
     for rep in report.categories.values():
         typer.echo(rep.summary())
     typer.echo("retention pass done" if report.changed else "nothing to do")
@@ -84,8 +78,9 @@ def set_command(
     ] = None,
 ) -> None:
     """Set (or, when approval is required, propose) a category's retention policy."""
-    who, role = _who()
-    with _session() as (ret, _, _rs):
+    settings = load_settings()
+    who, role = operator(settings)
+    with _session(settings) as (ret, _, _rs):
         current = ret.policies()[category]
         if archive_days is None and current is None:
             raise typer.BadParameter(
@@ -108,8 +103,9 @@ def approve_command(
     note: Annotated[str, typer.Option(help="a note for the log")] = "",
 ) -> None:
     """Approve another compliance lead's pending change; it takes effect now."""
-    who, role = _who()
-    with _session() as (ret, _, _rs):
+    settings = load_settings()
+    who, role = operator(settings)
+    with _session(settings) as (ret, _, _rs):
         policy = ret.approve(who, role, change_id, note)
     typer.echo(
         f"{policy.category}: {policy.days} days, then {policy.archive_days} days "
@@ -122,8 +118,9 @@ def reject_command(
     change_id: Annotated[str, typer.Argument(help="the pending change's id")], reason: Reason
 ) -> None:
     """Reject a pending change; it never takes effect."""
-    who, role = _who()
-    with _session() as (ret, _, _rs):
+    settings = load_settings()
+    who, role = operator(settings)
+    with _session(settings) as (ret, _, _rs):
         p = ret.reject(who, role, change_id, reason)
     typer.echo(f"{p.category}: change {change_id} rejected")
 
@@ -135,8 +132,9 @@ def hold_command(
     reason: Reason,
 ) -> None:
     """Place a legal hold: nothing of the category is purged until it is released."""
-    who, role = _who()
-    with _session() as (ret, _, _rs):
+    settings = load_settings()
+    who, role = operator(settings)
+    with _session(settings) as (ret, _, _rs):
         hold = ret.place_hold(who, role, category, case, reason)
     typer.echo(f"{category}: on legal hold for case {hold.case_name!r}")
 
@@ -148,8 +146,9 @@ def release_command(
     reason: Reason,
 ) -> None:
     """Lift a legal hold."""
-    who, role = _who()
-    with _session() as (ret, _, _rs):
+    settings = load_settings()
+    who, role = operator(settings)
+    with _session(settings) as (ret, _, _rs):
         ret.lift_hold(who, role, category, case, reason)
     typer.echo(f"{category}: legal hold for case {case!r} lifted")
 
@@ -157,7 +156,7 @@ def release_command(
 @retention_app.command("list")
 def list_command() -> None:
     """Policies in force, pending changes and legal holds."""
-    with _session() as (ret, _, rs):
+    with _session(load_settings()) as (ret, _, rs):
         policies, pending, holds = ret.policies(), ret.pending(), ret.holds()
     typer.echo(
         f"bounds: {rs.min_days}..{rs.max_days} days; approval "
@@ -188,7 +187,7 @@ def archive_list_command(
     category: Annotated[str | None, typer.Option(help="only this category")] = None,
 ) -> None:
     """Every archive: category, month, seq range, rows, state and file."""
-    with _session() as (ret, _, _rs):
+    with _session(load_settings()) as (ret, _, _rs):
         frame = archives_frame(ret.engine, category)
     if frame.is_empty():
         typer.echo("no archives")
@@ -210,9 +209,10 @@ def archive_export_command(
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"--format {fmt!r}: use csv or parquet")
     out = out or Path(f"{category}-{month}.{fmt}")
-    who, _role = _who()
-    with _session() as (ret, settings, rs):
+    settings = load_settings()
+    who, _role = operator(settings)
+    with _session(settings) as (ret, settings, rs):
         rows = export_archive(
-            ret.log, rs.archive_root(settings.home), who, category, month, fmt, out
+            ret.log, rs.archive_root(settings.store.home), who, category, month, fmt, out
         )
     typer.echo(f"exported {rows} events to {out}")

@@ -18,9 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog import access
-from auditlog.access import Identity, Role
-from auditlog.cli._common import errors, log_session
+from auditlog.cli._common import errors, log_session, operator
 from auditlog.cli._common import settings as _settings
 from auditlog.db.server import connect
 from auditlog.errors import InvalidDestination
@@ -37,12 +35,6 @@ SecretFile = Annotated[
 ]
 SecretEnv = Annotated[str | None, typer.Option(help="environment variable holding the token / key")]
 Reason = Annotated[str | None, typer.Option(help="why (kept in the audit event)")]
-
-
-def _who() -> tuple[Identity, Role | None]:
-    """The local operator and the role ``auditlog.toml`` gives them (admin when none is set)."""
-    identity = access.local_identity()
-    return identity, access.load_roles().role_of(identity)
 
 
 def _secret(transport: str, path: Path | None, env: str | None, required: bool) -> str | None:
@@ -98,7 +90,7 @@ def add(
         secret = _secret(transport, secret_file, secret_env, required=True)
         dest = dst.Destination(name, transport, endpoint, format, options, secret)
         start = "now" if from_now else "beginning"
-        dst.add_destination(log, dest, *_who(), start, reason)
+        dst.add_destination(log, dest, *operator(log.settings), start, reason)
     typer.echo(f"added {name}; `auditlog stream` delivers to it")
 
 
@@ -118,7 +110,7 @@ def set_(
         secret = _secret("", secret_file, secret_env, required=False)
         if secret is not None:
             changes["secret"] = secret
-        dst.change_destination(log, name, *_who(), reason, **changes)
+        dst.change_destination(log, name, *operator(log.settings), reason, **changes)
     typer.echo(f"changed {name}")
 
 
@@ -149,14 +141,14 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def test(name: Name) -> None:
     """Send one test message (MSGID TEST) to a destination now."""
     with errors(), log_session(_settings()) as log:
-        typer.echo(send_test_message(log.engine, name, _who()[1]))
+        typer.echo(send_test_message(log.engine, name, operator(log.settings)[1]))
 
 
 @siem_app.command("remove")
 def remove(name: Name, reason: Reason = None) -> None:
     """Retire a destination (audited as siem.destination_removed; its secret is erased)."""
     with errors(), log_session(_settings()) as log:
-        dst.remove_destination(log, name, *_who(), reason)
+        dst.remove_destination(log, name, *operator(log.settings), reason)
     typer.echo(f"removed {name}")
 
 
@@ -172,7 +164,9 @@ def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) 
 def stream(
     once: Annotated[bool, typer.Option(help="deliver what is there, then exit")] = False,
     destination: Annotated[list[str] | None, typer.Option(help="only these")] = None,
-    poll: Annotated[float, typer.Option(help="polling fallback, seconds")] = 2.0,
+    poll: Annotated[
+        float | None, typer.Option(help="polling fallback, seconds (default: siem.poll_seconds)")
+    ] = None,
 ) -> None:
     """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C)."""
     from auditlog.siem.worker import run_stream
@@ -181,7 +175,8 @@ def stream(
     settings = load_settings()
     engine = connect(settings, "writer")
     try:
-        code = run_stream(engine, destination, once, poll)
+        code = run_stream(engine, destination, once, poll or settings.siem.poll_seconds,
+                          settings.siem.reload_seconds)  # fmt: skip
     finally:
         engine.dispose()
     raise typer.Exit(code)

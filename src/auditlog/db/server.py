@@ -52,17 +52,17 @@ def embedded_server_url(home: Path) -> URL:
 
 def admin_url(settings: Settings, database: str | None = None) -> URL:
     """URL of a session allowed to migrate: the configured server, or the embedded one."""
-    if settings.database_url:
-        url = make_url(settings.database_url)
+    if settings.store.database_url:
+        url = make_url(settings.store.database_url)
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
         return url if database is None else url.set(database=database)
-    return embedded_server_url(settings.home).set(database=database or DEFAULT_DB)
+    return embedded_server_url(settings.store.home).set(database=database or DEFAULT_DB)
 
 
 def ensure_database(settings: Settings) -> None:
     """Create the embedded server's ``auditlog`` database when it is missing."""
-    if settings.database_url:
+    if settings.store.database_url:
         return
     url = admin_url(settings, "postgres")
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -146,7 +146,7 @@ def connect(settings: Settings, role: Role = "writer") -> Engine:
         upgrade(admin)
     finally:
         admin.dispose()
-    timeout = settings.statement_timeout_ms if role == "reader" else 0
-    if not settings.database_url and role != "admin":
+    timeout = settings.dashboard.statement_timeout_ms if role == "reader" else 0
+    if not settings.store.database_url and role != "admin":
         url = url.set(username=LOGIN_NAMES[role], password=None)
     return make_engine(url, role, timeout)

@@ -34,7 +34,6 @@ from auditlog.errors import AuditLogError, ExportTooLarge
 from auditlog.evidence.export import (
     CSV_COLUMNS,
     MEDIA_TYPES,
-    ExportLimits,
     Tally,
     check_cap,
     count_rows,
@@ -42,7 +41,6 @@ from auditlog.evidence.export import (
     export_event,
     export_filename,
     filter_record,
-    load_limits,
     ndjson_blobs,
     snapshot,
 )
@@ -51,6 +49,7 @@ from auditlog.integrity.database import db_checkpoints
 from auditlog.integrity.keys import public_pem
 from auditlog.model import OutcomeName, utc_text
 from auditlog.query.filters import Filters
+from auditlog.settings import ExportSettings
 from auditlog.store import AuditLog, Receipt
 
 CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
@@ -182,7 +181,7 @@ class _Job:
     log: AuditLog
     actor: Mapping[str, Any]
     now: datetime
-    limits: ExportLimits
+    limits: ExportSettings
 
 
 def _chains(runs: Runs) -> dict[str, Any]:
@@ -260,7 +259,7 @@ def write_bundle(
     log: AuditLog,
     actor: Mapping[str, Any],
     context: Mapping[str, Any] | None = None,
-    limits: ExportLimits | None = None,
+    limits: ExportSettings | None = None,
     now: datetime | None = None,
 ) -> BundleResult:
     """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
@@ -271,7 +270,7 @@ def write_bundle(
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
     job = _Job(engine, filters or Filters(), log, actor, now or datetime.now(UTC),
-               limits or load_limits())  # fmt: skip
+               limits or ExportSettings())  # fmt: skip
     params, window = filter_record(job.filters, job.now)
     name = Path(dest).name if isinstance(dest, str | Path) else export_filename("bundle", job.now)
     details: dict[str, Any] = {"format": "bundle", "file": name}

@@ -2,7 +2,7 @@
 
 Public API::
 
-    ExportLimits, load_limits(env=None)      guard rails (AUDITLOG_MAX_EXPORT_ROWS, ...)
+    ExportSettings (auditlog.settings)       guard rails (AUDITLOG_MAX_EXPORT_ROWS, ...)
     Export(engine, filters, fmt, log=..., actor=...)   iterate for bytes; .result at the end
     csv_chunks(engine, filters, log=..., actor=...)    the CSV as bytes chunks (download button)
     write_export(engine, out, filters, fmt, log=..., actor=...) -> ExportResult
@@ -19,15 +19,11 @@ Errors: :class:`ExportTooLarge` (more rows match than ``max_export_rows``), ``In
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any, Literal
 
 import psycopg
@@ -35,12 +31,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
 from auditlog.db.server import driver_errors
-from auditlog.errors import AuditLogError, ConfigError, ExportTooLarge, FieldError
+from auditlog.errors import AuditLogError, ExportTooLarge, FieldError
 from auditlog.model import OutcomeName, new_event, utc_text
 from auditlog.query.filters import Filters
 from auditlog.query.table import events as _events
 from auditlog.query.table import utc as _utc
 from auditlog.query.timeline import where_clauses
+from auditlog.settings import ExportSettings
 from auditlog.store import AuditLog, Receipt
 
 Format = Literal["csv", "ndjson"]
@@ -48,40 +45,6 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson
 # The leading characters that make a spreadsheet evaluate a cell (OWASP), and the quote
 # that marks an escaped cell; an empty text value is written as a lone quote.
 FORMULA_TRIGGERS = "=+-@\t\r'"
-
-
-@dataclass(frozen=True)
-class ExportLimits:
-    """Export guard rails; env ``AUDITLOG_<NAME>`` > ``[auditlog]`` in auditlog.toml > default."""
-
-    max_export_rows: int = field(
-        default=5_000_000, metadata={"help": "most rows one export may hold (0 = no cap)"}
-    )
-    export_timeout_ms: int = field(
-        default=600_000, metadata={"help": "statement timeout of an export's queries"}
-    )
-    export_chunk_bytes: int = field(
-        default=1 << 20, metadata={"help": "size of the chunks an export is streamed in"}
-    )
-
-
-def load_limits(env: Mapping[str, str] | None = None) -> ExportLimits:
-    """Read :class:`ExportLimits` from the environment and ``auditlog.toml``."""
-    env = os.environ if env is None else env
-    path = Path(env.get("AUDITLOG_CONFIG", "auditlog.toml"))
-    table = tomllib.loads(path.read_text("utf-8")).get("auditlog", {}) if path.is_file() else {}
-    values = {}
-    for f in dataclasses.fields(ExportLimits):
-        raw = env.get(f"AUDITLOG_{f.name.upper()}", table.get(f.name))
-        if raw is None or raw == "":
-            continue
-        try:
-            values[f.name] = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"setting {f.name}: {raw!r} is not a whole number") from None
-        if values[f.name] < 0:
-            raise ConfigError(f"setting {f.name}: must not be negative (0 disables the cap)")
-    return ExportLimits(**values)
 
 
 # --- SQL ------------------------------------------------------------------------------------
@@ -204,7 +167,7 @@ class Tally:
 
 
 @contextmanager
-def snapshot(engine: Engine, limits: ExportLimits) -> Iterator[psycopg.Connection[Any]]:
+def snapshot(engine: Engine, limits: ExportSettings) -> Iterator[psycopg.Connection[Any]]:
     """A read-only REPEATABLE READ transaction: every query of one export sees the same rows."""
     with engine.connect() as sa_conn:
         sa_conn = sa_conn.execution_options(
@@ -227,7 +190,7 @@ def count_rows(conn: psycopg.Connection[Any], filters: Filters, now: datetime) -
     return int(row[0]) if row else 0
 
 
-def check_cap(rows: int, limits: ExportLimits) -> None:
+def check_cap(rows: int, limits: ExportSettings) -> None:
     if limits.max_export_rows and rows > limits.max_export_rows:
         raise ExportTooLarge(rows, limits.max_export_rows)
 
@@ -369,14 +332,14 @@ class Export:
         log: AuditLog,
         actor: Mapping[str, Any],
         context: Mapping[str, Any] | None = None,
-        limits: ExportLimits | None = None,
+        limits: ExportSettings | None = None,
         now: datetime | None = None,
     ) -> None:
         if fmt not in MEDIA_TYPES:
             raise FieldError("format", f"{fmt!r} is not one of {', '.join(MEDIA_TYPES)}")
         self.engine, self.filters, self.fmt = engine, filters or Filters(), fmt
         self.log, self.actor, self.context = log, actor, context
-        self.limits = limits or load_limits()
+        self.limits = limits or ExportSettings()
         self.now = now or datetime.now(UTC)
         self.filename = export_filename(fmt, self.now)
         self.tally = Tally()
@@ -449,11 +412,11 @@ def write_export(
 def matching_rows(
     engine: Engine,
     filters: Filters,
-    limits: ExportLimits | None = None,
+    limits: ExportSettings | None = None,
     now: datetime | None = None,
 ) -> int:
     """How many events an export of ``filters`` holds; ExportTooLarge over the cap."""
-    limits = limits or load_limits()
+    limits = limits or ExportSettings()
     with snapshot(engine, limits) as conn:
         rows = count_rows(conn, filters, now or datetime.now(UTC))
     check_cap(rows, limits)

@@ -11,22 +11,21 @@ raise :class:`~auditlog.errors.ConfigError`.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
 from auditlog.errors import ConfigError, GraphError
+from auditlog.settings import GraphSettings, env_name
 
 GRAPH_URL = "https://graph.microsoft.com"
 USERS_PATH = "/v1.0/users?$select=id,userPrincipalName,mail,displayName,accountEnabled&$top=999"
 SERVICE_PRINCIPALS_PATH = (
     "/v1.0/servicePrincipals?$select=id,appId,displayName,accountEnabled&$top=999"
 )
-ENV_PREFIX = "AUDITLOG_GRAPH_"
 
 
 def _as_uuid(text: str) -> str | None:
@@ -211,23 +210,22 @@ def _graph_http_error(response: httpx.Response) -> GraphError:
     )
 
 
-def graph_client_from_env(env: Mapping[str, str] | None = None) -> GraphClient:
-    """A GraphClient from ``AUDITLOG_GRAPH_TENANT_ID``, ``_CLIENT_ID``, ``_CLIENT_SECRET``
-    and (optional) ``AUDITLOG_GRAPH_BASE_URL``.
+def graph_client(settings: GraphSettings) -> GraphClient:
+    """A GraphClient from the ``graph`` settings (``AUDITLOG_GRAPH_TENANT_ID``, ``_CLIENT_ID``,
+    ``_CLIENT_SECRET`` and, optional, ``_BASE_URL``).
 
     Raises
     ------
     ConfigError
-        Naming every required variable that is missing or empty.
+        Naming every required setting that is missing or empty.
     """
-    env = os.environ if env is None else env
-    names = ("TENANT_ID", "CLIENT_ID", "CLIENT_SECRET")
-    missing = [ENV_PREFIX + n for n in names if not env.get(ENV_PREFIX + n)]
+    names = ("tenant_id", "client_id", "client_secret")
+    missing = [env_name("graph", n) for n in names if not getattr(settings, n)]
     if missing:
         raise ConfigError(f"Graph sync needs {', '.join(missing)}; set them, or sync with --csv")
     return GraphClient(
-        env[ENV_PREFIX + "TENANT_ID"],
-        env[ENV_PREFIX + "CLIENT_ID"],
-        env[ENV_PREFIX + "CLIENT_SECRET"],
-        base_url=env.get(ENV_PREFIX + "BASE_URL") or GRAPH_URL,
+        str(settings.tenant_id),
+        str(settings.client_id),
+        str(settings.client_secret),
+        base_url=settings.base_url or GRAPH_URL,
     )

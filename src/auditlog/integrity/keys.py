@@ -85,9 +85,9 @@ class Signer:
 
 def load_signer(settings: Settings) -> Signer:
     """The key from AUDITLOG_SIGNING_KEY, else ``<home>/signing_key.pem`` (created 0600)."""
-    if settings.signing_key:
-        return Signer.from_pem(settings.signing_key)
-    path: Path = settings.key_path
+    if settings.store.signing_key:
+        return Signer.from_pem(settings.store.signing_key)
+    path: Path = settings.store.key_path
     if path.exists():
         return Signer.from_pem(path.read_bytes())
     path.parent.mkdir(parents=True, exist_ok=True)

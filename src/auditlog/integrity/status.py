@@ -88,7 +88,7 @@ def latest_checkpoints(engine: Engine) -> pl.DataFrame:
 def _current_pem(settings: Settings) -> str | None:
     """The installation's signing key as PEM; the key file is only read, never created."""
     try:
-        if settings.signing_key or settings.key_path.is_file():
+        if settings.store.signing_key or settings.store.key_path.is_file():
             return public_pem(load_signer(settings).public)
     except (OSError, ValueError):
         return None

@@ -37,14 +37,14 @@ from auditlog.retention.records import (
     Hold,
     Policy,
     Proposal,
-    RetentionSettings,
     active_holds,
     check_category,
     current_policies,
-    load_retention_settings,
     pending_proposals,
     required_text,
+    validate_policy,
 )
+from auditlog.settings import RetentionSettings
 from auditlog.store import AuditLog
 
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))")
@@ -62,10 +62,10 @@ class Retention:
         Floor, ceiling and whether changes need approval.
     """
 
-    def __init__(self, log: AuditLog, settings: RetentionSettings | None = None) -> None:
+    def __init__(self, log: AuditLog, settings: RetentionSettings) -> None:
         self.log = log
         self.engine = log.engine
-        self.settings = settings or load_retention_settings()
+        self.settings = settings
 
     # -- reading --------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ class Retention:
 
     def validate(self, days: Any, archive_days: Any) -> None:
         """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
-        self.settings.validate(days, archive_days)
+        validate_policy(self.settings, days, archive_days)
 
     # -- events ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Retention's building blocks: errors, guard-rail settings, engines, records, queries.
 
-    RetentionSettings, load_retention_settings()  floor, ceiling, approval, archive directory
+    RetentionSettings (auditlog.settings)         floor, ceiling, approval, archive directory
+    validate_policy(settings, days, archive_days) bounds of a policy
     retention_engine(url), connect_retention(s)   engines acting as auditlog_retention
     Policy, Proposal, Hold, Change                what the tables hold
     current_policies(conn), active_holds(conn)    the state in force
@@ -10,21 +11,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from auditlog.db.server import connect, make_engine
-from auditlog.errors import ConfigError, InvalidPolicy
+from auditlog.errors import InvalidPolicy
 from auditlog.model import CATEGORIES
+from auditlog.settings import RetentionSettings
 
 RETENTION_ROLE = "auditlog_retention"
 
@@ -32,92 +29,30 @@ RETENTION_ROLE = "auditlog_retention"
 # --- settings ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetentionSettings:
-    """Guard rails of retention, from ``AUDITLOG_RETENTION_<NAME>`` or ``[retention]``."""
-
-    min_days: int = dataclasses.field(
-        default=365, metadata={"help": "floor: no policy may keep events fewer days"}
-    )
-    max_days: int = dataclasses.field(default=3650, metadata={"help": "ceiling of a policy"})
-    max_archive_days: int = dataclasses.field(
-        default=3650, metadata={"help": "ceiling of the archive period"}
-    )
-    require_approval: bool = dataclasses.field(
-        default=False, metadata={"help": "a change needs a second compliance lead"}
-    )
-    archive_dir: Path | None = dataclasses.field(
-        default=None, metadata={"help": "where archives go; unset = <home>/archives"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.min_days < 1:
-            raise ConfigError(f"retention.min_days = {self.min_days}: must be at least 1")
-        if self.max_days < self.min_days:
-            raise ConfigError(
-                f"retention.max_days = {self.max_days} is below retention."
-                f"min_days = {self.min_days}; raise max_days"
-            )
-
-    def validate(self, days: Any, archive_days: Any) -> None:
-        """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
-        s = self
-        for name, value in (("days", days), ("archive_days", archive_days)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidPolicy(name, f"{value!r} is not a whole number of days")
-        if days < s.min_days:
-            raise InvalidPolicy(
-                "days",
-                f"{days} days is below the floor of {s.min_days} days: "
-                f"events must be kept at least {s.min_days} days (the floor is "
-                "retention.min_days in auditlog.toml)",
-            )
-        if days > s.max_days:
-            raise InvalidPolicy(
-                "days",
-                f"{days} days is above the ceiling of {s.max_days} days "
-                "(retention.max_days in auditlog.toml)",
-            )
-        if not 0 <= archive_days <= s.max_archive_days:
-            raise InvalidPolicy(
-                "archive_days",
-                f"{archive_days} is outside 0..{s.max_archive_days}"
-                " days (retention.max_archive_days in auditlog.toml)",
-            )
-
-    def archive_root(self, home: Path) -> Path:
-        return self.archive_dir if self.archive_dir is not None else home / "archives"
-
-
-def _coerce(name: str, raw: Any, kind: str) -> Any:
-    if kind == "bool":
-        text = str(raw).strip().lower()
-        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ConfigError(f"retention.{name}: {raw!r} is not true or false")
-        return text in ("1", "true", "yes", "on")
-    if "Path" in kind:
-        return Path(raw)
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"retention.{name}: {raw!r} is not a whole number") from None
-
-
-def load_retention_settings(
-    env: Mapping[str, str] | None = None, **overrides: Any
-) -> RetentionSettings:
-    """Env ``AUDITLOG_RETENTION_<NAME>`` > ``[retention]`` of ``auditlog.toml`` > default."""
-    env = os.environ if env is None else env
-    path = Path(env.get("AUDITLOG_CONFIG") or "auditlog.toml")
-    table = tomllib.loads(path.read_text("utf-8")).get("retention", {}) if path.is_file() else {}
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(RetentionSettings):
-        raw = overrides.get(
-            f.name, env.get(f"AUDITLOG_RETENTION_{f.name.upper()}", table.get(f.name))
+def validate_policy(s: RetentionSettings, days: Any, archive_days: Any) -> None:
+    """Raise :class:`InvalidPolicy` naming the field unless both are within ``s``'s bounds."""
+    for name, value in (("days", days), ("archive_days", archive_days)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidPolicy(name, f"{value!r} is not a whole number of days")
+    if days < s.min_days:
+        raise InvalidPolicy(
+            "days",
+            f"{days} days is below the floor of {s.min_days} days: "
+            f"events must be kept at least {s.min_days} days (the floor is "
+            "retention.min_days in auditlog.toml)",
         )
-        if raw is not None and raw != "":
-            values[f.name] = _coerce(f.name, raw, str(f.type))
-    return RetentionSettings(**values)
+    if days > s.max_days:
+        raise InvalidPolicy(
+            "days",
+            f"{days} days is above the ceiling of {s.max_days} days "
+            "(retention.max_days in auditlog.toml)",
+        )
+    if not 0 <= archive_days <= s.max_archive_days:
+        raise InvalidPolicy(
+            "archive_days",
+            f"{archive_days} is outside 0..{s.max_archive_days}"
+            " days (retention.max_archive_days in auditlog.toml)",
+        )
 
 
 # --- engines -----------------------------------------------------------------------------

@@ -51,10 +51,10 @@ from auditlog.integrity.checkpoints import anchor_message
 from auditlog.model import CATEGORIES, new_event
 from auditlog.retention.records import (
     Policy,
-    RetentionSettings,
     active_holds,
     current_policies,
 )
+from auditlog.settings import RetentionSettings
 from auditlog.store import AuditLog
 
 EVENT_NAMESPACE = uuid.UUID("0d6c3f4e-4b1a-5c7e-9f2d-3a8b6e1c5d40")

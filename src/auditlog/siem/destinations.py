@@ -279,8 +279,8 @@ def authorize(
 ) -> None:
     """Raise PermissionDenied unless ``role`` may configure the SIEM; log a refusal first.
 
-    The refusal is ``action`` (e.g. ``siem.destination_added``) with outcome ``denied``, naming the role and what was
-    attempted (``details``: never a secret).
+    The refusal is ``action`` (e.g. ``siem.destination_added``) with outcome ``denied``,
+    naming the role and what was attempted (``details``: never a secret).
     """
     try:
         access.require(role, "siem.configure")

@@ -185,11 +185,12 @@ def run_stream(
     names: Iterable[str] | None = None,
     once: bool = False,
     poll_seconds: float = 2.0,
+    reload_seconds: float = 5.0,
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or, with ``once``, until caught up); exit code."""
     if once:
         return 0 if drain_all(engine, names) else 1
-    streamer = Streamer(engine, names, poll_seconds)
+    streamer = Streamer(engine, names, poll_seconds, reload_seconds)
 
     def _stop(_signum: int, _frame: Any) -> None:
         streamer.stop_event.set()
