@@ -16,11 +16,12 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import HASHED_FIELDS
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
 from auditlog.integrity.checkpoints import signature_ok
 from auditlog.integrity.database import db_checkpoints, verify_database
 from auditlog.integrity.keys import Signer
-from auditlog.integrity.rule import HASHED_FIELDS, row_to_record
+from auditlog.integrity.rule import row_to_record
 from auditlog.settings import Settings, load_settings
 from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
 from tests.support.factories import json_values, valid

@@ -19,8 +19,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import CSV_COLUMNS
 from auditlog.evidence.bundle import CONTROLS, manifest_message, write_bundle
-from auditlog.evidence.export import CSV_COLUMNS, ExportLimits
+from auditlog.evidence.export import ExportLimits
 from auditlog.evidence.verify import BundleReport, csv_record, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.keys import Signer, load_signer, public_pem

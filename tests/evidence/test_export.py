@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import COPY_COLUMNS, CSV_COLUMNS
 from auditlog.errors import ConfigError
 from auditlog.evidence.export import (
-    CSV_COLUMNS,
     ExportLimits,
     ExportTooLarge,
     csv_chunks,
@@ -29,7 +29,7 @@ from auditlog.evidence.verify import csv_record
 from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.query.filters import Filters
 from auditlog.settings import Settings
-from auditlog.store import COPY_COLUMNS, AuditLog
+from auditlog.store import AuditLog
 from tests.support.cli import make_cli
 from tests.support.factories import ACTOR, valid
 from tests.support.hostile import hostile_events

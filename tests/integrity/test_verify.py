@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import jcs
+from auditlog.columns import HASHED_FIELDS
 from auditlog.integrity.checkpoints import checkpoint_message
 from auditlog.integrity.database import verify_database
 from auditlog.integrity.keys import Signer
-from auditlog.integrity.rule import HASHED_FIELDS, chain_hash, record_bytes, row_to_record
+from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.integrity.verifier import Problem
 from auditlog.store import AuditLog
 from tests.support.factories import json_values, tamper, valid
