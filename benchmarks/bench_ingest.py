@@ -18,12 +18,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import fresh_database, rate, server_url
 
+from auditlog.columns import COPY_COLUMNS
 from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
 from auditlog.integrity.database import verify_database
 from auditlog.integrity.keys import Signer
 from auditlog.settings import load_settings
-from auditlog.store import COPY_COLUMNS, COPY_SQL, AuditLog
+from auditlog.store import COPY_SQL, AuditLog
 
 
 def ingest(log: AuditLog, events: list[dict], batch: int) -> float:

@@ -2,7 +2,7 @@
 
 Verification reads the whole log, so it runs on request; its result is kept for this view
 until the next press. The public key lets anyone check checkpoints and evidence bundles
-offline (``auditlog verify-bundle``).
+offline (``auditlog verify --bundle FILE``).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def pg_server_url() -> Iterator[URL]:
 
     # Not under pytest's 0700 tmp tree: the server runs as its own OS user when we are root.
     home = Path(tempfile.mkdtemp(prefix="auditlog-pg-"))
-    server = pgserver.get_server(str(home / "pgdata"), cleanup_mode="delete")
+    server = pgserver.get_server(str(home / "pgdata"), cleanup_mode="delete")  # type: ignore[attr-defined]
     yield sa.make_url(server.get_uri()).set(drivername="postgresql+psycopg")
 
 

@@ -24,7 +24,7 @@ from auditlog.diff import (
     summary,
 )
 
-POLICY = {
+POLICY: dict[str, Any] = {
     "name": "mfa-required",
     "enabled": True,
     "conditions": {
@@ -179,7 +179,10 @@ def test_highlighted_marks_changed_lines_on_each_side() -> None:
     before = {"enabled": True, "locations": ["EU"], "old": {"a": 1}}
     after = {"enabled": False, "locations": ["EU", "US"], "new": 1}
     left, right = highlighted(before, after)
-    marked = lambda lines: [(ln.text.strip(), ln.kind) for ln in lines if ln.kind]  # noqa: E731
+
+    def marked(lines: list[Any]) -> list[tuple[str, str | None]]:
+        return [(ln.text.strip(), ln.kind) for ln in lines if ln.kind]
+
     assert marked(left) == [
         ('"enabled": true,', "changed"),
         ('"old": {', "removed"),
@@ -232,13 +235,17 @@ states = st.dictionaries(st.text(max_size=4), json_values, max_size=5)
 
 
 @given(states, states)
-def test_diff_is_empty_exactly_when_states_are_equal(before: dict, after: dict) -> None:
+def test_diff_is_empty_exactly_when_states_are_equal(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
     same = json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
     assert (diff(before, after) == []) == same
 
 
 @given(states, states)
-def test_every_changed_line_is_marked_and_rendering_is_json(before: dict, after: dict) -> None:
+def test_every_changed_line_is_marked_and_rendering_is_json(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
     left, right = highlighted(before, after)
     assert json.loads("\n".join(ln.text for ln in left)) == before
     assert json.loads("\n".join(ln.text for ln in right)) == after
@@ -267,7 +274,9 @@ def test_a_key_ending_in_a_newline_is_quoted_in_the_path() -> None:
 
 
 @given(states, states)
-def test_every_path_names_the_value_it_reports(before: dict, after: dict) -> None:
+def test_every_path_names_the_value_it_reports(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
     for ch in diff(before, after):
         if ch.kind == "removed":
             assert _resolve(before, ch.path) == ch.old

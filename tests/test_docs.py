@@ -74,3 +74,14 @@ def test_the_check_for_unknown_commands_can_fail() -> None:
         ("retention", "run"),
         ("verify",),
     }
+
+
+CODE = sorted(
+    [ROOT / "app.py", *ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("src/**/*.py")]
+)
+
+
+@pytest.mark.parametrize("path", CODE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_and_messages_name_no_command_that_does_not_exist(path: Path) -> None:
+    unknown = {" ".join(m) for m in _mentions(path.read_text("utf-8")) if m not in COMMANDS}
+    assert not unknown, f"{path.name} names commands that do not exist: {sorted(unknown)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -40,7 +42,7 @@ def test_view_event_carries_page_and_nonempty_filters() -> None:
     assert ev["details"] == {"page": "timeline", "filters": {"outcome": "denied"}}
 
 
-def _rows(engine: Engine) -> list[dict]:
+def _rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.text(
             "SELECT action, actor, details, correlation_id, source_ip::text AS ip "

@@ -16,11 +16,12 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import HASHED_FIELDS
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
 from auditlog.integrity.checkpoints import signature_ok
 from auditlog.integrity.database import db_checkpoints, verify_database
 from auditlog.integrity.keys import Signer
-from auditlog.integrity.rule import HASHED_FIELDS, row_to_record
+from auditlog.integrity.rule import row_to_record
 from auditlog.settings import Settings, load_settings
 from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
 from tests.support.factories import json_values, valid
@@ -28,17 +29,19 @@ from tests.support.factories import json_values, valid
 
 def count(engine: Engine) -> int:
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+        return int(conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one())
 
 
 def rows(engine: Engine, category: str) -> list[Any]:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT seq, prev_hash, entry_hash FROM events WHERE category = :c ORDER BY seq"
-            ),
-            {"c": category},
-        ).all()
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT seq, prev_hash, entry_hash FROM events WHERE category = :c ORDER BY seq"
+                ),
+                {"c": category},
+            ).all()
+        )
 
 
 def test_first_entry_starts_chain_at_seq_1_with_zero_prev_hash(log: AuditLog) -> None:

@@ -15,14 +15,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_str
 from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
+from auditlog.columns import COPY_COLUMNS
+from auditlog.db.tables import signing_keys
 from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
 from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
 from auditlog.integrity.database import db_anchor
@@ -34,28 +37,6 @@ NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
 STRIDE = 8  # rows written per STRIDE events validated
 FIRST_CHUNK = 100  # the server waits while the first chunk is validated: keep it short
-COPY_COLUMNS = (
-    "category",
-    "seq",
-    "event_id",
-    "action",
-    "outcome",
-    "occurred_at",
-    "occurred_offset",
-    "recorded_at",
-    "clock_skew",
-    "actor",
-    "target",
-    "before",
-    "after",
-    "source_ip",
-    "user_agent",
-    "correlation_id",
-    "details",
-    "prev_hash",
-    "entry_hash",
-    "record",
-)
 COPY_SQL = f"COPY events ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 ACTOR_KEYS = ("type", "id", "display_name", "upn", "entra_object_id", "tenant_id", "resolved")
 ActorResolver = Callable[[Actor], Actor]
@@ -292,13 +273,9 @@ class AuditLog:
 
     def _register_key(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO signing_keys (key_id, public_key) VALUES (:k, :p) "
-                    "ON CONFLICT (key_id) DO NOTHING"
-                ),
-                {"k": self.signer.key_id, "p": public_pem(self.signer.public).encode()},
-            )
+            pem = public_pem(self.signer.public).encode()
+            stmt = pg_insert(signing_keys).values(key_id=self.signer.key_id, public_key=pem)
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key_id"]))
 
     def record(self, event: Any) -> Receipt:
         """Append one event (dict, JSON text or AuditEvent); return its receipt."""

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from auditlog.archive.export import EXPORT_COLUMNS, write_csv
 from auditlog.archive.files import SCHEMA, manifest_path, verify_archive
+from auditlog.columns import CSV_COLUMNS
 from auditlog.errors import IntegrityFailure, NotFound
-from auditlog.evidence.export import CSV_COLUMNS
 from auditlog.evidence.verify import csv_record
 from auditlog.integrity.keys import Signer
 from auditlog.integrity.verifier import ChainVerifier

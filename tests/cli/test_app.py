@@ -28,7 +28,7 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 def count(engine: Engine) -> int:
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+        return int(conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one())
 
 
 def write_ndjson(path: Path, lines: list[Any]) -> Path:

@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import CSV_COLUMNS
 from auditlog.evidence.bundle import CONTROLS, manifest_message, write_bundle
-from auditlog.evidence.export import CSV_COLUMNS
 from auditlog.evidence.verify import BundleReport, csv_record, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.keys import Signer, load_signer, public_pem
@@ -71,7 +71,8 @@ def rewrite(src: Path, edits: dict[str, Callable[[bytes], bytes]], name: str = "
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
             data = zin.read(item.filename)
-            zout.writestr(item.filename, edits.get(item.filename, lambda b: b)(data))
+            edit = edits.get(item.filename)
+            zout.writestr(item.filename, edit(data) if edit else data)
     return dst
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from auditlog.columns import COPY_COLUMNS, CSV_COLUMNS
 from auditlog.errors import ConfigError, ExportTooLarge
 from auditlog.evidence.export import (
-    CSV_COLUMNS,
     csv_chunks,
     matching_rows,
     write_export,
@@ -26,7 +26,7 @@ from auditlog.evidence.verify import csv_record
 from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.query.filters import Filters
 from auditlog.settings import ExportSettings, Settings, load_settings
-from auditlog.store import COPY_COLUMNS, AuditLog
+from auditlog.store import AuditLog
 from tests.support.cli import make_cli
 from tests.support.factories import ACTOR, valid
 from tests.support.hostile import hostile_events
@@ -173,7 +173,7 @@ def test_chunks_add_up_to_the_file_and_breaking_off_is_recorded_as_failure(
     assert parse(b"".join(chunks))[1:] == parse(export_bytes(reader_engine, log))[1:41]
     stream = csv_chunks(reader_engine, Filters(), log=log, actor=ACTOR, limits=LIMITS)
     next(stream)
-    stream.close()  # the browser went away
+    stream.close()  # type: ignore[attr-defined]  # the browser went away (a generator)
     event = last_event(reader_engine)
     assert (event["outcome"], event["details"]["error"]) == ("failure", "export broken off")
 

@@ -164,7 +164,7 @@ def test_reader_role_cannot_change_the_directory(
 def test_resolver_fills_identity_from_upn_mail_or_object_id(
     directory: Directory, given: dict[str, str]
 ) -> None:
-    resolved = directory.resolver()(Actor(type="user", **given))
+    resolved = directory.resolver()(Actor(type="user", **given))  # type: ignore[arg-type]
 
     assert resolved.resolved is True
     assert resolved.entra_object_id == ZOE
@@ -215,7 +215,7 @@ def test_unknown_actor_is_kept_as_given_and_marked_unresolved(directory: Directo
 def test_actor_contradicting_the_directory_stays_unresolved(
     directory: Directory, given: dict[str, str]
 ) -> None:
-    resolved = directory.resolver()(Actor(type="user", **given))
+    resolved = directory.resolver()(Actor(type="user", **given))  # type: ignore[arg-type]
 
     assert resolved.resolved is False
     assert resolved.display_name is None
@@ -243,7 +243,7 @@ def test_resolver_reads_the_directory_once_for_a_whole_batch(
 
 def test_refresh_picks_up_principals_added_after_the_first_load(directory: Directory) -> None:
     resolve = directory.resolver(max_age_seconds=None)
-    newcomer = Principal(object_id=uuid.uuid4(), type="user", upn="new@contoso.com",
+    newcomer = Principal(object_id=str(uuid.uuid4()), type="user", upn="new@contoso.com",
                          display_name="New Hire", tenant_id=TENANT, source="csv")  # fmt: skip
     assert resolve(Actor(type="user", upn="new@contoso.com")).resolved is False
 
@@ -348,7 +348,7 @@ def serve_tenant(fake: FakeGraph, users: list[dict[str, Any]], *, throttle: bool
     first = {"value": users[:2], "@odata.nextLink": f"{fake.url}/v1.0/users?$skiptoken=p2"}
     fake.page("/v1.0/users", None, (200, {}, first))
     throttled = (429, {"Retry-After": "0"}, {"error": {"code": "TooManyRequests"}})
-    second = (200, {}, {"value": users[2:]})
+    second: tuple[int, dict[str, str], dict[str, Any]] = (200, {}, {"value": users[2:]})
     fake.page("/v1.0/users", "p2", *([throttled, second] if throttle else [second]))
     sp = {"id": ENGINE_SP, "appId": ENGINE_APP, "displayName": "Policy Engine",
           "accountEnabled": True}  # fmt: skip
@@ -385,7 +385,7 @@ def test_graph_sync_removes_principals_deleted_in_entra_but_keeps_csv_ones(
     engine: Engine, fake_graph: FakeGraph, graph: GraphClient
 ) -> None:
     directory = Directory(engine)
-    csv_only = Principal(object_id=uuid.uuid4(), type="user", upn="contractor@contoso.com",
+    csv_only = Principal(object_id=str(uuid.uuid4()), type="user", upn="contractor@contoso.com",
                          tenant_id=TENANT, source="csv")  # fmt: skip
     directory.upsert([csv_only])
     serve_tenant(fake_graph, USERS)

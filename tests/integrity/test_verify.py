@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 import rfc8785
 import sqlalchemy as sa
@@ -12,11 +13,13 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import jcs
+from auditlog.columns import HASHED_FIELDS
 from auditlog.integrity.checkpoints import checkpoint_message
 from auditlog.integrity.database import verify_database
 from auditlog.integrity.keys import Signer
-from auditlog.integrity.rule import HASHED_FIELDS, chain_hash, record_bytes, row_to_record
+from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.integrity.verifier import Problem
+from auditlog.settings import Settings
 from auditlog.store import AuditLog
 from tests.support.factories import json_values, tamper, valid
 
@@ -169,7 +172,7 @@ def test_checkpoint_from_an_untrusted_key_is_refused(log: AuditLog) -> None:
 
 
 def test_verify_cli_exits_1_and_names_first_bad_row(
-    log: AuditLog, admin_engine: Engine, settings: object, monkeypatch: object
+    log: AuditLog, admin_engine: Engine, settings: Settings
 ) -> None:
     from typer.testing import CliRunner
 
@@ -178,9 +181,9 @@ def test_verify_cli_exits_1_and_names_first_bad_row(
     fill(log)
     tamper(admin_engine, "DELETE FROM events WHERE category = 'governance' AND seq = 2")
     env = {
-        "AUDITLOG_DATABASE_URL": settings.store.database_url,
+        "AUDITLOG_DATABASE_URL": str(settings.store.database_url),
         "AUDITLOG_HOME": str(settings.store.home),
-    }  # type: ignore[attr-defined]
+    }
     result = CliRunner().invoke(app, ["verify"], env=env)
     assert result.exit_code == 1
     assert "governance seq 2: row missing" in result.output
@@ -191,7 +194,7 @@ def test_verify_cli_exits_1_and_names_first_bad_row(
 
 @settings(max_examples=400, deadline=None)
 @given(json_values)
-def test_fast_canonicaliser_is_byte_identical_to_rfc8785(value: object) -> None:
+def test_fast_canonicaliser_is_byte_identical_to_rfc8785(value: Any) -> None:
     try:
         expected = rfc8785.dumps(value)
     except rfc8785.CanonicalizationError:
@@ -241,8 +244,8 @@ def test_an_independent_implementation_of_docs_integrity_agrees(log: AuditLog) -
         ]
     )
 
-    def ts(value: object) -> str:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[attr-defined]
+    def ts(value: datetime) -> str:
+        return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
     def ip(value: object) -> str | None:
         if value is None:

@@ -80,8 +80,10 @@ def server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
 
 
 def test_filter_then_open_a_diff_and_its_correlation(server: str) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() waits 5 s by default: too little for a first render on a loaded 2-core machine.
+    expect.set_options(timeout=20_000)
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing; run `bash scripts/system-deps.sh` (Debian chromium)")
     ARTIFACTS.mkdir(exist_ok=True)

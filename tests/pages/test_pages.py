@@ -49,20 +49,20 @@ def app_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, tmp_path: Path)
 
 
 @pytest.fixture
-def seeded(log: AuditLog, app_env: None) -> list[dict]:
+def seeded(log: AuditLog, app_env: None) -> list[dict[str, Any]]:
     events = list(demo_events(300, seed=3, days=30))
     log.record_many(events)
     return events
 
 
-def _self_events(engine: Engine, action: str) -> list[dict]:
+def _self_events(engine: Engine, action: str) -> list[dict[str, Any]]:
     stmt = sa.text("SELECT outcome, actor, details FROM events WHERE action = :a "
                    "AND target->>'id' LIKE 'auditlog%' ORDER BY seq")  # fmt: skip
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt, {"a": action}).mappings()]
 
 
-def _with_state(events: list[dict]) -> dict:
+def _with_state(events: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in events if e.get("before") and e.get("correlation_id"))
 
 
@@ -74,7 +74,7 @@ def _table_ids(at: AppTest) -> list[str]:
     return list(at.dataframe[0].value["event id"])
 
 
-def test_every_page_renders_without_exception(seeded: list[dict]) -> None:
+def test_every_page_renders_without_exception(seeded: list[dict[str, Any]]) -> None:
     ev = _with_state(seeded)
     params = {"timeline": {"category": "governance"}, "correlation": {
         "correlation_id": ev["correlation_id"]}, "diff": {"event": ev["event_id"]}, "retention": {},
@@ -89,7 +89,7 @@ def test_every_page_renders_without_exception(seeded: list[dict]) -> None:
 
 
 def test_timeline_without_filters_shows_every_event_newest_first(
-    seeded: list[dict], reader_engine: Engine
+    seeded: list[dict[str, Any]], reader_engine: Engine
 ) -> None:
     at = app().run()
     total = count(reader_engine, Filters())
@@ -101,7 +101,7 @@ def test_timeline_without_filters_shows_every_event_newest_first(
 
 
 def test_filter_narrows_table_to_exactly_what_search_returns(
-    seeded: list[dict], reader_engine: Engine
+    seeded: list[dict[str, Any]], reader_engine: Engine
 ) -> None:
     at = app().run()
     _labelled(at.multiselect, "Category").set_value(["governance"])
@@ -116,7 +116,9 @@ def test_filter_narrows_table_to_exactly_what_search_returns(
     assert at.markdown[0].value.startswith(f"**{n}** events match")
 
 
-def test_bookmarked_url_opens_the_same_view(seeded: list[dict], reader_engine: Engine) -> None:
+def test_bookmarked_url_opens_the_same_view(
+    seeded: list[dict[str, Any]], reader_engine: Engine
+) -> None:
     actor = next(e["actor"]["upn"] for e in seeded if e["actor"].get("upn"))
     at = app()
     at.query_params = {"actor": actor, "last": "90d"}
@@ -138,7 +140,9 @@ def test_older_button_pages_by_keyset(log: AuditLog, app_env: None, reader_engin
     assert any("Events 51-100 of" in c.value for c in at.caption)
 
 
-def test_views_are_logged_once_per_distinct_view(seeded: list[dict], engine: Engine) -> None:
+def test_views_are_logged_once_per_distinct_view(
+    seeded: list[dict[str, Any]], engine: Engine
+) -> None:
     at = app().run()
     at.run()  # a rerun
     at.form_submit_button[0].click().run()  # applying unchanged filters
@@ -155,7 +159,7 @@ def test_views_are_logged_once_per_distinct_view(seeded: list[dict], engine: Eng
 
 
 def test_user_without_a_role_sees_only_a_message(
-    seeded: list[dict], engine: Engine, monkeypatch: pytest.MonkeyPatch
+    seeded: list[dict[str, Any]], engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUDITLOG_USER", "mallory@contoso.com")
     at = app().run()
@@ -169,7 +173,7 @@ def test_user_without_a_role_sees_only_a_message(
 
 
 def test_auditor_cannot_reach_a_page_that_needs_another_role(
-    seeded: list[dict], engine: Engine, monkeypatch: pytest.MonkeyPatch
+    seeded: list[dict[str, Any]], engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(access.PERMISSIONS, "diff", frozenset({"compliance_lead", "admin"}))
     assert "Before/after diff" not in [p.title for p in nav.shown("auditor")]  # not shown
@@ -184,7 +188,7 @@ def test_auditor_cannot_reach_a_page_that_needs_another_role(
 
 
 def test_compliance_lead_reaches_that_page(
-    seeded: list[dict], monkeypatch: pytest.MonkeyPatch
+    seeded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(access.PERMISSIONS, "diff", frozenset({"compliance_lead", "admin"}))
     monkeypatch.setenv("AUDITLOG_USER", "lead@contoso.com")
@@ -218,7 +222,7 @@ def test_oidc_user_gets_role_from_entra_group(app_env: None, engine: Engine) -> 
     assert (login["actor"]["upn"], login["details"]["method"]) == ("bob@contoso.com", "oidc")
 
 
-def test_changing_time_zone_changes_displayed_offsets(seeded: list[dict]) -> None:
+def test_changing_time_zone_changes_displayed_offsets(seeded: list[dict[str, Any]]) -> None:
     at = app(tz="Asia/Kolkata").run()
     assert at.dataframe[0].value["time"][0].endswith("+05:30")
     at.sidebar.selectbox(key="tz").set_value("UTC").run()
@@ -226,7 +230,7 @@ def test_changing_time_zone_changes_displayed_offsets(seeded: list[dict]) -> Non
 
 
 def test_correlation_page_lists_every_related_event_in_time_order(
-    seeded: list[dict], reader_engine: Engine
+    seeded: list[dict[str, Any]], reader_engine: Engine
 ) -> None:
     cid = _with_state(seeded)["correlation_id"]
     at = app().run()
@@ -239,7 +243,7 @@ def test_correlation_page_lists_every_related_event_in_time_order(
 
 
 def test_diff_page_shows_changes_and_the_target_story(
-    seeded: list[dict], reader_engine: Engine
+    seeded: list[dict[str, Any]], reader_engine: Engine
 ) -> None:
     ev = _with_state(seeded)
     at = app().run()
@@ -263,7 +267,7 @@ def test_diff_page_names_a_creation_as_such(log: AuditLog, app_env: None) -> Non
     assert list(at.dataframe[0].value["kind"]) == ["added"]
 
 
-def test_unknown_event_id_is_reported_not_raised(seeded: list[dict]) -> None:
+def test_unknown_event_id_is_reported_not_raised(seeded: list[dict[str, Any]]) -> None:
     at = app().run()
     at.query_params = {"event": "00000000-0000-0000-0000-000000000000"}
     at.switch_page("pages/diff.py").run()
@@ -272,7 +276,7 @@ def test_unknown_event_id_is_reported_not_raised(seeded: list[dict]) -> None:
 
 
 def test_timeline_offers_the_current_view_as_csv(
-    seeded: list[dict], monkeypatch: pytest.MonkeyPatch
+    seeded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = app().run()
     buttons = at.get("download_button")

@@ -262,7 +262,7 @@ def test_new_events_reach_the_receiver_within_a_second_of_commit(
             receipt = log.record(valid())
             start = time.monotonic()
             assert wait_until(
-                lambda r=receipt: r.event_id in event_ids(rsyslog.messages()),
+                lambda r=receipt: r.event_id in event_ids(rsyslog.messages()),  # type: ignore[misc]
                 timeout=5,
                 every=0.005,
             )

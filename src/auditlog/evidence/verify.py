@@ -30,6 +30,7 @@ from typing import IO, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from auditlog.columns import CSV_COLUMNS, CSV_KINDS
 from auditlog.evidence.bundle import (
     CSV_NAME,
     MANIFEST,
@@ -38,7 +39,6 @@ from auditlog.evidence.bundle import (
     SIGNATURE,
     manifest_message,
 )
-from auditlog.evidence.export import COLUMN_KINDS, CSV_COLUMNS
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.integrity.rule import ZERO_HASH, record_bytes, record_seq
@@ -87,7 +87,7 @@ def csv_record(cells: list[str]) -> dict[str, Any]:
     if len(cells) != len(CSV_COLUMNS):
         raise ValueError(f"has {len(cells)} cells, expected {len(CSV_COLUMNS)}")
     out = {}
-    for (name, kind), cell in zip(COLUMN_KINDS.items(), cells, strict=True):
+    for (name, kind), cell in zip(CSV_KINDS.items(), cells, strict=True):
         try:
             out[name] = _decode(kind, cell)
         except ValueError as exc:
@@ -255,7 +255,7 @@ def _written_at(rec: dict[str, Any], prev: bytes, entry: bytes) -> int | None:
         for cand in (rec["seq"] - delta, rec["seq"] + delta):
             rb = record_bytes({**rec, "seq": cand})
             if cand >= 1 and hashlib.sha256(prev + rb).digest() == entry:
-                return cand
+                return int(cand)
     return None
 
 

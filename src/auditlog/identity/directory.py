@@ -38,27 +38,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
+from auditlog.db.tables import principals as principals_table
 from auditlog.model import Actor
 
 CSV_COLUMNS = ("object_id", "upn", "mail", "display_name", "type", "tenant_id")
 CSV_OPTIONAL_COLUMNS = ("app_id", "account_enabled")
 DEMO_TENANT_ID = "7b0f3c6e-2d4a-4c1b-9e8f-1a2b3c4d5e6f"
-
-_metadata = sa.MetaData()
-principals_table = sa.Table(
-    "principals",
-    _metadata,
-    sa.Column("object_id", sa.Uuid(as_uuid=False), primary_key=True),
-    sa.Column("type", sa.Text, nullable=False),
-    sa.Column("upn", sa.Text),
-    sa.Column("mail", sa.Text),
-    sa.Column("display_name", sa.Text),
-    sa.Column("tenant_id", sa.Text),
-    sa.Column("app_id", sa.Text),
-    sa.Column("account_enabled", sa.Boolean),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False),
-)
 
 
 class Principal(BaseModel):

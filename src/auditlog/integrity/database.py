@@ -8,6 +8,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from auditlog.columns import EVENT_COLUMNS, EventColumn
 from auditlog.db.server import driver_errors
 from auditlog.integrity.checkpoints import Checkpoint, anchor_message
 from auditlog.integrity.keys import load_public_key
@@ -22,26 +23,27 @@ _CHAIN_SQL = (
     "WHERE category = %s ORDER BY seq"
 )
 # Every column must still equal its value in the hashed record; the first row where one does
-# not, and which columns differ. Run by the server, in one pass.
-_COLUMN_CHECKS = {
-    "category": "e.category IS DISTINCT FROM r->>'category'",
-    "seq": "e.seq IS DISTINCT FROM (r->>'seq')::bigint",
-    "event_id": "e.event_id IS DISTINCT FROM (r->>'event_id')::uuid",
-    "action": "e.action IS DISTINCT FROM r->>'action'",
-    "outcome": "e.outcome IS DISTINCT FROM r->>'outcome'",
-    "occurred_at": "e.occurred_at IS DISTINCT FROM (r->>'occurred_at')::timestamptz",
-    "occurred_offset": "e.occurred_offset IS DISTINCT FROM (r->>'occurred_offset')::int",
-    "recorded_at": "e.recorded_at IS DISTINCT FROM (r->>'recorded_at')::timestamptz",
-    "clock_skew": "e.clock_skew IS DISTINCT FROM (r->>'clock_skew')::boolean",
-    "actor": "e.actor IS DISTINCT FROM r->'actor'",
-    "target": "e.target IS DISTINCT FROM r->'target'",
-    "before": "e.before IS DISTINCT FROM nullif(r->'before', 'null'::jsonb)",
-    "after": "e.after IS DISTINCT FROM nullif(r->'after', 'null'::jsonb)",
-    "source_ip": "e.source_ip IS DISTINCT FROM (r->>'source_ip')::inet",
-    "user_agent": "e.user_agent IS DISTINCT FROM r->>'user_agent'",
-    "correlation_id": "e.correlation_id IS DISTINCT FROM r->>'correlation_id'",
-    "details": "e.details IS DISTINCT FROM r->'details'",
+# not, and which columns differ. Run by the server, in one pass. How a column reads out of the
+# record ``r`` (jsonb) follows its record form (auditlog.columns).
+_FROM_RECORD = {
+    "text": "r->>'{n}'",
+    "int": "(r->>'{n}')::bigint",
+    "bool": "(r->>'{n}')::boolean",
+    "uuid": "(r->>'{n}')::uuid",
+    "timestamp": "(r->>'{n}')::timestamptz",
+    "ip": "(r->>'{n}')::inet",
+    "json": "r->'{n}'",
 }
+
+
+def _column_check(col: EventColumn) -> str:
+    value = _FROM_RECORD[str(col.record)].format(n=col.name)
+    if col.record == "json" and col.nullable:  # SQL NULL is stored for JSON null
+        value = f"nullif({value}, 'null'::jsonb)"
+    return f"e.{col.name} IS DISTINCT FROM {value}"
+
+
+_COLUMN_CHECKS = {col.name: _column_check(col) for col in EVENT_COLUMNS if col.record}
 _CONSISTENCY_SQL = (
     "SELECT seq, differs FROM (SELECT e.seq, array_remove(ARRAY["
     + ", ".join(f"CASE WHEN {cond} THEN '{col}' END" for col, cond in _COLUMN_CHECKS.items())

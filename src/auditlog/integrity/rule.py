@@ -6,35 +6,15 @@ entry_hash = SHA-256(prev_hash || JCS(record)); record = every stored field but 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from auditlog.canonical import jcs_text
+from auditlog.columns import BY_NAME, CHAIN_FIELDS, HASHED_FIELDS
 from auditlog.model import canonical_ip, utc_text
 
 ZERO_HASH = bytes(32)
-# Sorted as JCS sorts them (all ASCII), so a record can be assembled field by field.
-HASHED_FIELDS = (
-    "action",
-    "actor",
-    "after",
-    "before",
-    "category",
-    "clock_skew",
-    "correlation_id",
-    "details",
-    "event_id",
-    "occurred_at",
-    "occurred_offset",
-    "outcome",
-    "recorded_at",
-    "seq",
-    "source_ip",
-    "target",
-    "user_agent",
-)
-CHAIN_FIELDS = ("prev_hash", "entry_hash")
 
 
 def record_bytes_from_texts(texts: Mapping[str, str]) -> bytes:
@@ -69,28 +49,28 @@ def record_seq(record: bytes) -> int | None:
         return None
 
 
-def row_to_record(row: Mapping[str, Any]) -> dict[str, Any]:
+def _timestamp(value: Any) -> Any:
+    return utc_text(value) if isinstance(value, datetime) else value
+
+
+def _ip(value: Any) -> str | None:
+    return None if value is None else canonical_ip(str(value))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# A stored value (Python type from the driver) -> its record form (auditlog.columns).
+_TO_RECORD: dict[str, Callable[[Any], Any]] = {
+    "text": _same, "json": _same, "int": int, "bool": bool, "uuid": str,
+    "timestamp": _timestamp, "ip": _ip,
+}  # fmt: skip
+_CONVERT = tuple((name, _TO_RECORD[str(BY_NAME[name].record)]) for name in HASHED_FIELDS)
+
+
+def row_to_record(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A database row (Python types) in record form: the JSON values the hash covers."""
-    occurred, recorded = row["occurred_at"], row["recorded_at"]
-    ip = row["source_ip"]
-    return {
-        "action": row["action"],
-        "actor": row["actor"],
-        "after": row["after"],
-        "before": row["before"],
-        "category": row["category"],
-        "clock_skew": bool(row["clock_skew"]),
-        "correlation_id": row["correlation_id"],
-        "details": row["details"],
-        "event_id": str(row["event_id"]),
-        "occurred_at": utc_text(occurred) if isinstance(occurred, datetime) else occurred,
-        "occurred_offset": int(row["occurred_offset"]),
-        "outcome": row["outcome"],
-        "recorded_at": utc_text(recorded) if isinstance(recorded, datetime) else recorded,
-        "seq": int(row["seq"]),
-        "source_ip": None if ip is None else canonical_ip(str(ip)),
-        "target": row["target"],
-        "user_agent": row["user_agent"],
-        "prev_hash": bytes(row["prev_hash"]).hex(),
-        "entry_hash": bytes(row["entry_hash"]).hex(),
-    }
+    record = {name: convert(row[name]) for name, convert in _CONVERT}
+    record.update((name, bytes(row[name]).hex()) for name in CHAIN_FIELDS)
+    return record

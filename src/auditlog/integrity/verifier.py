@@ -80,7 +80,7 @@ class ChainVerifier:
         for delta in range(1, 65):
             for cand in (seq - delta, seq + delta):
                 if cand >= 1 and chain_hash(prev, record_bytes({**rec, "seq": cand})) == stored:
-                    return cand
+                    return int(cand)
         return None
 
     def feed(self, rec: dict[str, Any]) -> bool:

@@ -1,8 +1,8 @@
-"""The ``events`` and ``event_rollup`` tables as SQLAlchemy Core objects, the columns the
-dashboard reads from an event row, and building Polars frames from result rows.
+"""The columns the dashboard reads from an event row, and building Polars frames from them.
 
-Shared by :mod:`auditlog.query` (the timeline) and :mod:`auditlog.drilldown`. JSON keys and
-column names used in SQL come only from here.
+Shared by :mod:`auditlog.query` (the timeline) and :mod:`auditlog.drilldown`. The tables are
+:mod:`auditlog.db.tables` (``events`` and ``rollup`` here); the JSON keys used in SQL come only
+from here.
 """
 
 from __future__ import annotations
@@ -14,40 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 
+from auditlog.columns import polars_type
+from auditlog.db.tables import event_rollup, events
 from auditlog.errors import InvalidFilter
 
-events = sa.table(
-    "events",
-    sa.column("category", sa.Text),
-    sa.column("seq", sa.BigInteger),
-    sa.column("event_id", UUID(as_uuid=True)),
-    sa.column("action", sa.Text),
-    sa.column("outcome", sa.Text),
-    sa.column("occurred_at", sa.DateTime(timezone=True)),
-    sa.column("occurred_offset", sa.SmallInteger),
-    sa.column("recorded_at", sa.DateTime(timezone=True)),
-    sa.column("clock_skew", sa.Boolean),
-    sa.column("actor", JSONB),
-    sa.column("target", JSONB),
-    sa.column("before", JSONB),
-    sa.column("after", JSONB),
-    sa.column("source_ip", INET),
-    sa.column("user_agent", sa.Text),
-    sa.column("correlation_id", sa.Text),
-    sa.column("details", JSONB),
-    sa.column("entry_hash", sa.LargeBinary),
-)
 c = events.c
-rollup = sa.table(
-    "event_rollup",
-    sa.column("hour", sa.DateTime(timezone=True)),
-    sa.column("category", sa.Text),
-    sa.column("action", sa.Text),
-    sa.column("outcome", sa.Text),
-    sa.column("n", sa.BigInteger),
-)
+rollup = event_rollup
 HOUR = timedelta(hours=1)
 _JSON_KEYS = {
     "actor": {"type", "id", "upn", "display_name", "entra_object_id", "tenant_id"},
@@ -68,14 +41,14 @@ def utc(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 
 
 ROW_SCHEMA: dict[str, pl.DataType] = {
-    "event_id": pl.String(),
-    "occurred_at": pl.Datetime("us", "UTC"),
-    "occurred_offset": pl.Int16(),
-    "recorded_at": pl.Datetime("us", "UTC"),
-    "category": pl.String(),
-    "seq": pl.Int64(),
-    "action": pl.String(),
-    "outcome": pl.String(),
+    "event_id": polars_type("event_id"),
+    "occurred_at": polars_type("occurred_at"),
+    "occurred_offset": polars_type("occurred_offset"),
+    "recorded_at": polars_type("recorded_at"),
+    "category": polars_type("category"),
+    "seq": polars_type("seq"),
+    "action": polars_type("action"),
+    "outcome": polars_type("outcome"),
     "actor_type": pl.String(),
     "actor_id": pl.String(),
     "actor_upn": pl.String(),
@@ -84,9 +57,9 @@ ROW_SCHEMA: dict[str, pl.DataType] = {
     "target_type": pl.String(),
     "target_id": pl.String(),
     "target_name": pl.String(),
-    "source_ip": pl.String(),
-    "user_agent": pl.String(),
-    "correlation_id": pl.String(),
+    "source_ip": pl.String(),  # host(inet): the address as text
+    "user_agent": polars_type("user_agent"),
+    "correlation_id": polars_type("correlation_id"),
     "has_before": pl.Boolean(),
     "has_after": pl.Boolean(),
 }

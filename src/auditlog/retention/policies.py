@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from auditlog import access
 from auditlog.access import Identity, Role
+from auditlog.db import tables
 from auditlog.errors import NotFound, PermissionDenied, RetentionRefused
 from auditlog.model import OutcomeName, new_event
 from auditlog.retention.records import (
@@ -47,7 +48,7 @@ from auditlog.retention.records import (
 from auditlog.settings import RetentionSettings
 from auditlog.store import AuditLog
 
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
 
 
 class Retention:
@@ -182,7 +183,7 @@ class Retention:
 
     def _locked(self, conn: Connection, category: str) -> Policy | None:
         """Take the category's retention lock; return its policy in force."""
-        conn.execute(_LOCK, {"k": f"auditlog:retention:{category}"})
+        conn.execute(_LOCK, {"lock_key": f"auditlog:retention:{category}"})
         return current_policies(conn)[category]
 
     def _write_policy(
@@ -198,19 +199,15 @@ class Retention:
         approved: dict[str, Any] | None = None,
     ) -> None:
         conn.execute(
-            sa.text(
-                "INSERT INTO retention_policies (category, days, archive_days, change_id, "
-                "proposed_by, approved_by, reason) VALUES (:c, :d, :a, :id, :p, :ap, :r)"
-            ),
-            {
-                "c": category,
-                "d": after["days"],
-                "a": after["archive_days"],
-                "id": change_id,
-                "p": proposed_by,
-                "ap": who.user if approved else None,
-                "r": reason,
-            },
+            sa.insert(tables.retention_policies).values(
+                category=category,
+                days=after["days"],
+                archive_days=after["archive_days"],
+                change_id=change_id,
+                proposed_by=proposed_by,
+                approved_by=who.user if approved else None,
+                reason=reason,
+            )
         )
         events = [] if approved is None else [approved]
         events.append(
@@ -243,18 +240,14 @@ class Retention:
                     "reject it first"
                 )
             conn.execute(
-                sa.text(
-                    "INSERT INTO retention_proposals (change_id, category, days, archive_days, "
-                    "reason, proposed_by) VALUES (:id, :c, :d, :a, :r, :p)"
-                ),
-                {
-                    "id": change_id,
-                    "c": category,
-                    "d": after["days"],
-                    "a": after["archive_days"],
-                    "r": reason,
-                    "p": who.user,
-                },
+                sa.insert(tables.retention_proposals).values(
+                    change_id=change_id,
+                    category=category,
+                    days=after["days"],
+                    archive_days=after["archive_days"],
+                    reason=reason,
+                    proposed_by=who.user,
+                )
             )
             self.log.record(
                 self._event(
@@ -349,12 +342,9 @@ class Retention:
     ) -> None:
         try:
             with conn.begin_nested():
+                decided = {"decision": decision, "decided_by": who.user, "reason": reason or None}
                 conn.execute(
-                    sa.text(
-                        "INSERT INTO retention_decisions (change_id, decision, decided_by, reason) "
-                        "VALUES (:id, :d, :by, :r)"
-                    ),
-                    {"id": change_id, "d": decision, "by": who.user, "r": reason or None},
+                    sa.insert(tables.retention_decisions).values(change_id=change_id, **decided)
                 )
         except sa.exc.IntegrityError:
             raise RetentionRefused(f"change {change_id} was decided meanwhile") from None
@@ -396,13 +386,14 @@ class Retention:
             self._locked(conn, category)
             if any(h.case_name == case for h in active_holds(conn) if h.category == category):
                 raise RetentionRefused(f"{category} is already on legal hold for case {case!r}")
-            hold_id = conn.execute(
-                sa.text(
-                    "INSERT INTO legal_holds (category, case_name, reason, placed_by) "
-                    "VALUES (:c, :n, :r, :by) RETURNING id"
-                ),
-                {"c": category, "n": case, "r": reason, "by": who.user},
-            ).scalar_one()
+            hold = {
+                "category": category,
+                "case_name": case,
+                "reason": reason,
+                "placed_by": who.user,
+            }
+            holds = tables.legal_holds
+            hold_id = conn.execute(sa.insert(holds).values(hold).returning(holds.c.id)).scalar_one()
             self.log.record(
                 self._event(
                     who,
@@ -432,13 +423,8 @@ class Retention:
             ]
             if not held:
                 raise NotFound(f"{category} has no active legal hold for case {case_name!r}")
-            conn.execute(
-                sa.text(
-                    "INSERT INTO legal_hold_releases (hold_id, reason, released_by) "
-                    "VALUES (:h, :r, :by)"
-                ),
-                {"h": held[0].id, "r": reason, "by": who.user},
-            )
+            release = {"hold_id": held[0].id, "reason": reason, "released_by": who.user}
+            conn.execute(sa.insert(tables.legal_hold_releases).values(release))
             self.log.record(
                 self._event(
                     who,

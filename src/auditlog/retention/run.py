@@ -46,6 +46,7 @@ from auditlog.archive.files import (
     verify_archive,
     write_archive,
 )
+from auditlog.db import tables
 from auditlog.errors import IntegrityFailure, RetentionRefused
 from auditlog.integrity.checkpoints import anchor_message
 from auditlog.model import CATEGORIES, new_event
@@ -271,29 +272,7 @@ class RetentionRun:
         check = require_valid(verify_archive(written.path, self.keys))
         with self.engine.begin() as conn:
             self._match_table(conn, span, written, check)
-            conn.execute(
-                sa.text(
-                    "INSERT INTO archives (category, month, first_seq, last_seq, row_count, "
-                    "first_prev_hash, last_entry_hash, first_recorded_at, last_recorded_at, path, "
-                    "file_sha256, manifest_sha256, bytes) VALUES (:c, :m, :f, :l, :n, :fp, :lh, "
-                    ":fa, :la, :p, :fs, :ms, :b)"
-                ),
-                {
-                    "c": span.category,
-                    "m": span.month,
-                    "f": span.first_seq,
-                    "l": span.last_seq,
-                    "n": span.rows,
-                    "fp": written.first_prev_hash,
-                    "lh": written.last_entry_hash,
-                    "fa": written.manifest["first_recorded_at"],
-                    "la": written.manifest["last_recorded_at"],
-                    "p": span.relpath,
-                    "fs": written.file_sha256,
-                    "ms": written.manifest_sha256,
-                    "b": written.size,
-                },
-            )
+            conn.execute(sa.insert(tables.archives).values(_archive_record(span, written)))
         pause_point("archive_registered")
         rep.archived.append(span.label)
         rep.archived_rows += span.rows
@@ -354,8 +333,8 @@ class RetentionRun:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    sa.text("SELECT auditlog_purge(:id, :k, :s)"),
-                    {"id": a.id, "k": key_id, "s": sig},
+                    sa.text("SELECT auditlog_purge(:archive_id, :key_id, :signature)"),
+                    {"archive_id": a.id, "key_id": key_id, "signature": sig},
                 )
         except sa.exc.DBAPIError as exc:
             reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
@@ -392,7 +371,9 @@ class RetentionRun:
             pause_point("archive_files_deleted")
             with self.engine.begin() as conn:
                 conn.execute(
-                    sa.text("UPDATE archives SET deleted_at = now() WHERE id = :id"), {"id": a.id}
+                    sa.update(tables.archives)
+                    .where(tables.archives.c.id == a.id)
+                    .values(deleted_at=sa.func.now())
                 )
             rep.deleted.append(f"{a.category}-{a.month:%Y-%m}")
             self._log_missing(a.category)
@@ -418,11 +399,28 @@ class RetentionRun:
                         "purged": "purged_event",
                         "archive_deleted": "deleted_event",
                     }[kind]
+                    stmt = sa.update(tables.archives).where(tables.archives.c.id == a.id)
                     with self.engine.begin() as conn:
-                        conn.execute(
-                            sa.text(f"UPDATE archives SET {column} = :e WHERE id = :id"),
-                            {"e": receipt.event_id, "id": a.id},
-                        )
+                        conn.execute(stmt.values({column: receipt.event_id}))
+
+
+def _archive_record(span: Span, written: Written) -> dict[str, Any]:
+    """The ``archives`` row registering ``written`` (its range, ends and hashes)."""
+    return {
+        "category": span.category,
+        "month": span.month,
+        "first_seq": span.first_seq,
+        "last_seq": span.last_seq,
+        "row_count": span.rows,
+        "first_prev_hash": written.first_prev_hash,
+        "last_entry_hash": written.last_entry_hash,
+        "first_recorded_at": written.manifest["first_recorded_at"],
+        "last_recorded_at": written.manifest["last_recorded_at"],
+        "path": span.relpath,
+        "file_sha256": written.file_sha256,
+        "manifest_sha256": written.manifest_sha256,
+        "bytes": written.size,
+    }
 
 
 def step_event(a: ArchiveRow, kind: str, at: datetime) -> dict[str, Any]:

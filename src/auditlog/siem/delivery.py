@@ -27,10 +27,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog import access
 from auditlog.access import Role
+from auditlog.db.tables import siem_dead_letters, siem_state
 from auditlog.errors import DatabaseUnavailable, DeliveryFailed, QueryTimeout
 from auditlog.model import utc_text
 from auditlog.siem.destinations import Destination, get_destination, split_host_port
@@ -228,21 +230,17 @@ class Runner:
         """Advance the durable cursors (and store dead letters) in one transaction."""
         with self.engine.begin() as conn:
             for item, exc in dead:
+                payload = json.dumps(self.dest.formatter().payload(item), ensure_ascii=False)
                 conn.execute(
-                    sa.text(
-                        "INSERT INTO siem_dead_letters (destination_id, stream, position, "
-                        "item_key, http_status, error, payload) "
-                        "VALUES (:d, :s, :p, :k, :h, :e, :b)"
-                    ),
-                    {
-                        "d": self.id,
-                        "s": item.stream,
-                        "p": item.position,
-                        "k": item.key,
-                        "h": exc.http_status,
-                        "e": str(exc)[:2000],
-                        "b": json.dumps(self.dest.formatter().payload(item), ensure_ascii=False),
-                    },
+                    sa.insert(siem_dead_letters).values(
+                        destination_id=self.id,
+                        stream=item.stream,
+                        position=item.position,
+                        item_key=item.key,
+                        http_status=exc.http_status,
+                        error=str(exc)[:2000],
+                        payload=payload,
+                    )
                 )
             for stream, pos in done.items():
                 conn.execute(
@@ -338,13 +336,8 @@ class Runner:
 
     def _state(self, sql: str, params: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO siem_state (destination_id) VALUES (:d) "
-                    "ON CONFLICT (destination_id) DO NOTHING"
-                ),
-                {"d": self.id},
-            )
+            state = pg_insert(siem_state).values(destination_id=self.id)
+            conn.execute(state.on_conflict_do_nothing(index_elements=["destination_id"]))
             conn.execute(sa.text(sql), {"d": self.id, **params})
 
     def failed(self, exc: DeliveryFailed) -> float:

@@ -23,10 +23,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog import access
 from auditlog.access import Identity, Role
+from auditlog.db.tables import siem_cursors, siem_destinations
 from auditlog.errors import InvalidDestination, NotFound, PermissionDenied
 from auditlog.model import CATEGORIES, OutcomeName, new_event
 from auditlog.siem.formats import FORMATS, Formatter, check_hostname, default_hostname
@@ -34,6 +36,7 @@ from auditlog.store import AuditLog, Receipt
 
 TRANSPORTS = ("syslog-tcp", "syslog-tls", "hec", "webhook")
 SIEM_CHANNEL = "auditlog_siem"
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 REDACTED = "[redacted]"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
@@ -304,13 +307,8 @@ def _start_positions(conn: Connection, dest: Destination, start: str) -> dict[st
 
 def _ensure_cursors(conn: Connection, dest_id: int, positions: Mapping[str, int]) -> None:
     for stream, pos in positions.items():
-        conn.execute(
-            sa.text(
-                "INSERT INTO siem_cursors (destination_id, stream, position) VALUES (:d, :s, :p) "
-                "ON CONFLICT (destination_id, stream) DO NOTHING"
-            ),
-            {"d": dest_id, "s": stream, "p": pos},
-        )
+        cursor = pg_insert(siem_cursors).values(destination_id=dest_id, stream=stream, position=pos)
+        conn.execute(cursor.on_conflict_do_nothing(index_elements=["destination_id", "stream"]))
 
 
 def _reason(reason: str | None) -> dict[str, Any]:
@@ -349,23 +347,18 @@ def add_destination(
         )
         if taken:
             raise _bad("name", f"{dest.name!r} already exists; remove it first or choose another")
-        dest_id = conn.scalar(
-            sa.text(
-                "INSERT INTO siem_destinations (name, transport, format, endpoint, options, "
-                "secret, enabled) VALUES (:n, :t, :f, :e, CAST(:o AS jsonb), :s, :en) RETURNING id"
-            ),
-            {
-                "n": dest.name,
-                "t": dest.transport,
-                "f": dest.format,
-                "e": dest.endpoint,
-                "o": json.dumps(dest.options),
-                "s": dest.secret,
-                "en": dest.enabled,
-            },
+        stored = sa.insert(siem_destinations).values(
+            name=dest.name,
+            transport=dest.transport,
+            format=dest.format,
+            endpoint=dest.endpoint,
+            options=dest.options,
+            secret=dest.secret,
+            enabled=dest.enabled,
         )
+        dest_id = conn.scalar(stored.returning(siem_destinations.c.id))
         _ensure_cursors(conn, dest_id, _start_positions(conn, dest, start))
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": dest.name})
+        conn.execute(_NOTIFY, {"channel": SIEM_CHANNEL, "payload": dest.name})
         # Recorded before our commit: a change is never made without its audit event.
         _audit(
             log,
@@ -425,7 +418,7 @@ def change_destination(
             },
         )
         _ensure_cursors(conn, int(old.id or 0), {c: 0 for c in new.categories})
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
+        conn.execute(_NOTIFY, {"channel": SIEM_CHANNEL, "payload": name})
         details: dict[str, Any] = {"secret_changed": "secret" in changes}
         if reason:
             details["reason"] = reason
@@ -456,7 +449,7 @@ def remove_destination(
             ),
             {"id": old.id},
         )
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": SIEM_CHANNEL, "p": name})
+        conn.execute(_NOTIFY, {"channel": SIEM_CHANNEL, "payload": name})
         _audit(
             log,
             "siem.destination_removed",

@@ -84,7 +84,7 @@ def destination_status(engine: Engine, now: datetime | None = None) -> pl.DataFr
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(STATUS_SQL).mappings()]
-    frame = _frame(rows, STATUS_SCHEMA)  # type: ignore[arg-type]
+    frame = _frame(rows, STATUS_SCHEMA)
     age = (pl.lit(now) - pl.col("oldest_undelivered_at")).dt.total_microseconds() / 1e6
     return frame.with_columns(
         lag_events=(pl.col("head_seq").fill_null(0) - pl.col("delivered_seq")).clip(lower_bound=0),

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy.engine import Engine
@@ -90,7 +90,7 @@ class Streamer:
         conn: psycopg.Connection[Any] | None = None
         try:
             raw = self.engine.raw_connection()
-            conn = raw.driver_connection  # type: ignore[assignment]
+            conn = cast("psycopg.Connection[Any]", raw.driver_connection)
             raw.detach()  # a LISTENing connection must not go back to the pool
             assert conn is not None
             conn.rollback()
