@@ -82,8 +82,9 @@ def child(url_text: str, fmt: str) -> None:
     start = time.perf_counter()
     if fmt == "bundle":
         path = home / "bundle.zip"
-        res = write_bundle(reader, path, Filters(categories=("governance",)), log=log,
-                           actor=ACTOR, limits=limits)  # fmt: skip
+        res = write_bundle(
+            reader, path, Filters(categories=("governance",)), log=log, actor=ACTOR, limits=limits
+        )
         out |= {"rows": res.rows, "bytes": res.size, "seconds": time.perf_counter() - start}
         start = time.perf_counter()
         report = verify_bundle(path)
@@ -100,8 +101,14 @@ def child(url_text: str, fmt: str) -> None:
 
 
 def measure(url: URL, fmt: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", fmt, "--database",
-           url.render_as_string(hide_password=False)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        fmt,
+        "--database",
+        url.render_as_string(hide_password=False),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -124,19 +131,27 @@ def main() -> None:
     csv_runs = [measure(url, "csv") for _ in range(args.runs)]
     best = min(csv_runs, key=lambda r: r["seconds"])
     speed, peak = best["rows"] / best["seconds"], max(r["peak_mb"] for r in csv_runs)
-    print(f"CSV export: {best['rows']:,} rows, {best['bytes'] / 1e6:,.0f} MB in "
-          f"{best['seconds']:.2f} s = {speed:,.0f} rows/s (target >= {TARGET_RATE:,}); runs: "
-          + ", ".join(f"{r['rows'] / r['seconds']:,.0f}/s" for r in csv_runs))  # fmt: skip
-    print(f"CSV export peak RSS: {peak:.0f} MB (target <= {TARGET_MB}); the process before "
-          f"exporting: {best['base_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"CSV export: {best['rows']:,} rows, {best['bytes'] / 1e6:,.0f} MB in "
+        f"{best['seconds']:.2f} s = {speed:,.0f} rows/s (target >= {TARGET_RATE:,}); runs: "
+        + ", ".join(f"{r['rows'] / r['seconds']:,.0f}/s" for r in csv_runs)
+    )
+    print(
+        f"CSV export peak RSS: {peak:.0f} MB (target <= {TARGET_MB}); the process before "
+        f"exporting: {best['base_mb']:.0f} MB"
+    )
     nd = measure(url, "ndjson")
-    print(f"NDJSON export: {nd['rows']:,} rows in {nd['seconds']:.2f} s = "
-          f"{rate(nd['rows'], nd['seconds'])}; peak RSS {nd['peak_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"NDJSON export: {nd['rows']:,} rows in {nd['seconds']:.2f} s = "
+        f"{rate(nd['rows'], nd['seconds'])}; peak RSS {nd['peak_mb']:.0f} MB"
+    )
     bd = measure(url, "bundle")
-    print(f"bundle (governance only): {bd['rows']:,} rows, {bd['bytes'] / 1e6:,.0f} MB ZIP in "
-          f"{bd['seconds']:.2f} s ({rate(bd['rows'], bd['seconds'])}); verify_bundle "
-          f"{bd['verify_seconds']:.1f} s ({rate(bd['rows'], bd['verify_seconds'])}), "
-          f"ok={bd['verify_ok']}; peak RSS {bd['peak_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"bundle (governance only): {bd['rows']:,} rows, {bd['bytes'] / 1e6:,.0f} MB ZIP in "
+        f"{bd['seconds']:.2f} s ({rate(bd['rows'], bd['seconds'])}); verify_bundle "
+        f"{bd['verify_seconds']:.1f} s ({rate(bd['rows'], bd['verify_seconds'])}), "
+        f"ok={bd['verify_ok']}; peak RSS {bd['peak_mb']:.0f} MB"
+    )
     ok = speed >= TARGET_RATE and peak <= TARGET_MB
     print("export targets met" if ok else "export targets NOT met")
 

@@ -85,11 +85,18 @@ def measure(reader: Engine, runs: int) -> dict[str, float]:
         out[name] = p95(timed(lambda f=f: timeline(reader, f, now=END), runs))
         out[f"{name} (count)"] = count(reader, f, now=END)
     rnd = random.Random(1)
-    cids = _sample(reader, "SELECT DISTINCT correlation_id FROM events "
-                   "WHERE correlation_id IS NOT NULL ORDER BY 1 LIMIT %s", 500)  # fmt: skip
+    cids = _sample(
+        reader,
+        "SELECT DISTINCT correlation_id FROM events "
+        "WHERE correlation_id IS NOT NULL ORDER BY 1 LIMIT %s",
+        500,
+    )
     out["correlation"] = p95(timed(lambda: correlation(reader, rnd.choice(cids)), runs * 5))
-    eids = _sample(reader, "SELECT event_id FROM events WHERE before IS NOT NULL "
-                   "ORDER BY event_id LIMIT %s", 500)  # fmt: skip
+    eids = _sample(
+        reader,
+        "SELECT event_id FROM events WHERE before IS NOT NULL ORDER BY event_id LIMIT %s",
+        500,
+    )
 
     def one_diff() -> None:
         event = get_event(reader, rnd.choice(eids))
@@ -115,8 +122,10 @@ def report(results: dict[int, dict[str, float]]) -> None:
     if len(sizes) > 1:
         r = big[DEFAULT_VIEW] / small[DEFAULT_VIEW]
         worst_r = max(big[k] / small[k] for k in VIEWS)
-        print(f"default view ({DEFAULT_VIEW}) {sizes[-1]:,} vs {sizes[0]:,}: {r:.2f}x "
-              f"(target <= 2x); worst view {worst_r:.2f}x")  # fmt: skip
+        print(
+            f"default view ({DEFAULT_VIEW}) {sizes[-1]:,} vs {sizes[0]:,}: {r:.2f}x "
+            f"(target <= 2x); worst view {worst_r:.2f}x"
+        )
     print(f"correlation lookup p95: {big['correlation']:.1f} ms (target <= 50)")
     print(f"diff of one event p95:  {big['diff']:.1f} ms (target <= 100)")
 
@@ -131,8 +140,11 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         url = fresh_database(server, f"bench_query_{n}")
         took = load_demo(url, n, end=END)
-        print(f"loaded {n:,} demo events through AuditLog.record_many in {took:.1f} s "
-              f"({rate(n, took)})", flush=True)  # fmt: skip
+        print(
+            f"loaded {n:,} demo events through AuditLog.record_many in {took:.1f} s "
+            f"({rate(n, took)})",
+            flush=True,
+        )
         reader = make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
         try:
             results[n] = measure(reader, args.runs)

@@ -59,16 +59,18 @@ class LineCounter:
         return self.count
 
 
-def throughput(log: AuditLog, rsyslog: Rsyslog, name: str, transport: str, fmt: str,
-               n: int, **options: object) -> float:  # fmt: skip
+def throughput(
+    log: AuditLog, rsyslog: Rsyslog, name: str, transport: str, fmt: str, n: int, **options: object
+) -> float:
     port = rsyslog.tls_port if transport == "syslog-tls" else rsyslog.port
     listener = "tls" if transport == "syslog-tls" else "plain"
     lines = LineCounter(rsyslog, listener)
     dest = Destination(name, transport, f"127.0.0.1:{port}", fmt, options)
     add_destination(log, dest, ADMIN, "admin")
     with log.engine.connect() as conn:  # every event and checkpoint is one line
-        total = conn.scalar(sa.text("SELECT (SELECT count(*) FROM events) + "
-                                    "(SELECT count(*) FROM checkpoints)"))  # fmt: skip
+        total = conn.scalar(
+            sa.text("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM checkpoints)")
+        )
     start = time.perf_counter()
     streamer = Streamer(log.engine, names=[name]).start()
     try:
@@ -105,8 +107,13 @@ class Tail(threading.Thread):
 
 
 def latency(log: AuditLog, rsyslog: Rsyslog, count: int, per_second: float) -> list[float]:
-    add_destination(log, Destination("latency", "syslog-tcp", f"127.0.0.1:{rsyslog.port}",
-                                     "rfc5424"), ADMIN, "admin", start="now")  # fmt: skip
+    add_destination(
+        log,
+        Destination("latency", "syslog-tcp", f"127.0.0.1:{rsyslog.port}", "rfc5424"),
+        ADMIN,
+        "admin",
+        start="now",
+    )
     streamer = Streamer(log.engine, names=["latency"]).start()
     tail = Tail(next(rsyslog.dir.glob("plain-*.log")))
     tail.start()
@@ -150,9 +157,11 @@ def main() -> None:
             log.record_many(events[i : i + 10_000])
         print(f"loaded {args.events:,} events in {time.perf_counter() - t0:.1f}s")
         n = args.events
-        for name, transport, fmt in (("tcp", "syslog-tcp", "rfc5424"),
-                                     ("tls", "syslog-tls", "rfc5424"),
-                                     ("tcp-ocsf", "syslog-tcp", "ocsf")):  # fmt: skip
+        for name, transport, fmt in (
+            ("tcp", "syslog-tcp", "rfc5424"),
+            ("tls", "syslog-tls", "rfc5424"),
+            ("tcp-ocsf", "syslog-tcp", "ocsf"),
+        ):
             opts = {"ca_pem": rsyslog.tls.ca_pem} if transport == "syslog-tls" else {}  # type: ignore[union-attr]
             secs = throughput(log, rsyslog, name, transport, fmt, n, **opts)
             target = "  (target >= 20,000/s)" if name == "tcp" else ""
@@ -161,9 +170,11 @@ def main() -> None:
             )
         lat = latency(log, rsyslog, args.latency_events, args.rate)
         p95 = lat[int(len(lat) * 0.95) - 1]
-        print(f"commit-to-received ({len(lat)} events at {args.rate:.0f}/s): "
-              f"p50 {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
-              f"max {lat[-1] * 1000:.1f} ms  (target p95 <= 1000 ms)")  # fmt: skip
+        print(
+            f"commit-to-received ({len(lat)} events at {args.rate:.0f}/s): "
+            f"p50 {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+            f"max {lat[-1] * 1000:.1f} ms  (target p95 <= 1000 ms)"
+        )
     finally:
         rsyslog.stop()
         engine.dispose()

@@ -47,15 +47,26 @@ st.plotly_chart(charts.correlation_timeline_figure(frame, tz), width="stretch")
 st.subheader("Events, oldest first")
 links = frame.with_columns(("diff?event=" + pl.col("event_id")).alias("diff"))
 shown = format_times(links, tz).select(
-    pl.col("occurred_at_local").alias("time"), "diff", "category", "action", "outcome",
+    pl.col("occurred_at_local").alias("time"),
+    "diff",
+    "category",
+    "action",
+    "outcome",
     pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
-    pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ")
-    .alias("target"),
-)  # fmt: skip
+    pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ").alias(
+        "target"
+    ),
+)
 link = st.column_config.LinkColumn("diff", display_text="open diff")
-picked = st.dataframe(shown, hide_index=True, width="stretch", column_config={"diff": link},
-                      on_select="rerun", selection_mode="single-row",
-                      key=f"corr-{cid}")  # fmt: skip
+picked = st.dataframe(
+    shown,
+    hide_index=True,
+    width="stretch",
+    column_config={"diff": link},
+    on_select="rerun",
+    selection_mode="single-row",
+    key=f"corr-{cid}",
+)
 rows = picked.selection.rows if picked is not None else []
 if rows:
     widgets.event_links(user.role, frame.row(rows[0], named=True), here="correlation")

@@ -61,10 +61,13 @@ if kind != "none":
 st.subheader(f"Change story of {target['type']} {target.get('name') or target['id']}")
 story = data.target_history(s, target["type"], target["id"])
 shown = format_times(story, tz).select(
-    pl.col("occurred_at_local").alias("time"), "action", "outcome",
+    pl.col("occurred_at_local").alias("time"),
+    "action",
+    "outcome",
     pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
-    pl.col("summary").alias("change"), ("?event=" + pl.col("event_id")).alias("diff"),
+    pl.col("summary").alias("change"),
+    ("?event=" + pl.col("event_id")).alias("diff"),
     (pl.col("event_id") == event["event_id"]).alias("this event"),
-)  # fmt: skip
+)
 link = st.column_config.LinkColumn("diff", display_text="open diff")
 st.dataframe(shown, hide_index=True, width="stretch", column_config={"diff": link})

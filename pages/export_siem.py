@@ -52,8 +52,12 @@ def act(action: Callable[[], object], done: str) -> None:
 st.subheader("Evidence")
 shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "none (every event)"
 st.markdown(f"Filters from the timeline: **{shown}**")
-st.page_link("pages/timeline.py", label="Change them on the timeline", query_params=params,
-             icon=":material/timeline:")  # fmt: skip
+st.page_link(
+    "pages/timeline.py",
+    label="Change them on the timeline",
+    query_params=params,
+    icon=":material/timeline:",
+)
 try:
     rows = xd.matching(s, frozen, now)
 except AuditLogError as exc:
@@ -66,15 +70,23 @@ if rows > data.max_download_rows(s):
 elif access.allowed(user.role, "export.download"):
     actor = user.identity.actor()
     a, b = st.columns(2)
-    a.download_button(f"Download NDJSON ({rows:,} events)",
-                      lambda: xd.ndjson_download(s, frozen, now, actor),
-                      file_name=export_filename("ndjson", now), on_click="ignore",
-                      mime="application/x-ndjson", icon=":material/download:")  # fmt: skip
-    b.download_button("Download evidence bundle (ZIP)",
-                      lambda: xd.bundle_download(s, frozen, now, actor),
-                      file_name=export_filename("bundle", now), on_click="ignore",
-                      mime="application/zip", icon=":material/verified:",
-                      help="CSV + NDJSON + manifest signed with the checkpoint key")  # fmt: skip
+    a.download_button(
+        f"Download NDJSON ({rows:,} events)",
+        lambda: xd.ndjson_download(s, frozen, now, actor),
+        file_name=export_filename("ndjson", now),
+        on_click="ignore",
+        mime="application/x-ndjson",
+        icon=":material/download:",
+    )
+    b.download_button(
+        "Download evidence bundle (ZIP)",
+        lambda: xd.bundle_download(s, frozen, now, actor),
+        file_name=export_filename("bundle", now),
+        on_click="ignore",
+        mime="application/zip",
+        icon=":material/verified:",
+        help="CSV + NDJSON + manifest signed with the checkpoint key",
+    )
 
 st.subheader("SIEM destinations")
 if done := st.session_state.pop("siem.done", None):

@@ -36,13 +36,18 @@ else:
     when = widgets.local_time(at, tz)
     if report.ok:
         chains = len(report.chains)
-        st.success(f"Intact: {report.rows:,} entries in {chains} chains verified (hashes, "
-                   f"links, signed checkpoints) at {when}.", icon=":material/check:")  # fmt: skip
+        st.success(
+            f"Intact: {report.rows:,} entries in {chains} chains verified (hashes, "
+            f"links, signed checkpoints) at {when}.",
+            icon=":material/check:",
+        )
     else:
         for p in report.problems:
             where = f"{p.category} seq {p.seq}" if p.seq is not None else p.category
-            st.error(f"**Tampering or damage in {where}** ({p.kind}): {p.message}",
-                     icon=":material/gpp_bad:")  # fmt: skip
+            st.error(
+                f"**Tampering or damage in {where}** ({p.kind}): {p.message}",
+                icon=":material/gpp_bad:",
+            )
         st.dataframe(problems_frame(report), hide_index=True, width="stretch")
         st.caption(f"Verified at {when}.")
     st.dataframe(chains_frame(report), hide_index=True, width="stretch")
@@ -60,6 +65,12 @@ if not keys:
 for key_id, pem, current in keys:
     st.markdown(f"Key `{key_id}`" + (" (signs new checkpoints)" if current else " (older)"))
     st.code(pem, language="text")
-    st.download_button(f"Download public key {key_id}", pem, file_name=f"auditlog-{key_id}.pem",
-                       mime="application/x-pem-file", on_click="ignore",
-                       icon=":material/key:", key=f"pem-{key_id}")  # fmt: skip
+    st.download_button(
+        f"Download public key {key_id}",
+        pem,
+        file_name=f"auditlog-{key_id}.pem",
+        mime="application/x-pem-file",
+        on_click="ignore",
+        icon=":material/key:",
+        key=f"pem-{key_id}",
+    )

@@ -136,13 +136,25 @@ if kept.height:
     if st.button("Verify and prepare the download", icon=":material/verified:"):
         row = kept.row(kept["path"].to_list().index(choice), named=True)
         try:
-            blob, name = download_archive(ret.log, bounds.archive_root(s.store.home), user.identity,
-                                          row["category"], row["month"], fmt)  # fmt: skip
+            blob, name = download_archive(
+                ret.log,
+                bounds.archive_root(s.store.home),
+                user.identity,
+                row["category"],
+                row["month"],
+                fmt,
+            )
         except IntegrityFailure as exc:
             st.error(f"This archive does not verify, so it is not handed out: {exc}")
         except AuditLogError as exc:
             st.error(str(exc))
         else:
             st.success(f"Verified: {name} (recorded as export.downloaded)")
-            st.download_button(f"Download {name}", blob, file_name=name, mime=MIME[fmt],
-                               on_click="ignore", icon=":material/download:")  # fmt: skip
+            st.download_button(
+                f"Download {name}",
+                blob,
+                file_name=name,
+                mime=MIME[fmt],
+                on_click="ignore",
+                icon=":material/download:",
+            )

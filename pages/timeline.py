@@ -52,11 +52,14 @@ if refresh.button("Refresh", icon=":material/refresh:"):
     st.rerun()
 if result.count <= data.max_download_rows(s):
     st.download_button(
-        "Download CSV", lambda: data.csv_download(s, frozen, now, user.identity.actor()),
-        file_name=f"auditlog-{now:%Y%m%dT%H%M%SZ}.csv", mime="text/csv",
-        icon=":material/download:", on_click="ignore",
+        "Download CSV",
+        lambda: data.csv_download(s, frozen, now, user.identity.actor()),
+        file_name=f"auditlog-{now:%Y%m%dT%H%M%SZ}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
         help="Every matching event with its chain fields; recorded as export.downloaded",
-    )  # fmt: skip
+    )
 else:
     st.info(
         f"{result.count:,} events are more than a browser download holds "

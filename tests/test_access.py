@@ -122,8 +122,12 @@ def test_oidc_identity_without_any_user_claim_is_refused() -> None:
 
 def test_actor_of_an_oidc_user_carries_upn_and_object_id() -> None:
     who = Identity(user="a@contoso.com", upn="a@contoso.com", object_id="o-1", method="oidc")
-    assert who.actor() == {"type": "user", "id": "a@contoso.com", "upn": "a@contoso.com",
-                           "entra_object_id": "o-1"}  # fmt: skip
+    assert who.actor() == {
+        "type": "user",
+        "id": "a@contoso.com",
+        "upn": "a@contoso.com",
+        "entra_object_id": "o-1",
+    }
 
 
 def test_auditor_may_read_but_not_change_retention() -> None:

@@ -10,8 +10,21 @@ from pathlib import Path
 import auditlog
 
 PACKAGE = Path(auditlog.__file__).parent
-FLAT = {"__init__", "__main__", "model", "columns", "canonical", "store", "settings", "errors",
-        "diff", "charts", "access", "selfaudit", "demo"}  # fmt: skip
+FLAT = {
+    "__init__",
+    "__main__",
+    "model",
+    "columns",
+    "canonical",
+    "store",
+    "settings",
+    "errors",
+    "diff",
+    "charts",
+    "access",
+    "selfaudit",
+    "demo",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -102,8 +115,12 @@ def test_core_never_imports_streamlit() -> None:
 
 def test_public_api_is_chosen_in_the_package() -> None:
     assert set(auditlog.__all__) == {
-        "AuditLog", "Filters", "verify_database", "AuditLogError", "__version__"
-    }  # fmt: skip
+        "AuditLog",
+        "Filters",
+        "verify_database",
+        "AuditLogError",
+        "__version__",
+    }
     assert auditlog.__version__[0].isdigit()
 
 

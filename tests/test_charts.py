@@ -38,10 +38,25 @@ def corr_frame() -> pl.DataFrame:
     ]
     base = {k: None for k in ROW_SCHEMA}
     data = [
-        base | dict(zip(["event_id", "occurred_at", "category", "action", "outcome",
-                         "actor_upn", "actor_name"], r, strict=True)) | {"target_id": "t"}
+        base
+        | dict(
+            zip(
+                [
+                    "event_id",
+                    "occurred_at",
+                    "category",
+                    "action",
+                    "outcome",
+                    "actor_upn",
+                    "actor_name",
+                ],
+                r,
+                strict=True,
+            )
+        )
+        | {"target_id": "t"}
         for r in rows
-    ]  # fmt: skip
+    ]
     return pl.DataFrame(data, schema=ROW_SCHEMA)
 
 

@@ -121,10 +121,16 @@ def test_unicode_keys_and_values() -> None:
 
 @pytest.mark.parametrize(
     ("key", "path"),
-    [("a.b", 'x["a.b"]'), ("with space", 'x["with space"]'), ("", 'x[""]'),
-     ('q"uote', 'x["q\\"uote"]'), ("[0]", 'x["[0]"]'), ("1st", 'x["1st"]'),
-     ("risk-level", "x.risk-level")],
-)  # fmt: skip
+    [
+        ("a.b", 'x["a.b"]'),
+        ("with space", 'x["with space"]'),
+        ("", 'x[""]'),
+        ('q"uote', 'x["q\\"uote"]'),
+        ("[0]", 'x["[0]"]'),
+        ("1st", 'x["1st"]'),
+        ("risk-level", "x.risk-level"),
+    ],
+)
 def test_keys_that_are_not_plain_names_are_quoted_in_paths(key: str, path: str) -> None:
     assert diff({"x": {key: 1}}, {"x": {key: 2}})[0].path == path
 
@@ -147,9 +153,14 @@ def test_summary_counts_kinds_and_names_the_first_paths() -> None:
 
 @pytest.mark.parametrize(
     ("before", "after", "text"),
-    [(None, POLICY, "created"), (POLICY, None, "deleted"), (POLICY, POLICY, "no changes"),
-     (None, None, "no state recorded"), ({"a": 1}, {"a": "1"}, "1 type changed: a")],
-)  # fmt: skip
+    [
+        (None, POLICY, "created"),
+        (POLICY, None, "deleted"),
+        (POLICY, POLICY, "no changes"),
+        (None, None, "no state recorded"),
+        ({"a": 1}, {"a": "1"}, "1 type changed: a"),
+    ],
+)
 def test_describe_names_creation_deletion_and_absence(before: Any, after: Any, text: str) -> None:
     assert describe(before, after) == text
 

@@ -136,15 +136,27 @@ def test_new_event_refuses_an_action_not_in_the_vocabulary_naming_it() -> None:
 def test_new_event_occurred_at_comes_from_the_injected_clock_unless_given() -> None:
     at = datetime(2026, 11, 28, 9, 15, 2, 123456, tzinfo=timezone(timedelta(hours=1)))
     ticked = new_event(action="user.login", actor=LEAD_ACTOR, target=POLICY, clock=lambda: at)
-    given = new_event(action="user.login", actor=LEAD_ACTOR, target=POLICY, occurred_at=at,
-                      clock=lambda: datetime(1999, 1, 1, tzinfo=UTC))  # fmt: skip
+    given = new_event(
+        action="user.login",
+        actor=LEAD_ACTOR,
+        target=POLICY,
+        occurred_at=at,
+        clock=lambda: datetime(1999, 1, 1, tzinfo=UTC),
+    )
     assert ticked["occurred_at"] == given["occurred_at"] == "2026-11-28T08:15:02.123456Z"
 
 
 def test_new_event_leaves_out_optional_fields_given_as_none_and_keeps_the_rest() -> None:
-    ev = new_event(action="dashboard.viewed", actor=LEAD_ACTOR, target=POLICY,
-                   outcome="denied", source_ip="192.0.2.7", user_agent=None,
-                   correlation_id="c-1", event_id=uuid.UUID(int=7))  # fmt: skip
+    ev = new_event(
+        action="dashboard.viewed",
+        actor=LEAD_ACTOR,
+        target=POLICY,
+        outcome="denied",
+        source_ip="192.0.2.7",
+        user_agent=None,
+        correlation_id="c-1",
+        event_id=uuid.UUID(int=7),
+    )
     assert {"user_agent", "before", "after"}.isdisjoint(ev)
     assert (ev["outcome"], ev["source_ip"], ev["correlation_id"]) == ("denied", "192.0.2.7", "c-1")
     assert ev["event_id"] == str(uuid.UUID(int=7))
@@ -198,9 +210,29 @@ def _policy_events(log: AuditLog, home: Path) -> None:
 
 def _archive(at: datetime) -> ArchiveRow:
     h = bytes(32)
-    return ArchiveRow(1, "governance", date(2022, 1, 1), 1, 5, 5, h, h, at, at,
-                      "governance/2022-01.parquet", h, h, 100, at, None, at, None, None, at,
-                      None)  # fmt: skip
+    return ArchiveRow(
+        1,
+        "governance",
+        date(2022, 1, 1),
+        1,
+        5,
+        5,
+        h,
+        h,
+        at,
+        at,
+        "governance/2022-01.parquet",
+        h,
+        h,
+        100,
+        at,
+        None,
+        at,
+        None,
+        None,
+        at,
+        None,
+    )
 
 
 def _other_events(log: AuditLog) -> None:

@@ -44,9 +44,15 @@ def test_view_event_carries_page_and_nonempty_filters() -> None:
 
 def _rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text(
-            "SELECT action, actor, details, correlation_id, source_ip::text AS ip "
-            "FROM events ORDER BY seq")).mappings()]  # fmt: skip
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT action, actor, details, correlation_id, source_ip::text AS ip "
+                    "FROM events ORDER BY seq"
+                )
+            ).mappings()
+        ]
 
 
 def test_same_view_is_recorded_once_per_session(log: AuditLog) -> None:
@@ -76,8 +82,17 @@ def test_login_is_recorded_once_and_shares_the_session_correlation(log: AuditLog
 def test_actor_is_resolved_against_the_directory(log: AuditLog) -> None:
     oid = "2d7a3b9c-8f1e-4c2b-a1d0-5e6f7a8b9c0d"
     directory = Directory(log.engine)
-    directory.upsert([Principal(object_id=oid, type="user", upn="alice@contoso.com",
-                                display_name="Alice Andersen", source="csv")])  # fmt: skip
+    directory.upsert(
+        [
+            Principal(
+                object_id=oid,
+                type="user",
+                upn="alice@contoso.com",
+                display_name="Alice Andersen",
+                source="csv",
+            )
+        ]
+    )
     log.resolve = directory.resolver()
     SelfAudit(log, ALICE).login("auditor")
     actor = _rows(log.engine)[0]["actor"]

@@ -71,8 +71,12 @@ def test_every_setting_has_a_help_line() -> None:
 
 
 def test_flat_names_of_store_dashboard_and_export_are_kept() -> None:
-    env = {"AUDITLOG_DATABASE_URL": "postgresql://db/x", "AUDITLOG_STATEMENT_TIMEOUT_MS": "5",
-           "AUDITLOG_MAX_DOWNLOAD_ROWS": "7", "AUDITLOG_USER": "carol"}  # fmt: skip
+    env = {
+        "AUDITLOG_DATABASE_URL": "postgresql://db/x",
+        "AUDITLOG_STATEMENT_TIMEOUT_MS": "5",
+        "AUDITLOG_MAX_DOWNLOAD_ROWS": "7",
+        "AUDITLOG_USER": "carol",
+    }
     s = load_settings(env)
     assert s.store.database_url == "postgresql://db/x"
     assert (s.dashboard.statement_timeout_ms, s.dashboard.max_download_rows) == (5, 7)
@@ -80,8 +84,10 @@ def test_flat_names_of_store_dashboard_and_export_are_kept() -> None:
 
 
 def test_flat_auditlog_table_still_sets_settings_but_a_section_table_wins(tmp_path: Path) -> None:
-    env = config(tmp_path, "[auditlog]\nmax_returned_rows = 5\nmax_export_rows = 6\n"
-                           "[export]\nmax_export_rows = 7\n")  # fmt: skip
+    env = config(
+        tmp_path,
+        "[auditlog]\nmax_returned_rows = 5\nmax_export_rows = 6\n[export]\nmax_export_rows = 7\n",
+    )
     s = load_settings(env)
     assert (s.dashboard.max_returned_rows, s.export.max_export_rows) == (5, 7)
 
@@ -165,8 +171,9 @@ def test_settings_are_hashable_so_caches_can_key_on_them() -> None:
 
 
 def test_optional_path_and_bool_settings_are_typed(tmp_path: Path) -> None:
-    s = load_settings(config(tmp_path, f'[retention]\narchive_dir = "{tmp_path}"\n'
-                                       "require_approval = true\n"))  # fmt: skip
+    s = load_settings(
+        config(tmp_path, f'[retention]\narchive_dir = "{tmp_path}"\nrequire_approval = true\n')
+    )
     assert s.retention.archive_dir == tmp_path
     assert s.retention.require_approval is True
     assert load_settings({}).retention.archive_dir is None

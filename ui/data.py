@@ -118,7 +118,12 @@ def csv_download(s: Settings, params: Params, now: datetime, actor: dict[str, An
     message, and go through ``auditlog export``, which writes to a file in constant memory.
     """
     chunks = csv_chunks(
-        reader(s), thaw(params), log=writer(s), actor=actor,
-        context={"user_agent": "auditlog-dashboard"}, now=now, limits=s.export,
-    )  # fmt: skip
+        reader(s),
+        thaw(params),
+        log=writer(s),
+        actor=actor,
+        context={"user_agent": "auditlog-dashboard"},
+        now=now,
+        limits=s.export,
+    )
     return b"".join(chunks)

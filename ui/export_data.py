@@ -45,8 +45,16 @@ def matching(s: Settings, params: Params, now: datetime) -> int:
 
 def ndjson_download(s: Settings, params: Params, now: datetime, actor: dict[str, Any]) -> bytes:
     """The NDJSON export of the view (one snapshot, recorded as ``export.downloaded``)."""
-    chunks = Export(data.reader(s), data.thaw(params), "ndjson", log=data.writer(s),
-                           actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
+    chunks = Export(
+        data.reader(s),
+        data.thaw(params),
+        "ndjson",
+        log=data.writer(s),
+        actor=actor,
+        context=CONTEXT,
+        now=now,
+        limits=s.export,
+    )
     return b"".join(chunks)
 
 
@@ -54,8 +62,16 @@ def bundle_download(s: Settings, params: Params, now: datetime, actor: dict[str,
     """The signed evidence bundle (ZIP) of the view, built in a temporary file."""
     with tempfile.TemporaryDirectory(prefix="auditlog-bundle-") as tmp:
         path = Path(tmp) / export_filename("bundle", now)
-        write_bundle(data.reader(s), path, data.thaw(params), log=data.writer(s),
-                            actor=actor, context=CONTEXT, now=now, limits=s.export)  # fmt: skip
+        write_bundle(
+            data.reader(s),
+            path,
+            data.thaw(params),
+            log=data.writer(s),
+            actor=actor,
+            context=CONTEXT,
+            now=now,
+            limits=s.export,
+        )
         return path.read_bytes()
 
 
@@ -90,8 +106,9 @@ def add(s: Settings, user: User, dest: dst.Destination, start: str, reason: str)
 
 
 def change(s: Settings, user: User, name: str, reason: str, **changes: Any) -> None:
-    dst.change_destination(data.writer(s), name, user.identity, user.role, reason or None,
-                           **changes)  # fmt: skip
+    dst.change_destination(
+        data.writer(s), name, user.identity, user.role, reason or None, **changes
+    )
 
 
 def remove(s: Settings, user: User, name: str, reason: str) -> None:
@@ -112,8 +129,11 @@ def add_form() -> tuple[dst.Destination, str, str] | None:
         fmt = c.selectbox("Format", FORMATS)
         endpoint = st.text_input("Endpoint", placeholder="siem.example.com:6514 or https://...")
         cats = st.multiselect("Categories", CATEGORIES, default=list(CATEGORIES))
-        secret = st.text_input("Secret (HEC token / HMAC key)", type="password",
-                               help="Stored in the database; never shown or logged.")  # fmt: skip
+        secret = st.text_input(
+            "Secret (HEC token / HMAC key)",
+            type="password",
+            help="Stored in the database; never shown or logged.",
+        )
         ca = st.text_area("CA certificate (PEM, TLS transports; optional)")
         start = st.radio(
             "Deliver",
@@ -125,8 +145,9 @@ def add_form() -> tuple[dst.Destination, str, str] | None:
         if not st.form_submit_button("Add destination", type="primary"):
             return None
     options = {"categories": cats, "ca_pem": ca.strip() or None}
-    dest = dst.Destination(name.strip(), str(transport), endpoint.strip(), str(fmt),
-                           options, secret or None)  # fmt: skip
+    dest = dst.Destination(
+        name.strip(), str(transport), endpoint.strip(), str(fmt), options, secret or None
+    )
     return dest, str(start), reason
 
 

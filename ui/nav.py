@@ -41,9 +41,14 @@ def build(role: Role | None) -> tuple[dict[str, list[st.Page]], dict[str, PageSp
     by_url: dict[str, PageSpec] = {}
     listed = shown(role)
     for spec in PAGES:
-        page = st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.key,
-                       default=bool(listed) and spec == listed[0],
-                       visibility="visible" if spec in listed else "hidden")  # fmt: skip
+        page = st.Page(
+            spec.path,
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.key,
+            default=bool(listed) and spec == listed[0],
+            visibility="visible" if spec in listed else "hidden",
+        )
         sections.setdefault(spec.section, []).append(page)
         by_url[page.url_path] = spec
     return sections, by_url

@@ -19,8 +19,17 @@ TZ_KEY = "tz"
 PRESETS = {"all": "All time", "15m": "Last 15 minutes", "1h": "Last hour",
            "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
            "90d": "Last 90 days", "1y": "Last year", "custom": "Custom range"}  # fmt: skip
-TABLE_COLUMNS = ["time", "category", "action", "outcome", "actor", "target", "source ip",
-                 "correlation id", "event id"]  # fmt: skip
+TABLE_COLUMNS = [
+    "time",
+    "category",
+    "action",
+    "outcome",
+    "actor",
+    "target",
+    "source ip",
+    "correlation id",
+    "event id",
+]
 
 
 def offset_text(tz: str, at: datetime | None = None) -> str:
@@ -61,12 +70,24 @@ def _aware(value: datetime | None, tz: str) -> datetime | None:
 
 def _time_widgets(f: Filters, tz: str, cols: list[Any]) -> dict[str, Any]:
     preset = f.last or ("custom" if f.time_from or f.time_to else "all")
-    choice = cols[0].selectbox("Time range", list(PRESETS), index=list(PRESETS).index(preset),
-                               format_func=PRESETS.__getitem__)  # fmt: skip
-    start = cols[1].datetime_input("From", _naive_local(f.time_from, tz), format="YYYY-MM-DD",
-                                   help=f"With 'Custom range': {tz} time, inclusive.")  # fmt: skip
-    end = cols[2].datetime_input("To", _naive_local(f.time_to, tz), format="YYYY-MM-DD",
-                                 help=f"With 'Custom range': {tz} time, exclusive.")  # fmt: skip
+    choice = cols[0].selectbox(
+        "Time range",
+        list(PRESETS),
+        index=list(PRESETS).index(preset),
+        format_func=PRESETS.__getitem__,
+    )
+    start = cols[1].datetime_input(
+        "From",
+        _naive_local(f.time_from, tz),
+        format="YYYY-MM-DD",
+        help=f"With 'Custom range': {tz} time, inclusive.",
+    )
+    end = cols[2].datetime_input(
+        "To",
+        _naive_local(f.time_to, tz),
+        format="YYYY-MM-DD",
+        help=f"With 'Custom range': {tz} time, exclusive.",
+    )
     if choice == "custom":
         return {"time_from": _aware(start, tz), "time_to": _aware(end, tz)}
     return {"last": None if choice == "all" else choice}
@@ -77,8 +98,9 @@ def _choice_widgets(f: Filters, actions: pl.DataFrame, cols: list[Any]) -> dict[
     options = list(dict.fromkeys([*counts, *f.actions]))
     cats = cols[0].multiselect("Category", [x.value for x in Category], default=f.categories)
     outs = cols[1].multiselect("Outcome", [x.value for x in Outcome], default=f.outcomes)
-    acts = cols[2].multiselect("Action", options, default=f.actions,
-                               format_func=lambda x: f"{x} ({counts.get(x, 0):,})")  # fmt: skip
+    acts = cols[2].multiselect(
+        "Action", options, default=f.actions, format_func=lambda x: f"{x} ({counts.get(x, 0):,})"
+    )
     return {"categories": tuple(cats), "actions": tuple(acts), "outcomes": tuple(outs)}
 
 
@@ -116,15 +138,26 @@ def filter_form(f: Filters, actions: pl.DataFrame, tz: str) -> Filters | None:
 def events_table(rows: pl.DataFrame, tz: str, key: str) -> dict[str, Any] | None:
     """Events as a table (times in ``tz``); the selected row's event, if one is selected."""
     shown = format_times(rows, tz).select(
-        pl.col("occurred_at_local").alias("time"), "category", "action", "outcome",
+        pl.col("occurred_at_local").alias("time"),
+        "category",
+        "action",
+        "outcome",
         pl.coalesce("actor_upn", "actor_name", "actor_id", "actor_oid").alias("actor"),
-        pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ")
-        .alias("target"),
-        pl.col("source_ip").alias("source ip"), pl.col("correlation_id").alias("correlation id"),
+        pl.concat_str("target_type", pl.coalesce("target_name", "target_id"), separator=": ").alias(
+            "target"
+        ),
+        pl.col("source_ip").alias("source ip"),
+        pl.col("correlation_id").alias("correlation id"),
         pl.col("event_id").alias("event id"),
-    )  # fmt: skip
-    picked = st.dataframe(shown, key=key, hide_index=True, on_select="rerun",
-                          selection_mode="single-row", width="stretch")  # fmt: skip
+    )
+    picked = st.dataframe(
+        shown,
+        key=key,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        width="stretch",
+    )
     selected = picked.selection.rows if picked is not None else []
     return rows.row(selected[0], named=True) if selected else None
 
@@ -133,13 +166,20 @@ def event_links(role: access.Role | None, event: dict[str, Any], here: str = "")
     """Links from one event to its diff and its correlation drilldown (as the role allows)."""
     cols = st.columns(2)
     if here != "diff" and access.allowed(role, "diff"):
-        cols[0].page_link("pages/diff.py", label="Open its before/after diff",
-                          icon=":material/difference:",
-                          query_params={"event": event["event_id"]})  # fmt: skip
+        cols[0].page_link(
+            "pages/diff.py",
+            label="Open its before/after diff",
+            icon=":material/difference:",
+            query_params={"event": event["event_id"]},
+        )
     cid = event.get("correlation_id")
     if cid and here != "correlation" and access.allowed(role, "correlation"):
-        cols[1].page_link("pages/correlation.py", label=f"Open correlation {cid}",
-                          icon=":material/hub:", query_params={"correlation_id": cid})  # fmt: skip
+        cols[1].page_link(
+            "pages/correlation.py",
+            label=f"Open correlation {cid}",
+            icon=":material/hub:",
+            query_params={"correlation_id": cid},
+        )
 
 
 def pager(state_key: str, next_cursor: str | None, shown: int, total: int, size: int) -> None:

@@ -87,8 +87,14 @@ class Identity:
     def actor(self) -> dict[str, Any]:
         """The audit-event actor for this user (the store's resolver fills in the rest)."""
         upn = self.upn or (self.user if "@" in self.user else None)
-        actor = {"type": "user", "id": self.user, "upn": upn, "display_name": self.display_name,
-                 "entra_object_id": self.object_id, "tenant_id": self.tenant_id}  # fmt: skip
+        actor = {
+            "type": "user",
+            "id": self.user,
+            "upn": upn,
+            "display_name": self.display_name,
+            "entra_object_id": self.object_id,
+            "tenant_id": self.tenant_id,
+        }
         return {k: v for k, v in actor.items() if v is not None}
 
 
@@ -117,9 +123,16 @@ def oidc_identity(claims: Mapping[str, Any]) -> Identity:
     groups = claims.get("groups") or ()
     if isinstance(groups, str):
         groups = (groups,)
-    return Identity(user=user, display_name=_text(claims.get("name")), upn=upn, email=email,
-                    object_id=oid, tenant_id=_text(claims.get("tid")),
-                    groups=tuple(str(g) for g in groups), method="oidc")  # fmt: skip
+    return Identity(
+        user=user,
+        display_name=_text(claims.get("name")),
+        upn=upn,
+        email=email,
+        object_id=oid,
+        tenant_id=_text(claims.get("tid")),
+        groups=tuple(str(g) for g in groups),
+        method="oidc",
+    )
 
 
 def _text(value: Any) -> str | None:

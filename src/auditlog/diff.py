@@ -206,14 +206,23 @@ def changes_frame(changes: list[Change]) -> pl.DataFrame:
 
 
 def _render(
-    value: Any, path: str, marks: Mapping[str, Kind], out: list[Line], *,
-    depth: int = 0, prefix: str = "", comma: str = "", inherited: Kind | None = None,
-) -> None:  # fmt: skip
+    value: Any,
+    path: str,
+    marks: Mapping[str, Kind],
+    out: list[Line],
+    *,
+    depth: int = 0,
+    prefix: str = "",
+    comma: str = "",
+    inherited: Kind | None = None,
+) -> None:
     kind = inherited or marks.get(path)
     pad = "  " * depth
     if isinstance(value, Mapping) and value:
-        items = [(key_path(path, k), json.dumps(k, ensure_ascii=False) + ": ", v)
-                 for k, v in sorted(value.items())]  # fmt: skip
+        items = [
+            (key_path(path, k), json.dumps(k, ensure_ascii=False) + ": ", v)
+            for k, v in sorted(value.items())
+        ]
         brackets = "{}"
     elif isinstance(value, list | tuple) and value:
         items = [(f"{path}[{i}]", "", v) for i, v in enumerate(value)]
@@ -224,8 +233,9 @@ def _render(
     out.append(Line(f"{pad}{prefix}{brackets[0]}", kind, path))
     for n, (child, child_prefix, v) in enumerate(items):
         sep = "," if n < len(items) - 1 else ""
-        _render(v, child, marks, out, depth=depth + 1, prefix=child_prefix, comma=sep,
-                inherited=kind)  # fmt: skip
+        _render(
+            v, child, marks, out, depth=depth + 1, prefix=child_prefix, comma=sep, inherited=kind
+        )
     out.append(Line(f"{pad}{brackets[1]}{comma}", kind, path))
 
 

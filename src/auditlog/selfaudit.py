@@ -44,8 +44,14 @@ def view_key(page: str, filters: Mapping[str, FilterValue]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _event(identity: Identity, action: str, outcome: OutcomeName, target: dict[str, Any],
-           details: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _event(
+    identity: Identity,
+    action: str,
+    outcome: OutcomeName,
+    target: dict[str, Any],
+    details: dict[str, Any],
+    context: Mapping[str, Any],
+) -> dict[str, Any]:
     return new_event(
         action=action,
         outcome=outcome,
@@ -110,8 +116,11 @@ class SelfAudit:
         self.log = log
         self.identity = identity
         self.session_id = uuid.uuid4().hex[:16]
-        self.context = {"source_ip": source_ip, "user_agent": user_agent,
-                        "correlation_id": f"dashboard-{self.session_id}"}  # fmt: skip
+        self.context = {
+            "source_ip": source_ip,
+            "user_agent": user_agent,
+            "correlation_id": f"dashboard-{self.session_id}",
+        }
         self.logged_in = False
         self._seen: set[str] = set()
 

@@ -98,8 +98,11 @@ def problems(path: Path, keys: dict[str, Any] | None = None) -> list[tuple[Any, 
     """(kind, file, row, category, seq) of every problem, without the file-level hash ones."""
     report = verify_bundle(path, keys)
     assert not report.ok
-    return [(p.kind, p.file, p.row, p.category, p.seq) for p in report.problems
-            if p.kind != "file changed"]  # fmt: skip
+    return [
+        (p.kind, p.file, p.row, p.category, p.seq)
+        for p in report.problems
+        if p.kind != "file changed"
+    ]
 
 
 # --- what a bundle is ---------------------------------------------------------------------------
@@ -264,8 +267,14 @@ def test_bundle_re_signed_with_another_key_fails_against_the_pinned_key(
     def resign(b: bytes) -> bytes:  # every row rewritten, every signature redone by mallory
         m = json.loads(b)
         for cp in m["checkpoints"]:
-            c = Checkpoint(cp["category"], cp["seq"], bytes.fromhex(cp["entry_hash"]),
-                                     cp["signed_at"], mallory.key_id, b"")  # fmt: skip
+            c = Checkpoint(
+                cp["category"],
+                cp["seq"],
+                bytes.fromhex(cp["entry_hash"]),
+                cp["signed_at"],
+                mallory.key_id,
+                b"",
+            )
             cp["key_id"], cp["signature"] = mallory.key_id, mallory.sign(c.message()).hex()
         m["public_keys"] = {mallory.key_id: public_pem(mallory.public)}
         m["manifest_key_id"] = mallory.key_id
@@ -273,8 +282,11 @@ def test_bundle_re_signed_with_another_key_fails_against_the_pinned_key(
 
     body = resign(zipfile.ZipFile(bundle).read(MANIFEST))
     digest = hashlib.sha256(body).hexdigest()
-    seal = {"key_id": mallory.key_id, "manifest_sha256": digest,
-            "signature": mallory.sign(manifest_message(digest, mallory.key_id)).hex()}  # fmt: skip
+    seal = {
+        "key_id": mallory.key_id,
+        "manifest_sha256": digest,
+        "signature": mallory.sign(manifest_message(digest, mallory.key_id)).hex(),
+    }
     forged = rewrite(bundle, {MANIFEST: lambda _: body, SIG: lambda _: json.dumps(seal).encode()})
     assert verify_bundle(forged).ok  # self-consistent: only a pinned key can tell
     kinds = {p.kind for p in verify_bundle(forged, {signer.key_id: signer.public}).problems}
@@ -311,13 +323,19 @@ def auditor_verify(path: Path, public_pem: bytes) -> list[str]:
     z, bad = zipfile.ZipFile(path), []
     body, seal = z.read("manifest.json"), json.loads(z.read("manifest.sig.json"))
     m, digest = json.loads(body), hashlib.sha256(body).hexdigest()
-    signed = {"purpose": "auditlog evidence manifest", "manifest_sha256": digest,
-              "key_id": seal["key_id"]}  # fmt: skip
+    signed = {
+        "purpose": "auditlog evidence manifest",
+        "manifest_sha256": digest,
+        "key_id": seal["key_id"],
+    }
     for what, sig, msg in [("manifest", seal["signature"], signed)] + [
-        (f"checkpoint {cp['category']} {cp['seq']}", cp["signature"],
-         {k: cp[k] for k in ("category", "seq", "entry_hash", "signed_at", "key_id")})
+        (
+            f"checkpoint {cp['category']} {cp['seq']}",
+            cp["signature"],
+            {k: cp[k] for k in ("category", "seq", "entry_hash", "signed_at", "key_id")},
+        )
         for cp in m["checkpoints"]
-    ]:  # fmt: skip
+    ]:
         try:
             key.verify(bytes.fromhex(sig), rfc8785.dumps(msg))
         except InvalidSignature:

@@ -126,8 +126,10 @@ def test_export_is_recorded_with_filters_rows_and_the_files_sha256(
     event = last_event(reader_engine)
     sha = hashlib.sha256(data).hexdigest()
     assert (event["action"], event["outcome"], event["actor"]["id"]) == (
-        "export.downloaded", "success", "auditor-1",
-    )  # fmt: skip
+        "export.downloaded",
+        "success",
+        "auditor-1",
+    )
     assert event["target"] == {"type": "export", "id": sha, "name": event["details"]["file"]}
     assert event["details"]["rows"] == 4
     assert event["details"]["sha256"] == sha
@@ -141,8 +143,15 @@ def test_export_over_the_cap_is_refused_with_a_message_and_recorded_as_denied(
     log.record_many([valid(details={"i": i}) for i in range(5)])
     out = io.BytesIO()
     with pytest.raises(ExportTooLarge, match=r"5 events match .* at most 3 .*max_export_rows"):
-        write_export(reader_engine, out, None, "csv", log=log, actor=ACTOR,
-                     limits=ExportSettings(max_export_rows=3))  # fmt: skip
+        write_export(
+            reader_engine,
+            out,
+            None,
+            "csv",
+            log=log,
+            actor=ACTOR,
+            limits=ExportSettings(max_export_rows=3),
+        )
     assert out.getvalue() == b""  # refused before a byte: never a silently short file
     event = last_event(reader_engine)
     assert event["outcome"] == "denied"
@@ -154,9 +163,13 @@ def test_export_over_the_cap_is_refused_with_a_message_and_recorded_as_denied(
 def test_filters_select_the_rows_and_order_is_category_then_seq(
     log: AuditLog, reader_engine: Engine
 ) -> None:
-    log.record_many([valid(category=c, correlation_id="chg-1" if i % 2 else "other",
-                           details={"i": i}) for i in range(6)
-                     for c in ("user_activity", "configuration")])  # fmt: skip
+    log.record_many(
+        [
+            valid(category=c, correlation_id="chg-1" if i % 2 else "other", details={"i": i})
+            for i in range(6)
+            for c in ("user_activity", "configuration")
+        ]
+    )
     rows = parse(export_bytes(reader_engine, log, filters=Filters(correlation_id="chg-1")))[1:]
     keys = [(r[0], int(r[1])) for r in rows]
     assert keys == sorted(keys)
@@ -180,8 +193,12 @@ def test_chunks_add_up_to_the_file_and_breaking_off_is_recorded_as_failure(
 
 def test_csv_export_runs_in_constant_memory(log: AuditLog, reader_engine: Engine) -> None:
     for start in range(0, 20_000, 5_000):
-        log.record_many([valid(event_id=str(uuid.uuid4()), details={"i": i, "pad": "p" * 300})
-                         for i in range(start, start + 5_000)])  # fmt: skip
+        log.record_many(
+            [
+                valid(event_id=str(uuid.uuid4()), details={"i": i, "pad": "p" * 300})
+                for i in range(start, start + 5_000)
+            ]
+        )
 
     class Sink:
         size = 0

@@ -88,9 +88,14 @@ def test_csv_rows_become_principals_with_empty_cells_as_none(tmp_path: Path) -> 
     zoe, jose, engine_sp = load_csv(write_csv(tmp_path, "\ufeff" + CSV_TEXT))
 
     assert zoe == Principal(
-        object_id=ZOE, type="user", upn="zoe.muller@contoso.com", mail="Zoe.Mueller@Contoso.com",
-        display_name="Zoë Müller", tenant_id=TENANT, source="csv",
-    )  # fmt: skip
+        object_id=ZOE,
+        type="user",
+        upn="zoe.muller@contoso.com",
+        mail="Zoe.Mueller@Contoso.com",
+        display_name="Zoë Müller",
+        tenant_id=TENANT,
+        source="csv",
+    )
     assert jose.object_id == JOSE
     assert jose.mail is None
     assert (engine_sp.type, engine_sp.upn, engine_sp.app_id) == ("service", None, ENGINE_APP)
@@ -243,8 +248,14 @@ def test_resolver_reads_the_directory_once_for_a_whole_batch(
 
 def test_refresh_picks_up_principals_added_after_the_first_load(directory: Directory) -> None:
     resolve = directory.resolver(max_age_seconds=None)
-    newcomer = Principal(object_id=str(uuid.uuid4()), type="user", upn="new@contoso.com",
-                         display_name="New Hire", tenant_id=TENANT, source="csv")  # fmt: skip
+    newcomer = Principal(
+        object_id=str(uuid.uuid4()),
+        type="user",
+        upn="new@contoso.com",
+        display_name="New Hire",
+        tenant_id=TENANT,
+        source="csv",
+    )
     assert resolve(Actor(type="user", upn="new@contoso.com")).resolved is False
 
     directory.upsert([newcomer])
@@ -266,9 +277,14 @@ def test_audit_log_stores_the_resolved_actor(
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT actor FROM events ORDER BY seq")).scalars().all()
     assert rows[0] == {
-        "type": "user", "id": None, "upn": "ZOE.MULLER@contoso.com", "display_name": "Zoë Müller",
-        "entra_object_id": ZOE, "tenant_id": TENANT, "resolved": True,
-    }  # fmt: skip
+        "type": "user",
+        "id": None,
+        "upn": "ZOE.MULLER@contoso.com",
+        "display_name": "Zoë Müller",
+        "entra_object_id": ZOE,
+        "tenant_id": TENANT,
+        "resolved": True,
+    }
     assert rows[1]["resolved"] is False
     assert rows[1]["entra_object_id"] is None
 
@@ -332,15 +348,26 @@ def fake_graph() -> Iterator[FakeGraph]:
 
 @pytest.fixture
 def graph(fake_graph: FakeGraph) -> Iterator[GraphClient]:
-    client = GraphClient(TENANT, "client-id", "unused-secret", base_url=fake_graph.url,
-                         token_provider=lambda: "test-token", max_retries=2)  # fmt: skip
+    client = GraphClient(
+        TENANT,
+        "client-id",
+        "unused-secret",
+        base_url=fake_graph.url,
+        token_provider=lambda: "test-token",
+        max_retries=2,
+    )
     yield client
     client.close()
 
 
 def user(oid: str, upn: str, name: str, mail: str | None = None) -> dict[str, Any]:
-    return {"id": oid, "userPrincipalName": upn, "mail": mail, "displayName": name,
-            "accountEnabled": True}  # fmt: skip
+    return {
+        "id": oid,
+        "userPrincipalName": upn,
+        "mail": mail,
+        "displayName": name,
+        "accountEnabled": True,
+    }
 
 
 def serve_tenant(fake: FakeGraph, users: list[dict[str, Any]], *, throttle: bool = False) -> None:
@@ -350,8 +377,12 @@ def serve_tenant(fake: FakeGraph, users: list[dict[str, Any]], *, throttle: bool
     throttled = (429, {"Retry-After": "0"}, {"error": {"code": "TooManyRequests"}})
     second: tuple[int, dict[str, str], dict[str, Any]] = (200, {}, {"value": users[2:]})
     fake.page("/v1.0/users", "p2", *([throttled, second] if throttle else [second]))
-    sp = {"id": ENGINE_SP, "appId": ENGINE_APP, "displayName": "Policy Engine",
-          "accountEnabled": True}  # fmt: skip
+    sp = {
+        "id": ENGINE_SP,
+        "appId": ENGINE_APP,
+        "displayName": "Policy Engine",
+        "accountEnabled": True,
+    }
     fake.page("/v1.0/servicePrincipals", None, (200, {}, {"value": [sp]}))
 
 
@@ -372,8 +403,11 @@ def test_graph_sync_follows_next_link_retries_throttling_and_sends_the_token(
 
     assert result == SyncResult(users=3, service_principals=1, removed=0)
     assert [path for path, _ in fake_graph.seen] == [
-        "/v1.0/users#None", "/v1.0/users#p2", "/v1.0/users#p2", "/v1.0/servicePrincipals#None",
-    ]  # fmt: skip
+        "/v1.0/users#None",
+        "/v1.0/users#p2",
+        "/v1.0/users#p2",
+        "/v1.0/servicePrincipals#None",
+    ]
     assert {auth for _, auth in fake_graph.seen} == {"Bearer test-token"}
     kwame = directory.lookup("KWAME.MENSAH@contoso.com")
     assert kwame is not None
@@ -385,8 +419,13 @@ def test_graph_sync_removes_principals_deleted_in_entra_but_keeps_csv_ones(
     engine: Engine, fake_graph: FakeGraph, graph: GraphClient
 ) -> None:
     directory = Directory(engine)
-    csv_only = Principal(object_id=str(uuid.uuid4()), type="user", upn="contractor@contoso.com",
-                         tenant_id=TENANT, source="csv")  # fmt: skip
+    csv_only = Principal(
+        object_id=str(uuid.uuid4()),
+        type="user",
+        upn="contractor@contoso.com",
+        tenant_id=TENANT,
+        source="csv",
+    )
     directory.upsert([csv_only])
     serve_tenant(fake_graph, USERS)
     sync_from_graph(directory, graph)

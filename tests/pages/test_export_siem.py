@@ -28,8 +28,11 @@ from tests.support.factories import tamper
 from tests.support.pages import app
 
 SECRET = "hmac-key-that-must-never-be-logged"
-USERS = {"auditor": "auditor@contoso.com", "compliance_lead": "lead@contoso.com",
-         "admin": "ops@contoso.com"}  # fmt: skip
+USERS = {
+    "auditor": "auditor@contoso.com",
+    "compliance_lead": "lead@contoso.com",
+    "admin": "ops@contoso.com",
+}
 
 
 @pytest.fixture
@@ -40,8 +43,11 @@ def as_role(
     config = tmp_path / "auditlog.toml"
     lines = "\n".join(f'"{user}" = "{role}"' for role, user in USERS.items())
     config.write_text(f"[roles.users]\n{lines}\n", "utf-8")
-    for name, value in {"DATABASE_URL": str(settings.store.database_url), "CONFIG": str(config),
-                        "HOME": str(settings.store.home)}.items():  # fmt: skip
+    for name, value in {
+        "DATABASE_URL": str(settings.store.database_url),
+        "CONFIG": str(config),
+        "HOME": str(settings.store.home),
+    }.items():
         monkeypatch.setenv(f"AUDITLOG_{name}", value)
     log.record_many(list(demo_events(60, seed=11, days=10)))
 
@@ -113,8 +119,10 @@ def test_admin_adds_a_destination_logged_without_its_secret(as_role: Any, engine
     assert not at.error, [e.value for e in at.error]
     assert "soc-webhook" in list(at.dataframe[0].value["name"])
     assert SECRET not in str(at.dataframe[0].value.to_dict())
-    stmt = sa.text("SELECT category, actor, before, after, details FROM events "
-                   "WHERE action = 'siem.destination_added'")  # fmt: skip
+    stmt = sa.text(
+        "SELECT category, actor, before, after, details FROM events "
+        "WHERE action = 'siem.destination_added'"
+    )
     with engine.connect() as conn:
         [event] = [dict(r) for r in conn.execute(stmt).mappings()]
     assert event["category"] == "configuration"
@@ -135,8 +143,11 @@ def test_integrity_page_says_intact_then_names_a_tampered_row(
     assert not at.error
     with admin_engine.connect() as conn:
         seq = conn.scalar(sa.text("SELECT max(seq) FROM events WHERE category = 'governance'"))
-    tamper(admin_engine, "UPDATE events SET details = '{\"i\": 7}' "
-           f"WHERE category = 'governance' AND seq = {int(seq) - 1}")  # fmt: skip
+    tamper(
+        admin_engine,
+        "UPDATE events SET details = '{\"i\": 7}' "
+        f"WHERE category = 'governance' AND seq = {int(seq) - 1}",
+    )
     _button(at, "Verify the whole log now").click().run()
     assert not at.success
     assert f"governance seq {int(seq) - 1}" in at.error[0].value
@@ -188,12 +199,17 @@ def test_admin_tests_pauses_and_removes_a_destination(
     assert not at.exception
     assert not at.error
     assert list(at.dataframe[0].value["name"]) == []
-    stmt = sa.text("SELECT action FROM events WHERE category = 'configuration' "
-                   "AND target->>'id' = 'soc-syslog' ORDER BY seq")  # fmt: skip
+    stmt = sa.text(
+        "SELECT action FROM events WHERE category = 'configuration' "
+        "AND target->>'id' = 'soc-syslog' ORDER BY seq"
+    )
     with engine.connect() as conn:
         actions = list(conn.scalars(stmt))
-    assert actions == ["siem.destination_added", "siem.destination_changed",
-                       "siem.destination_removed"]  # fmt: skip
+    assert actions == [
+        "siem.destination_added",
+        "siem.destination_changed",
+        "siem.destination_removed",
+    ]
 
 
 def test_downloads_hold_the_view_and_are_recorded(as_role: Any, engine: Engine) -> None:
@@ -210,7 +226,9 @@ def test_downloads_hold_the_view_and_are_recorded(as_role: Any, engine: Engine) 
     report = verify_bundle(io.BytesIO(xd.bundle_download(s, params, now, actor)))
     assert report.ok, report.problems
     assert report.rows == len(lines)
-    stmt = sa.text("SELECT details->>'format' FROM events WHERE action = 'export.downloaded' "
-                   "AND actor->>'id' = 'auditor@contoso.com' ORDER BY seq")  # fmt: skip
+    stmt = sa.text(
+        "SELECT details->>'format' FROM events WHERE action = 'export.downloaded' "
+        "AND actor->>'id' = 'auditor@contoso.com' ORDER BY seq"
+    )
     with engine.connect() as conn:
         assert list(conn.scalars(stmt)) == ["ndjson", "bundle"]

@@ -56,8 +56,10 @@ def seeded(log: AuditLog, app_env: None) -> list[dict[str, Any]]:
 
 
 def _self_events(engine: Engine, action: str) -> list[dict[str, Any]]:
-    stmt = sa.text("SELECT outcome, actor, details FROM events WHERE action = :a "
-                   "AND target->>'id' LIKE 'auditlog%' ORDER BY seq")  # fmt: skip
+    stmt = sa.text(
+        "SELECT outcome, actor, details FROM events WHERE action = :a "
+        "AND target->>'id' LIKE 'auditlog%' ORDER BY seq"
+    )
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt, {"a": action}).mappings()]
 
@@ -201,8 +203,12 @@ def test_compliance_lead_reaches_that_page(
 
 def test_oidc_configured_shows_sign_in_until_logged_in(app_env: None) -> None:
     at = app()
-    at.secrets = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback",
-                           "microsoft": {"client_id": "x"}}}  # fmt: skip
+    at.secrets = {
+        "auth": {
+            "redirect_uri": "http://localhost:8501/oauth2callback",
+            "microsoft": {"client_id": "x"},
+        }
+    }
     at.user = {}
     at.run()
     assert [b.label for b in at.button] == ["Sign in with Microsoft"]
@@ -212,8 +218,13 @@ def test_oidc_configured_shows_sign_in_until_logged_in(app_env: None) -> None:
 def test_oidc_user_gets_role_from_entra_group(app_env: None, engine: Engine) -> None:
     at = app()
     at.secrets = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback"}}
-    at.user = {"is_logged_in": True, "preferred_username": "bob@contoso.com", "name": "Bob B",
-               "oid": "2d7a3b9c-8f1e-4c2b-a1d0-5e6f7a8b9c0d", "groups": [GROUP]}  # fmt: skip
+    at.user = {
+        "is_logged_in": True,
+        "preferred_username": "bob@contoso.com",
+        "name": "Bob B",
+        "oid": "2d7a3b9c-8f1e-4c2b-a1d0-5e6f7a8b9c0d",
+        "groups": [GROUP],
+    }
     at.run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Timeline"]

@@ -13,9 +13,14 @@ from auditlog.query.table import local_times
 
 def test_local_times_shows_every_aware_time_column_in_the_zone_and_keeps_the_instant() -> None:
     at = datetime(2026, 1, 15, 12, tzinfo=UTC)
-    frame = pl.DataFrame({"n": [1], "created_at": [at], "retry_at": [None]},
-                         schema={"n": pl.Int64, "created_at": pl.Datetime("us", "UTC"),
-                                 "retry_at": pl.Datetime("us", "UTC")})  # fmt: skip
+    frame = pl.DataFrame(
+        {"n": [1], "created_at": [at], "retry_at": [None]},
+        schema={
+            "n": pl.Int64,
+            "created_at": pl.Datetime("us", "UTC"),
+            "retry_at": pl.Datetime("us", "UTC"),
+        },
+    )
     shown = local_times(frame, "Asia/Kolkata")
     assert shown.schema["created_at"] == pl.Datetime("us", "Asia/Kolkata")
     assert shown.schema["retry_at"] == pl.Datetime("us", "Asia/Kolkata")

@@ -169,14 +169,16 @@ def matching(engine: Engine, **kw: Any) -> set[str]:
         ({"text": "zoë"}, {"literal"}),
         ({"text": '"double"'}, {"literal"}),
         ({"text": '"mode": "enforce"'}, {"policy2"}),
-        ({"time_from": T0 + timedelta(hours=1), "time_to": T0 + timedelta(hours=3)},
-         {"approval", "run"}),
+        (
+            {"time_from": T0 + timedelta(hours=1), "time_to": T0 + timedelta(hours=3)},
+            {"approval", "run"},
+        ),
         ({"time_from": T0 + timedelta(hours=24, minutes=1)}, FILLERS - {"fill0", "fill1", "fill2"}),
         ({"last": "24h"}, set()),
         ({"last": "7d"}, {"fill57", "fill58", "fill59"}),
         ({"categories": ("configuration",), "actor": "alice", "text": "guests"}, {"policy"}),
     ],
-)  # fmt: skip
+)
 def test_each_filter_selects_exactly_its_events(
     reader: Engine, filters: dict[str, Any], expected: set[str]
 ) -> None:
@@ -307,9 +309,15 @@ def test_histogram_of_open_range_uses_the_datas_span(reader: Engine) -> None:
 
 @pytest.mark.parametrize(
     ("last", "bucket"),
-    [("1h", timedelta(minutes=1)), ("24h", timedelta(minutes=10)), ("7d", timedelta(hours=3)),
-     ("30d", timedelta(hours=6)), ("90d", timedelta(days=1)), ("1y", timedelta(days=7))],
-)  # fmt: skip
+    [
+        ("1h", timedelta(minutes=1)),
+        ("24h", timedelta(minutes=10)),
+        ("7d", timedelta(hours=3)),
+        ("30d", timedelta(hours=6)),
+        ("90d", timedelta(days=1)),
+        ("1y", timedelta(days=7)),
+    ],
+)
 def test_bucket_width_follows_the_range(last: str, bucket: timedelta) -> None:
     assert bucket_width(Filters(last=last), now=NOW) == bucket
 
@@ -329,8 +337,10 @@ def test_action_counts_ignore_the_action_filter(reader: Engine) -> None:
 def test_action_counts_honour_other_filters(reader: Engine) -> None:
     counts = action_counts(reader, Filters(correlation_id="chg-1"))
     assert sorted(counts.rows()) == [
-        ("approval.decided", 1), ("automation.executed", 1), ("policy.updated", 1),
-    ]  # fmt: skip
+        ("approval.decided", 1),
+        ("automation.executed", 1),
+        ("policy.updated", 1),
+    ]
 
 
 def test_timeline_view_agrees_with_its_parts(reader: Engine) -> None:

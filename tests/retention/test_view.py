@@ -65,8 +65,11 @@ def test_impact_totals_sum_each_fate_over_the_months() -> None:
     )
     now = datetime(2026, 2, 1, tzinfo=UTC)
     frame = impact_frame(counts, now, 365, 365 * 10)
-    assert impact_totals(frame) == {"kept in the table": 5, "moved to an archive": 4,
-                                    "kept in an archive": 6}  # fmt: skip
+    assert impact_totals(frame) == {
+        "kept in the table": 5,
+        "moved to an archive": 4,
+        "kept in an archive": 6,
+    }
     gone = impact_frame(counts, now, 365, 0)
     assert impact_totals(gone) == {"kept in the table": 5, "deleted for good": 10}
     held = impact_totals(impact_frame(counts, now, 365, 0, held=True))

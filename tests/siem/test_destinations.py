@@ -30,8 +30,10 @@ HOOK = Destination("hook", "webhook", "https://hooks.example.com/a", "json", {},
 
 
 def _siem_events(log: AuditLog) -> list[dict[str, Any]]:
-    stmt = sa.text("SELECT action, outcome, actor, target, details, record FROM events "
-                   "WHERE action LIKE 'siem.%' ORDER BY seq")  # fmt: skip
+    stmt = sa.text(
+        "SELECT action, outcome, actor, target, details, record FROM events "
+        "WHERE action LIKE 'siem.%' ORDER BY seq"
+    )
     with log.engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
@@ -48,8 +50,11 @@ def test_a_non_admin_is_refused_every_change_and_each_refusal_is_logged(log: Aud
     assert [d.name for d in list_destinations(log.engine)] == ["soc"]
     assert list_destinations(log.engine)[0].enabled
     denied = [e for e in _siem_events(log) if e["outcome"] == "denied"]
-    assert [e["action"] for e in denied] == ["siem.destination_added",
-        "siem.destination_changed", "siem.destination_removed"]  # fmt: skip
+    assert [e["action"] for e in denied] == [
+        "siem.destination_added",
+        "siem.destination_changed",
+        "siem.destination_removed",
+    ]
     assert {e["actor"]["id"] for e in denied} == {LEAD.user}
     assert [e["target"]["id"] for e in denied] == ["hook", "soc", "soc"]
     assert [e["details"]["role"] for e in denied] == ["compliance_lead", "auditor", None]
@@ -64,9 +69,17 @@ def test_an_admin_adds_changes_and_removes_a_destination(log: AuditLog) -> None:
     add_destination(log, HOOK, OPS, "admin", start="now", reason="SEC-1")
     change_destination(log, "hook", OPS, "admin", "pause", enabled=False)
     frame = destinations_frame(log.engine)
-    assert frame.to_dicts() == [{"name": "hook", "transport": "webhook",
-        "endpoint": HOOK.endpoint, "format": "json", "enabled": False, "secret": REDACTED,
-        "options": "{}"}]  # fmt: skip
+    assert frame.to_dicts() == [
+        {
+            "name": "hook",
+            "transport": "webhook",
+            "endpoint": HOOK.endpoint,
+            "format": "json",
+            "enabled": False,
+            "secret": REDACTED,
+            "options": "{}",
+        }
+    ]
     remove_destination(log, "hook", OPS, "admin")
     assert destinations_frame(log.engine).is_empty()
     assert [(e["action"], e["outcome"]) for e in _siem_events(log)] == [

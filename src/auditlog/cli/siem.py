@@ -175,8 +175,13 @@ def stream(
     settings = load_settings()
     engine = connect(settings, "writer")
     try:
-        code = run_stream(engine, destination, once, poll or settings.siem.poll_seconds,
-                          settings.siem.reload_seconds)  # fmt: skip
+        code = run_stream(
+            engine,
+            destination,
+            once,
+            poll or settings.siem.poll_seconds,
+            settings.siem.reload_seconds,
+        )
     finally:
         engine.dispose()
     raise typer.Exit(code)

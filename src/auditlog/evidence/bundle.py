@@ -80,8 +80,13 @@ NDJSON_TAIL = re.compile(rb',"prev_hash":"([0-9a-f]{64})","entry_hash":"([0-9a-f
 
 def manifest_message(manifest_sha256: str, key_id: str) -> bytes:
     """The exact bytes a manifest signature covers."""
-    return jcs({"purpose": "auditlog evidence manifest", "manifest_sha256": manifest_sha256,
-                "key_id": key_id})  # fmt: skip
+    return jcs(
+        {
+            "purpose": "auditlog evidence manifest",
+            "manifest_sha256": manifest_sha256,
+            "key_id": key_id,
+        }
+    )
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -168,8 +173,12 @@ def _write_member(zf: zipfile.ZipFile, name: str, blobs: Iterator[bytes]) -> Non
 
 
 def _file_entry(tally: Tally, media_type: str) -> dict[str, Any]:
-    return {"sha256": tally.sha256, "bytes": tally.size, "rows": tally.rows,
-            "media_type": media_type}  # fmt: skip
+    return {
+        "sha256": tally.sha256,
+        "bytes": tally.size,
+        "rows": tally.rows,
+        "media_type": media_type,
+    }
 
 
 @dataclass(frozen=True)
@@ -269,8 +278,14 @@ def write_bundle(
     records an ``export.downloaded`` event (format ``bundle``) with the ZIP's SHA-256.
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
-    job = _Job(engine, filters or Filters(), log, actor, now or datetime.now(UTC),
-               limits or ExportSettings())  # fmt: skip
+    job = _Job(
+        engine,
+        filters or Filters(),
+        log,
+        actor,
+        now or datetime.now(UTC),
+        limits or ExportSettings(),
+    )
     params, window = filter_record(job.filters, job.now)
     name = Path(dest).name if isinstance(dest, str | Path) else export_filename("bundle", job.now)
     details: dict[str, Any] = {"format": "bundle", "file": name}
@@ -294,8 +309,9 @@ def write_bundle(
         raise
     t = writer.tally
     details |= {"rows": manifest["rows"], "bytes": t.size, "sha256": t.sha256, "files": files}
-    return BundleResult(manifest["rows"], t.size, t.sha256, files, manifest,
-                        record("success", t.sha256))  # fmt: skip
+    return BundleResult(
+        manifest["rows"], t.size, t.sha256, files, manifest, record("success", t.sha256)
+    )
 
 
 @contextmanager

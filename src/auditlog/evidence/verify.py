@@ -290,8 +290,9 @@ class _RowCheck:
                 return
             self.report.rows = i
             if nd.readline() and not (self.nd_failed or self.cross_failed):
-                self.report.add("files differ", f"more rows than {CSV_NAME} ({i})",
-                                file=NDJSON_NAME, row=i + 1)  # fmt: skip
+                self.report.add(
+                    "files differ", f"more rows than {CSV_NAME} ({i})", file=NDJSON_NAME, row=i + 1
+                )
 
     def row(self, i: int, cells: list[str], line: bytes) -> None:
         try:
@@ -391,8 +392,9 @@ def _compare_runs(cat: str, st: ChainSummary, listed: Any, report: BundleReport)
     kind, seq = diff
     where = {"file": CSV_NAME, "category": cat, "seq": seq}
     if kind == "inserted":
-        report.add("row inserted", "not in the manifest's exported ranges",
-                   row=st.row_of(seq), **where)  # fmt: skip
+        report.add(
+            "row inserted", "not in the manifest's exported ranges", row=st.row_of(seq), **where
+        )
         return
     after = next((r for r in st.runs if r[0] > seq), None)
     if after is None:
@@ -402,15 +404,23 @@ def _compare_runs(cat: str, st: ChainSummary, listed: Any, report: BundleReport)
         return
     end = min(next(r[1] for r in listed if r[0] <= seq <= r[1]), after[0] - 1)
     span = f"seq {seq}" if end == seq else f"seq {seq}..{end}"
-    report.add("row deleted", f"{span} listed in the manifest is absent (it belongs before "
-               f"row {after[2]})", row=after[2], **where)  # fmt: skip
+    report.add(
+        "row deleted",
+        f"{span} listed in the manifest is absent (it belongs before row {after[2]})",
+        row=after[2],
+        **where,
+    )
 
 
 def _checkpoint(item: Any) -> Checkpoint:
     return Checkpoint(
-        item["category"], int(item["seq"]), bytes.fromhex(item["entry_hash"]),
-        item["signed_at"], item["key_id"], bytes.fromhex(item["signature"]),
-    )  # fmt: skip
+        item["category"],
+        int(item["seq"]),
+        bytes.fromhex(item["entry_hash"]),
+        item["signed_at"],
+        item["key_id"],
+        bytes.fromhex(item["signature"]),
+    )
 
 
 def _check_checkpoints(
@@ -432,8 +442,9 @@ def _check_checkpoints(
         elif st is not None and cp.seq in st.hashes:
             if st.hashes[cp.seq] != cp.entry_hash:
                 why = "entry_hash differs from the signed checkpoint"
-                report.add("checkpoint mismatch", why, file=CSV_NAME, row=st.row_of(cp.seq),
-                           **where)  # fmt: skip
+                report.add(
+                    "checkpoint mismatch", why, file=CSV_NAME, row=st.row_of(cp.seq), **where
+                )
             else:
                 st.checkpoints += 1
                 vouched.setdefault(cp.category, []).append(cp.seq)
@@ -449,8 +460,10 @@ def _explain_file_change(report: BundleReport) -> None:
     blamed = {p.file for p in report.problems if p.kind != "file changed"}
     for n, p in enumerate(report.problems):
         if p.kind == "file changed" and p.file not in blamed:
-            why = (f"{p.message}; yet every row's values still verify, so the change is in "
-                   "quoting, line endings or encoding, not in a value")  # fmt: skip
+            why = (
+                f"{p.message}; yet every row's values still verify, so the change is in "
+                "quoting, line endings or encoding, not in a value"
+            )
             report.problems[n] = BundleProblem(p.kind, why, p.file)
 
 

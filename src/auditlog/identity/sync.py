@@ -158,8 +158,9 @@ def _from_graph(item: dict[str, Any], kind: Literal["user", "service"], tenant: 
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = err["loc"][0] if err["loc"] else "field"
-        raise GraphError(f"Graph sent a {kind} ({str(item.get('id'))[:60]}) with a bad "
-                         f"{where}: {err['msg']}") from None  # fmt: skip
+        raise GraphError(
+            f"Graph sent a {kind} ({str(item.get('id'))[:60]}) with a bad {where}: {err['msg']}"
+        ) from None
 
 
 # --- demo data ---------------------------------------------------------------------------
@@ -170,8 +171,13 @@ _FIRST = ("Zoë", "José", "Aisha", "Bjørn", "Chen", "Daniela", "Émile", "Fati
 _LAST = ("Müller", "Ñúñez", "Andersen", "Bauer", "Costa", "Dubois", "Evans", "Fischer", "García",
          "Haddad", "Ito", "Jensen", "Kowalski", "Nakamura", "O'Brien", "Patel", "Rossi",
          "Schmidt", "Tanaka", "Wójcik")  # fmt: skip
-_SERVICES = ("Policy Engine", "Remediation Bot", "Access Review Runner", "Config Sync",
-             "SIEM Forwarder")  # fmt: skip
+_SERVICES = (
+    "Policy Engine",
+    "Remediation Bot",
+    "Access Review Runner",
+    "Config Sync",
+    "SIEM Forwarder",
+)
 _FOLD = str.maketrans({"ø": "o", "æ": "ae", "ß": "ss", "ł": "l", "đ": "d", "'": ""})
 
 

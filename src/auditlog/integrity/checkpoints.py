@@ -69,8 +69,15 @@ def sign_checkpoint(
 
 def anchor_message(category: str, seq: int, entry_hash: bytes, key_id: str) -> bytes:
     """The exact bytes a purge anchor's signature covers (see docs/retention.md)."""
-    return jcs({"anchor": "purge", "category": category, "seq": seq,
-                "entry_hash": entry_hash.hex(), "key_id": key_id})  # fmt: skip
+    return jcs(
+        {
+            "anchor": "purge",
+            "category": category,
+            "seq": seq,
+            "entry_hash": entry_hash.hex(),
+            "key_id": key_id,
+        }
+    )
 
 
 def signature_ok(cp: Checkpoint, keys: Mapping[str, Ed25519PublicKey]) -> bool:

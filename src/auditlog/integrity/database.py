@@ -109,16 +109,23 @@ def db_anchor_problem(
 ) -> Problem | None:
     """The first purge anchor of ``category`` whose signature does not verify, if any."""
     with conn.cursor() as cur:
-        cur.execute("SELECT seq, entry_hash, key_id, signature FROM purge_anchors "
-                    "WHERE category = %s ORDER BY seq", (category,))  # fmt: skip
+        cur.execute(
+            "SELECT seq, entry_hash, key_id, signature FROM purge_anchors "
+            "WHERE category = %s ORDER BY seq",
+            (category,),
+        )
         anchors = cur.fetchall()
     conn.commit()
     for seq, entry, key_id, sig in anchors:
         msg = anchor_message(category, int(seq), bytes(entry), key_id or "")
         why = _anchor_flaw(keys.get(key_id or ""), key_id, sig, msg)
         if why:
-            return Problem(category, int(seq), "bad anchor", f"the purge anchor's signature "
-                           f"{why}: the purge up to seq {seq} is not vouched for")  # fmt: skip
+            return Problem(
+                category,
+                int(seq),
+                "bad anchor",
+                f"the purge anchor's signature {why}: the purge up to seq {seq} is not vouched for",
+            )
     return None
 
 

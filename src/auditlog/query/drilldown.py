@@ -83,9 +83,15 @@ def get_event(engine: Engine, event_id: str) -> dict[str, Any]:
     source_ip as text, actor/target/before/after/details as Python values, entry_hash as hex.
     Raises NotFound."""
     stmt = sa.select(
-        *ROW_COLUMNS, c.clock_skew, c.actor, c.target, c.before, c.after, c.details,
+        *ROW_COLUMNS,
+        c.clock_skew,
+        c.actor,
+        c.target,
+        c.before,
+        c.after,
+        c.details,
         sa.func.encode(c.entry_hash, "hex").label("entry_hash"),
-    ).where(c.event_id == _event_id(event_id))  # fmt: skip
+    ).where(c.event_id == _event_id(event_id))
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().first()
     if row is None:
