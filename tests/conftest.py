@@ -23,6 +23,7 @@ from auditlog.integrity.keys import Signer
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
 
+pytest_plugins = ["tests.support.retention_fixtures"]
 _counter = itertools.count()
 
 # CI runs the property tests with a fixed seed, so a landing never hinges on a lucky draw;

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from auditlog.archive.files import SCHEMA
 from auditlog.errors import IntegrityFailure, NotFound
@@ -22,6 +22,7 @@ from auditlog.retention.view import (
     archives_frame,
     download_archive,
     downloadable,
+    impact,
     impact_frame,
     impact_totals,
     is_held,
@@ -121,3 +122,19 @@ def test_download_archive_refuses_a_tampered_archive_and_logs_nothing(
     with pytest.raises(NotFound, match="no archive of user_activity for 2021-12"):
         download_archive(ret.log, root, LEAD, "user_activity", "2021-12", "parquet")
     assert events(ret.engine, "export.downloaded") == []
+
+
+def test_impact_preview_counts_what_a_setting_would_do(
+    ret: Retention, reader_engine: Engine
+) -> None:
+    fill(ret.log)
+    frame = impact(reader_engine, "user_activity", 365, 3650)
+    moved = frame.filter(pl.col("fate") == "moved to an archive")
+    assert moved["events"].to_list() == [20, 20, 20]
+    kept = frame.filter(pl.col("fate") == "kept in the table")["events"].sum()
+    assert kept == 3
+    held = impact(reader_engine, "user_activity", 365, 0, held=True)
+    assert held["fate"].unique().to_list() == ["kept in the table"]
+
+
+# --- the purge function and the deletion boundary ------------------------------------------

@@ -4,8 +4,10 @@
         .policies() .pending() .holds() .validate()
         .set_policy() .approve() .reject() .place_hold() .lift_hold()
 
-Settings, engines and records live in :mod:`auditlog.retention.records` and are re-exported
-here.
+Settings live in :mod:`auditlog.settings`, records and queries in
+:mod:`auditlog.retention.records`, the legal holds in :mod:`auditlog.retention.holds` and what
+every change shares (authorisation, its audit event, the category lock) in
+:mod:`auditlog.retention.audited`.
 
 Errors (in :mod:`auditlog.errors`)::
 
@@ -28,31 +30,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from auditlog import access
 from auditlog.access import Identity, Role
 from auditlog.db import tables
-from auditlog.errors import NotFound, PermissionDenied, RetentionRefused
-from auditlog.model import OutcomeName, new_event
+from auditlog.errors import NotFound, RetentionRefused
+from auditlog.retention.holds import Holds
 from auditlog.retention.records import (
     Change,
-    Hold,
     Policy,
     Proposal,
-    active_holds,
     check_category,
     current_policies,
     pending_proposals,
     required_text,
     validate_policy,
 )
-from auditlog.settings import RetentionSettings
-from auditlog.store import AuditLog
-
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
 
 
-class Retention:
-    """Policies, approvals and legal holds, each change logged.
+class Retention(Holds):
+    """Policies, approvals and legal holds (:class:`Holds`), each change logged.
 
     Parameters
     ----------
@@ -62,11 +57,6 @@ class Retention:
     settings
         Floor, ceiling and whether changes need approval.
     """
-
-    def __init__(self, log: AuditLog, settings: RetentionSettings) -> None:
-        self.log = log
-        self.engine = log.engine
-        self.settings = settings
 
     # -- reading --------------------------------------------------------------------------
 
@@ -80,62 +70,11 @@ class Retention:
         with self.engine.connect() as conn:
             return pending_proposals(conn)
 
-    def holds(self) -> list[Hold]:
-        """Active legal holds."""
-        with self.engine.connect() as conn:
-            return active_holds(conn)
-
     # -- validation -----------------------------------------------------------------------
 
     def validate(self, days: Any, archive_days: Any) -> None:
         """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
         validate_policy(self.settings, days, archive_days)
-
-    # -- events ---------------------------------------------------------------------------
-
-    def _event(
-        self,
-        who: Identity,
-        action: str,
-        target: dict[str, str],
-        outcome: OutcomeName = "success",
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-        **details: Any,
-    ) -> dict[str, Any]:
-        # A detail given as None is one that does not apply here (e.g. approved_by of a change
-        # that needed no approval): left out rather than stored as null.
-        present = {k: v for k, v in details.items() if v is not None}
-        return new_event(
-            action=action,
-            outcome=outcome,
-            actor=who.actor(),
-            target=target,
-            before=before,
-            after=after,
-            details=present,
-        )
-
-    def _deny(
-        self, who: Identity, action: str, target: dict[str, str], message: str, **details: Any
-    ) -> PermissionDenied:
-        """Log a refused attempt (outcome denied) and return the error to raise."""
-        self.log.record(self._event(who, action, target, "denied", refused=message, **details))
-        return PermissionDenied(message)
-
-    def _authorize(
-        self,
-        who: Identity,
-        role: Role | None,
-        permission: str,
-        action: str,
-        target: dict[str, str],
-        **details: Any,
-    ) -> None:
-        try:
-            access.require(role, permission)
-        except PermissionDenied as exc:
-            raise self._deny(who, action, target, str(exc), role=role, **details) from None
 
     # -- policies -------------------------------------------------------------------------
 
@@ -180,11 +119,6 @@ class Retention:
             before = self._locked(conn, category)
             self._write_policy(conn, who, change_id, category, before, attempt, reason, who.user)
         return Change(True, policy=self.policies()[category])
-
-    def _locked(self, conn: Connection, category: str) -> Policy | None:
-        """Take the category's retention lock; return its policy in force."""
-        conn.execute(_LOCK, {"lock_key": f"auditlog:retention:{category}"})
-        return current_policies(conn)[category]
 
     def _write_policy(
         self,
@@ -349,101 +283,6 @@ class Retention:
         except sa.exc.IntegrityError:
             raise RetentionRefused(f"change {change_id} was decided meanwhile") from None
 
-    # -- legal holds ----------------------------------------------------------------------
-
-    def _authorize_hold(
-        self,
-        who: Identity,
-        role: Role | None,
-        action: str,
-        category: str,
-        case_name: str,
-        reason: str,
-    ) -> dict[str, str]:
-        """The hold's target, once ``who`` may change legal holds (a refusal is logged)."""
-        target = _hold_target(check_category(category), case_name)
-        self._authorize(
-            who,
-            role,
-            "legal_hold.change",
-            action,
-            target,
-            category=category,
-            case_name=case_name,
-            reason=reason,
-        )
-        return target
-
-    def place_hold(
-        self, who: Identity, role: Role | None, category: str, case_name: str, reason: str
-    ) -> Hold:
-        """Place a legal hold: nothing of ``category`` is purged until it is lifted."""
-        action = "retention.legal_hold_placed"
-        target = self._authorize_hold(who, role, action, category, case_name, reason)
-        case = required_text(case_name, "case_name", "case name")
-        reason = required_text(reason, "reason", "reason for the hold")
-        with self.engine.begin() as conn:
-            self._locked(conn, category)
-            if any(h.case_name == case for h in active_holds(conn) if h.category == category):
-                raise RetentionRefused(f"{category} is already on legal hold for case {case!r}")
-            hold = {
-                "category": category,
-                "case_name": case,
-                "reason": reason,
-                "placed_by": who.user,
-            }
-            holds = tables.legal_holds
-            hold_id = conn.execute(sa.insert(holds).values(hold).returning(holds.c.id)).scalar_one()
-            self.log.record(
-                self._event(
-                    who,
-                    action,
-                    target,
-                    before={"held": False},
-                    after={"held": True},
-                    category=category,
-                    case_name=case,
-                    reason=reason,
-                    hold_id=hold_id,
-                )
-            )
-        return next(h for h in self.holds() if h.id == hold_id)
-
-    def lift_hold(
-        self, who: Identity, role: Role | None, category: str, case_name: str, reason: str
-    ) -> Hold:
-        """Lift the active hold of ``category`` for ``case_name``; logged."""
-        action = "retention.legal_hold_lifted"
-        target = self._authorize_hold(who, role, action, category, case_name, reason)
-        reason = required_text(reason, "reason", "reason for lifting the hold")
-        with self.engine.begin() as conn:
-            self._locked(conn, category)
-            held = [
-                h for h in active_holds(conn) if (h.category, h.case_name) == (category, case_name)
-            ]
-            if not held:
-                raise NotFound(f"{category} has no active legal hold for case {case_name!r}")
-            release = {"hold_id": held[0].id, "reason": reason, "released_by": who.user}
-            conn.execute(sa.insert(tables.legal_hold_releases).values(release))
-            self.log.record(
-                self._event(
-                    who,
-                    action,
-                    target,
-                    before={"held": True},
-                    after={"held": False},
-                    category=category,
-                    case_name=case_name,
-                    reason=reason,
-                    hold_id=held[0].id,
-                )
-            )
-        return held[0]
-
 
 def _policy_target(category: str) -> dict[str, str]:
     return {"type": "retention_policy", "id": category, "name": f"{category} retention"}
-
-
-def _hold_target(category: str, case_name: str) -> dict[str, str]:
-    return {"type": "legal_hold", "id": f"{category}/{case_name}", "name": str(case_name)}

@@ -6,7 +6,7 @@
     Policy, Proposal, Hold, Change                what the tables hold
     current_policies(conn), active_holds(conn)    the state in force
 
-:mod:`auditlog.retention` re-exports all of these.
+Changes go through :mod:`auditlog.retention.policies` and :mod:`auditlog.retention.holds`.
 """
 
 from __future__ import annotations
