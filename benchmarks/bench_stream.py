@@ -21,10 +21,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' real rsyslog receiver
 
 from _common import fresh_database, rate, server_url
-from rsyslog import Rsyslog, make_tls_files
 
 from auditlog.access import Identity
 from auditlog.db.server import make_engine
@@ -33,6 +32,7 @@ from auditlog.settings import load_settings
 from auditlog.siem.destinations import Destination, add_destination
 from auditlog.siem.worker import Streamer
 from auditlog.store import AuditLog
+from tests.support.rsyslog import Rsyslog, make_tls_files
 
 ADMIN = Identity("bench@contoso.com")
 EVENT_ID = re.compile(rb' EVENT \[auditlog@32473 event_id=\\?"([0-9a-f-]{36})')
