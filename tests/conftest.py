@@ -22,6 +22,7 @@ from auditlog.db.server import make_engine
 from auditlog.integrity.keys import Signer
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
+from tests.support.database import create_database
 
 pytest_plugins = ["tests.support.retention_fixtures"]
 _counter = itertools.count()
@@ -52,26 +53,18 @@ def pg_server_url() -> Iterator[URL]:
 def template_db(pg_server_url: URL) -> str:
     """A migrated database to clone; built once per session."""
     name = f"auditlog_tmpl_{os.getpid()}"
-    _create_db(pg_server_url, name)
+    create_database(pg_server_url, name)
     engine = make_engine(pg_server_url.set(database=name), "admin")
     upgrade(engine)
     engine.dispose()
     return name
 
 
-def _create_db(server: URL, name: str, template: str | None = None) -> None:
-    engine = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        tmpl = f' TEMPLATE "{template}"' if template else ""
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"{tmpl}'))
-    engine.dispose()
-
-
 @pytest.fixture
 def db_url(pg_server_url: URL, template_db: str) -> URL:
     """Admin (superuser) URL of a fresh, migrated database for this test."""
     name = f"t_{os.getpid()}_{next(_counter)}"
-    _create_db(pg_server_url, name, template_db)
+    create_database(pg_server_url, name, template_db)
     return pg_server_url.set(database=name)
 
 

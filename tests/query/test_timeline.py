@@ -32,7 +32,7 @@ from auditlog.query.timeline import (
 )
 from auditlog.settings import load_settings
 from auditlog.store import AuditLog
-from tests.conftest import _create_db
+from tests.support.database import create_database
 
 NS = uuid.UUID("0b7a4a52-3c1e-4c1e-9d4e-000000000001")
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -116,7 +116,7 @@ def reader(
     """One database for the whole module, written once (reads never change it), read as the
     dashboard's SELECT-only role."""
     name = f"query_{os.getpid()}"
-    _create_db(pg_server_url, name, template_db)
+    create_database(pg_server_url, name, template_db)
     url = pg_server_url.set(database=name)
     home, database_url = tmp_path_factory.mktemp("home"), url.render_as_string(False)
     settings = load_settings(env={}, store={"home": home, "database_url": database_url})
