@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from auditlog.archive.export import EXPORT_COLUMNS, write_csv
@@ -28,27 +26,11 @@ from auditlog.evidence.verify import csv_record
 from auditlog.integrity.keys import Signer
 from auditlog.integrity.verifier import ChainVerifier
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import retention_engine
 from auditlog.retention.view import archives_frame, export_archive
 from auditlog.settings import RetentionSettings, Settings
 from auditlog.store import AuditLog
 from tests.support.factories import valid
-from tests.support.retention import LEAD, MONTHS, cli_environment, events, fill, policy, run
-
-
-@pytest.fixture
-def ret(db_url: URL, settings: Settings, signer: Signer, tmp_path: Path) -> Iterator[Retention]:
-    engine = retention_engine(db_url.set(username="auditlog_app"))
-    yield Retention(
-        AuditLog(engine, settings, signer=signer),
-        RetentionSettings(archive_dir=tmp_path / "archives"),
-    )
-    engine.dispose()
-
-
-@pytest.fixture
-def cli_env(settings: Settings, signer: Signer, tmp_path: Path) -> dict[str, str]:
-    return cli_environment(settings, signer, tmp_path, tmp_path / "archives")
+from tests.support.retention import LEAD, MONTHS, events, fill, policy, run
 
 
 @pytest.fixture

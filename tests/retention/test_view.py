@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 
 from auditlog.archive.files import SCHEMA
 from auditlog.errors import IntegrityFailure, NotFound
-from auditlog.integrity.keys import Signer
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import retention_engine
 from auditlog.retention.view import (
     archives_frame,
     download_archive,
@@ -27,19 +24,8 @@ from auditlog.retention.view import (
     impact_totals,
     is_held,
 )
-from auditlog.settings import RetentionSettings, Settings
-from auditlog.store import AuditLog
+from auditlog.settings import Settings
 from tests.support.retention import LEAD, events, fill, policy, run
-
-
-@pytest.fixture
-def ret(db_url: URL, settings: Settings, signer: Signer, tmp_path: Path) -> Iterator[Retention]:
-    engine = retention_engine(db_url.set(username="auditlog_app"))
-    yield Retention(
-        AuditLog(engine, settings, signer=signer),
-        RetentionSettings(archive_dir=tmp_path / "archives"),
-    )
-    engine.dispose()
 
 
 @pytest.fixture
