@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 
-from auditlog.cli._common import operator
+from auditlog.access import Identity, Role
+from auditlog.cli._common import open_log, operator
 from auditlog.model import CATEGORIES
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import connect_retention
 from auditlog.retention.run import RetentionRun
 from auditlog.retention.view import EXPORT_FORMATS, archives_frame, export_archive
-from auditlog.settings import RetentionSettings, Settings, load_settings
-from auditlog.store import AuditLog
+from auditlog.settings import Settings, load_settings
 
 retention_app = typer.Typer(
     help="Retention policies, legal holds, and the archive-then-purge pass.", no_args_is_help=True
@@ -29,15 +29,22 @@ retention_app = typer.Typer(
 archive_app = typer.Typer(help="Archives of events past retention.", no_args_is_help=True)
 
 
+class _Session(NamedTuple):
+    ret: Retention
+    settings: Settings
+    who: Identity
+    role: Role | None
+
+
 @contextmanager
-def _session(settings: Settings) -> Iterator[tuple[Retention, Settings, RetentionSettings]]:
-    rs = settings.retention
+def _session() -> Iterator[_Session]:
+    """The settings (read once), the operator and their role, and Retention acting as
+    ``auditlog_retention``; its connections are closed when the command ends."""
+    settings = load_settings()
     engine = connect_retention(settings)
     try:
-        from auditlog.identity.directory import Directory
-
-        log = AuditLog(engine, settings, resolve=Directory(engine).resolver())
-        yield Retention(log, rs), settings, rs
+        ret = Retention(open_log(settings, engine), settings.retention)
+        yield _Session(ret, settings, *operator(settings))
     finally:
         engine.dispose()
 
@@ -61,8 +68,10 @@ def run_command(
 
     Safe to run twice (the second run changes nothing) and safe to kill: the next run resumes.
     """
-    with _session(load_settings()) as (ret, settings, rs):
-        report = RetentionRun(ret.log, rs, settings.store.home).run(category or CATEGORIES)
+    with _session() as (ret, settings, _, _role):
+        report = RetentionRun(ret.log, ret.settings, settings.store.home).run(
+            category or CATEGORIES
+        )
     for rep in report.categories.values():
         typer.echo(rep.summary())
     typer.echo("retention pass done" if report.changed else "nothing to do")
@@ -78,9 +87,7 @@ def set_command(
     ] = None,
 ) -> None:
     """Set (or, when approval is required, propose) a category's retention policy."""
-    settings = load_settings()
-    who, role = operator(settings)
-    with _session(settings) as (ret, _, _rs):
+    with _session() as (ret, _, who, role):
         current = ret.policies()[category]
         if archive_days is None and current is None:
             raise typer.BadParameter(
@@ -103,9 +110,7 @@ def approve_command(
     note: Annotated[str, typer.Option(help="a note for the log")] = "",
 ) -> None:
     """Approve another compliance lead's pending change; it takes effect now."""
-    settings = load_settings()
-    who, role = operator(settings)
-    with _session(settings) as (ret, _, _rs):
+    with _session() as (ret, _, who, role):
         policy = ret.approve(who, role, change_id, note)
     typer.echo(
         f"{policy.category}: {policy.days} days, then {policy.archive_days} days "
@@ -118,9 +123,7 @@ def reject_command(
     change_id: Annotated[str, typer.Argument(help="the pending change's id")], reason: Reason
 ) -> None:
     """Reject a pending change; it never takes effect."""
-    settings = load_settings()
-    who, role = operator(settings)
-    with _session(settings) as (ret, _, _rs):
+    with _session() as (ret, _, who, role):
         p = ret.reject(who, role, change_id, reason)
     typer.echo(f"{p.category}: change {change_id} rejected")
 
@@ -132,9 +135,7 @@ def hold_command(
     reason: Reason,
 ) -> None:
     """Place a legal hold: nothing of the category is purged until it is released."""
-    settings = load_settings()
-    who, role = operator(settings)
-    with _session(settings) as (ret, _, _rs):
+    with _session() as (ret, _, who, role):
         hold = ret.place_hold(who, role, category, case, reason)
     typer.echo(f"{category}: on legal hold for case {hold.case_name!r}")
 
@@ -146,9 +147,7 @@ def release_command(
     reason: Reason,
 ) -> None:
     """Lift a legal hold."""
-    settings = load_settings()
-    who, role = operator(settings)
-    with _session(settings) as (ret, _, _rs):
+    with _session() as (ret, _, who, role):
         ret.lift_hold(who, role, category, case, reason)
     typer.echo(f"{category}: legal hold for case {case!r} lifted")
 
@@ -156,8 +155,9 @@ def release_command(
 @retention_app.command("list")
 def list_command() -> None:
     """Policies in force, pending changes and legal holds."""
-    with _session(load_settings()) as (ret, _, rs):
+    with _session() as (ret, _, _who, _role):
         policies, pending, holds = ret.policies(), ret.pending(), ret.holds()
+    rs = ret.settings
     typer.echo(
         f"bounds: {rs.min_days}..{rs.max_days} days; approval "
         f"{'required' if rs.require_approval else 'not required'}"
@@ -187,7 +187,7 @@ def archive_list_command(
     category: Annotated[str | None, typer.Option(help="only this category")] = None,
 ) -> None:
     """Every archive: category, month, seq range, rows, state and file."""
-    with _session(load_settings()) as (ret, _, _rs):
+    with _session() as (ret, _, _who, _role):
         frame = archives_frame(ret.engine, category)
     if frame.is_empty():
         typer.echo("no archives")
@@ -209,10 +209,7 @@ def archive_export_command(
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"--format {fmt!r}: use csv or parquet")
     out = out or Path(f"{category}-{month}.{fmt}")
-    settings = load_settings()
-    who, _role = operator(settings)
-    with _session(settings) as (ret, settings, rs):
-        rows = export_archive(
-            ret.log, rs.archive_root(settings.store.home), who, category, month, fmt, out
-        )
+    with _session() as (ret, settings, who, _role):
+        root = settings.retention.archive_root(settings.store.home)
+        rows = export_archive(ret.log, root, who, category, month, fmt, out)
     typer.echo(f"exported {rows} events to {out}")
