@@ -1,12 +1,17 @@
-"""``auditlog checkpoint`` and ``auditlog keys export-public``: signing the chain heads."""
+"""``auditlog checkpoint`` and ``auditlog keys``: signing the chain heads, and the key
+administrator's register/retire (each an audit event)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from auditlog.cli._common import log_session
+from auditlog.cli._common import engine_session, errors, log_session, operator
 from auditlog.cli._common import settings as _settings
-from auditlog.integrity.keys import load_signer, public_pem
+from auditlog.integrity.keyadmin import open_registered, register_key, retire_key
+from auditlog.integrity.keys import key_id_of, load_public_key, load_signer, public_pem
 
 keys_app = typer.Typer(help="Checkpoint signing keys.", no_args_is_help=True)
 
@@ -23,3 +28,35 @@ def checkpoint() -> None:
 def keys_export_public() -> None:
     """Print the public key that verifies this installation's checkpoints (PEM)."""
     typer.echo(public_pem(load_signer(_settings()).public), nl=False)
+
+
+@keys_app.command("register")
+def keys_register(
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="PEM public key to register (default: this host's)"),
+    ] = None,
+) -> None:
+    """Register a checkpoint signing key (key administrator credential; logged keys.registered)."""
+    s = _settings()
+    with errors():
+        public = load_public_key(public_key.read_bytes()) if public_key else load_signer(s).public
+        who, _ = operator(s)
+        with engine_session(s, "keys") as engine:
+            new = register_key(open_registered(s, engine=engine), public, who)
+    state = "registered" if new else "already registered"
+    typer.echo(f"{state}: signing key {key_id_of(public)}")
+
+
+@keys_app.command("retire")
+def keys_retire(
+    key_id: Annotated[str, typer.Argument(help="the key id to retire")],
+    reason: Annotated[str, typer.Option("--reason", help="why (required; recorded in the log)")],
+) -> None:
+    """Retire a signing key: the database refuses its checkpoints (logged keys.retired)."""
+    s = _settings()
+    with errors():
+        who, _ = operator(s)
+        with engine_session(s, "keys") as engine:
+            retire_key(open_registered(s, engine=engine), key_id, who, reason)
+    typer.echo(f"retired: signing key {key_id}")

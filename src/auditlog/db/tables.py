@@ -53,6 +53,7 @@ signing_keys = sa.Table(
     _col("key_id", sa.Text, primary_key=True),
     _col("public_key", BYTEA),
     _col("created_at", _TS, server_default=_NOW),
+    _col("registered_by", sa.Text, nullable=True),  # 007
 )
 purge_anchors = sa.Table(
     "purge_anchors",
@@ -245,4 +246,22 @@ event_rollup = sa.Table(
     _col("action", sa.Text, primary_key=True),
     _col("outcome", sa.Text, primary_key=True),
     _col("n", sa.BigInteger),
+)
+
+
+# --- 007_trust_boundary ------------------------------------------------------------------
+signing_key_retirements = sa.Table(
+    "signing_key_retirements",
+    metadata,
+    _col("key_id", sa.Text, sa.ForeignKey("signing_keys.key_id"), primary_key=True),
+    _col("retired_at", _TS, server_default=_NOW),
+    _col("retired_by", sa.Text),
+    _col("reason", sa.Text),
+)
+retention_rules = sa.Table(
+    "retention_rules",
+    metadata,
+    _col("one", sa.Boolean, primary_key=True, server_default=sa.true()),
+    _col("floor_days", sa.Integer, server_default=sa.text("365")),
+    _col("require_approval", sa.Boolean, server_default=sa.false()),
 )
