@@ -60,16 +60,20 @@ def db_public_keys(conn: Any) -> dict[str, Ed25519PublicKey]:
 
 
 def db_checkpoints(conn: Any, category: str) -> list[Checkpoint]:
+    """The category's checkpoints in chain order (seq, then id), version-1 and version-2."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT category, seq, entry_hash, signed_at, key_id, signature "
-            "FROM checkpoints WHERE category = %s ORDER BY seq",
+            "SELECT category, seq, entry_hash, signed_at, key_id, signature, version, prev_hash, "
+            "count FROM checkpoints WHERE category = %s ORDER BY seq, id",
             (category,),
         )
         return [
-            Checkpoint(c, int(s), bytes(h), utc_text(t), k, bytes(sig))
-            for c, s, h, t, k, sig in cur.fetchall()
-        ]
+            Checkpoint(
+                c, int(s), bytes(h), utc_text(t), k, bytes(sig), int(v),
+                None if prev is None else bytes(prev), None if n is None else int(n),
+            )
+            for c, s, h, t, k, sig, v, prev, n in cur.fetchall()
+        ]  # fmt: skip
 
 
 def db_anchor(conn: Any, category: str) -> tuple[int, bytes]:
