@@ -568,7 +568,8 @@ def _copy_row(
     )
 
 
-class _LastCheckpoint(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class _LastCheckpoint:
     """The newest checkpoint of a category, as the next one must chain to it."""
 
     seq: int

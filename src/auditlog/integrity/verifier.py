@@ -163,11 +163,21 @@ class ChainVerifier:
             return
         last = self.result.last_seq if self.result.last_seq is not None else self.start_seq
         links = _CheckpointLinks()
-        for cp in sorted(checkpoints, key=lambda c: c.seq):
-            self.result.checkpoints += 1
+        ordered = sorted(checkpoints, key=lambda c: c.seq)
+        self.result.checkpoints = len(ordered)
+        for cp in ordered:
             if not signature_ok(cp, keys):
                 why = "unknown key " + cp.key_id if cp.key_id not in keys else "does not verify"
                 return self._fail(cp.seq, "bad signature", f"checkpoint signature {why}")
+        moved = _reordered(ordered)
+        if moved is not None:
+            return self._fail(
+                moved[1].seq,
+                "checkpoints reordered",
+                f"{moved[1].name()} comes after {moved[0].name()} in seq order: the "
+                "checkpoints' seqs no longer follow their signed order",
+            )
+        for cp in ordered:
             broken = links.follow(cp)
             if broken is not None:
                 return self._fail(cp.seq, *broken)
@@ -247,6 +257,19 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _reordered(ordered: list[Checkpoint]) -> tuple[Checkpoint, Checkpoint] | None:
+    """The first version-2 checkpoint whose count is below one before it in seq order, and
+    that one."""
+    top: Checkpoint | None = None
+    for cp in ordered:
+        if cp.count is None:
+            continue
+        if top is not None and cp.count < (top.count or 0):
+            return top, cp
+        top = cp if top is None or cp.count > (top.count or 0) else top
+    return None
 
 
 class _CheckpointLinks:
