@@ -337,12 +337,14 @@ def test_the_writer_cannot_insert_a_checkpoint_directly(
     headed: tuple[AuditLog, Checkpoint, bytes],
 ) -> None:
     log, _, head = headed
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-        with log.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, "
-                    "signature) VALUES (:c, 5, :h, now(), :k, :s)"
-                ),
-                {"c": GOV, "h": head, "k": log.signer.key_id, "s": b"\x00" * 64},
-            )
+    with (
+        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+        log.engine.begin() as conn,
+    ):
+        conn.execute(
+            sa.text(
+                "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, "
+                "signature) VALUES (:c, 5, :h, now(), :k, :s)"
+            ),
+            {"c": GOV, "h": head, "k": log.signer.key_id, "s": b"\x00" * 64},
+        )

@@ -118,7 +118,6 @@ class Checkpoint:
                 version=self.version,
                 prev_hash=(self.prev_hash or b"").hex(),
                 count=self.count,
-                hash=self.hash().hex(),
             )
         return out
 

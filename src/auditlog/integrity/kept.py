@@ -62,7 +62,8 @@ def export_checkpoints(engine: Any) -> dict[str, Any]:
 def load_kept(path: Path) -> list[Checkpoint]:
     """Every checkpoint in ``path``: an ``auditlog checkpoint export`` file, an evidence
     bundle (the ZIP, or its manifest.json), or SIEM copies of checkpoints (one JSON object,
-    a JSON array, or one per line: JSON, HEC ``{"event": ...}``, OCSF ``{"unmapped": ...}``
+    a JSON array, or one per line: JSON, HEC ``{"event": ...}``, OCSF ``{"unmapped":
+    {"auditlog_checkpoint": ...}}``
     or the RFC 5424 line). Raises :class:`InvalidFile` naming the line and what is wrong."""
     name = str(path)
     try:
@@ -121,7 +122,7 @@ def _items(doc: Any) -> Iterator[Any]:
         elif "signature" in doc and "entry_hash" in doc:
             yield doc
         else:
-            for wrapper in ("event", "unmapped"):  # Splunk HEC, OCSF
+            for wrapper in ("event", "unmapped", "auditlog_checkpoint"):  # Splunk HEC, OCSF
                 if isinstance(doc.get(wrapper), dict):
                     yield from _items(doc[wrapper])
 
