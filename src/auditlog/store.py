@@ -33,6 +33,7 @@ from auditlog.errors import (
 )
 from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
 from auditlog.integrity.keys import Signer, key_status, load_signer, not_registered
+from auditlog.integrity.rule import ZERO_HASH
 from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
@@ -348,18 +349,22 @@ class AuditLog:
     def _maybe_checkpoint(
         self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes, now: datetime
     ) -> None:
-        cur.execute(
-            "SELECT seq, signed_at FROM checkpoints WHERE category = %s ORDER BY seq DESC LIMIT 1",
-            (category,),
-        )
-        last = cur.fetchone()
+        """Sign the head if due: N entries or T seconds (server clock) since the last one.
+
+        ``now`` is the batch's recorded_at; whether T seconds have passed is judged by the
+        server clock, which also gives signed_at (the database refuses any other time).
+        """
+        last = _last_checkpoint(cur, category)
+        if last is not None and last.seq >= seq:
+            return
+        clock = _server_clock(cur)
         due = (
             last is None
-            or seq - last[0] >= self.settings.store.checkpoint_every
-            or now - last[1] >= timedelta(seconds=self.settings.store.checkpoint_seconds)
+            or seq - last.seq >= self.settings.store.checkpoint_every
+            or clock - last.signed_at >= timedelta(seconds=self.settings.store.checkpoint_seconds)
         )
-        if due and (last is None or last[0] < seq):
-            _insert_checkpoint(cur, sign_checkpoint(self.signer, category, seq, head, now))
+        if due:
+            _insert_checkpoint(cur, self.signer, category, seq, head, last, clock)
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
         if self.clock is not None:
@@ -376,13 +381,10 @@ class AuditLog:
             for cat in sorted(categories or CATEGORIES):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
                 seq, head, _ = _head(cur, cat)
-                cur.execute("SELECT max(seq) FROM checkpoints WHERE category = %s", (cat,))
-                covered = cur.fetchone()[0] or 0  # type: ignore[index]
-                if seq > covered:
-                    now = self._now(cur)
-                    cp = sign_checkpoint(self.signer, cat, seq, head, now)
-                    _insert_checkpoint(cur, cp)
-                    done.append(cp)
+                last = _last_checkpoint(cur, cat)
+                if seq > (last.seq if last else 0):
+                    clock = _server_clock(cur)
+                    done.append(_insert_checkpoint(cur, self.signer, cat, seq, head, last, clock))
         return done
 
 
@@ -579,9 +581,52 @@ def _copy_row(
     )
 
 
-def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: Checkpoint) -> None:
+@dataclass(frozen=True, slots=True)
+class _LastCheckpoint:
+    """The newest checkpoint of a category, as the next one must chain to it."""
+
+    seq: int
+    signed_at: datetime
+    hash: bytes
+    count: int
+
+
+def _last_checkpoint(cur: psycopg.Cursor[Any], category: str) -> _LastCheckpoint | None:
+    cur.execute("SELECT seq, signed_at, hash, count FROM auditlog_last_checkpoint(%s)", (category,))
+    row = cur.fetchone()
+    return None if row is None else _LastCheckpoint(int(row[0]), row[1], bytes(row[2]), row[3])
+
+
+def _server_clock(cur: psycopg.Cursor[Any]) -> datetime:
+    cur.execute("SELECT clock_timestamp()")
+    return cur.fetchone()[0]  # type: ignore[index,no-any-return]
+
+
+def _insert_checkpoint(
+    cur: psycopg.Cursor[Any],
+    signer: Signer,
+    category: str,
+    seq: int,
+    head: bytes,
+    last: _LastCheckpoint | None,
+    signed_at: datetime,
+) -> Checkpoint:
+    """Sign (category, seq, head) chained to ``last`` and add it through the database's
+    checking function (the writer has no INSERT on checkpoints)."""
+    prev, count = (last.hash, last.count + 1) if last else (ZERO_HASH, 1)
+    cp = sign_checkpoint(signer, category, seq, head, signed_at, prev, count)
     cur.execute(
-        "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, signature) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (cp.category, cp.seq, cp.entry_hash, cp.signed_at, cp.key_id, cp.signature),
+        "SELECT auditlog_add_checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            cp.category,
+            cp.seq,
+            cp.entry_hash,
+            signed_at,
+            cp.key_id,
+            cp.signature,
+            prev,
+            count,
+            cp.message().decode("utf-8"),
+        ),
     )
+    return cp

@@ -46,6 +46,12 @@ checkpoints = sa.Table(
     _col("signed_at", _TS),
     _col("key_id", sa.Text),
     _col("signature", BYTEA),
+    # 006_checkpoint_chain: the checkpoint chain (NULL on version-1 rows)
+    _col("version", sa.SmallInteger, server_default=sa.text("1")),
+    _col("prev_hash", BYTEA, nullable=True),
+    _col("count", sa.BigInteger, nullable=True),
+    _col("message", sa.Text, nullable=True),
+    _col("hash", BYTEA, nullable=True),
 )
 signing_keys = sa.Table(
     "signing_keys",

@@ -48,8 +48,8 @@ REVOKE auditlog_retention FROM auditlog_ingest;
 GRANT auditlog_writer TO auditlog_dashboard;
 
 -- The writer reaches keys, checkpoints and purge anchors only through the functions below.
-REVOKE ALL ON signing_keys, purge_anchors FROM auditlog_writer;
--- MERGE: checkpoints revoked once 006's functions land
+REVOKE ALL ON signing_keys, checkpoints, purge_anchors FROM auditlog_writer;
+REVOKE ALL ON SEQUENCE checkpoints_id_seq FROM auditlog_writer;
 GRANT SELECT ON signing_keys, checkpoints, purge_anchors TO auditlog_streamer;
 GRANT SELECT ON signing_keys TO auditlog_keyadmin, auditlog_retention;
 GRANT INSERT ON signing_keys TO auditlog_keyadmin;
@@ -73,6 +73,23 @@ ALTER TABLE signing_key_retirements OWNER TO auditlog_owner;
 REVOKE ALL ON signing_key_retirements FROM PUBLIC;
 GRANT SELECT ON signing_key_retirements TO auditlog_reader, auditlog_streamer, auditlog_keyadmin;
 GRANT INSERT ON signing_key_retirements TO auditlog_keyadmin;
+
+-- A retired key signs nothing more: checked on every checkpoint row, whoever inserts it
+-- (auditlog_add_checkpoint of 006 included).
+CREATE FUNCTION auditlog_checkpoint_key_guard() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM signing_key_retirements WHERE key_id = NEW.key_id) THEN
+    RAISE EXCEPTION 'auditlog: signing key % was retired; it signs no more checkpoints',
+      NEW.key_id USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END $$;
+ALTER FUNCTION auditlog_checkpoint_key_guard() OWNER TO auditlog_owner;
+REVOKE ALL ON FUNCTION auditlog_checkpoint_key_guard() FROM PUBLIC;
+CREATE TRIGGER checkpoints_key_guard BEFORE INSERT ON checkpoints
+  FOR EACH ROW EXECUTE FUNCTION auditlog_checkpoint_key_guard();
+ALTER TABLE checkpoints ENABLE ALWAYS TRIGGER checkpoints_key_guard;
 
 -- 'active', 'retired' or NULL (not registered): what a writer may ask of its own key.
 CREATE FUNCTION auditlog_key_status(p_key_id text) RETURNS text
