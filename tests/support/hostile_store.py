@@ -54,7 +54,7 @@ def hostile_store(server: URL, template: str, home: Path) -> Iterator[HostileSto
         events = [event_with(f, v) for f, v in cases]
         by_id = {str(e["event_id"]): (f, v) for e, (f, v) in zip(events, cases, strict=True)}
         items = {by_id[i.key]: i for i in stored_items(log, events)}
-        yield HostileStore(log, reader, items)  # type: ignore[arg-type]
+        yield HostileStore(log, reader, items)
     finally:
         writer.dispose()
         reader.dispose()
