@@ -54,6 +54,12 @@ _SD_ESCAPE = str.maketrans({**_U_ESCAPES, "\\": "\\\\", '"': '\\"', "]": "\\]"})
 _CEF_LINES = {"\r": "\\r", "\n": "\\n"}
 _CEF_HEAD_ESCAPE = str.maketrans({**_U_ESCAPES, **_CEF_LINES, "\\": "\\\\", "|": "\\|"})
 _CEF_EXT_ESCAPE = str.maketrans({**_U_ESCAPES, **_CEF_LINES, "\\": "\\\\", "=": "\\="})
+# Most values need no escaping: finding that by one regex search is far cheaper than a
+# translate with a table this size (the syslog worker formats ~30,000 events/s).
+_ENCODED_CLASS = "".join(f"\\u{ord(c):04x}" for c in ENCODED)
+_SD_SPECIAL = re.compile(f'[\\\\"\\]{_ENCODED_CLASS}]')
+_CEF_HEAD_SPECIAL = re.compile(f"[\\\\|{_ENCODED_CLASS}]")
+_CEF_EXT_SPECIAL = re.compile(f"[\\\\={_ENCODED_CLASS}]")
 _ascii_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
@@ -136,7 +142,7 @@ def del_escaped(json_text: str) -> str:
 
 def sd_escape(value: str) -> str:
     """An SD-PARAM value: ``\\ " ]`` escaped (RFC 5424 6.3.3), :data:`ENCODED` as ``\\uXXXX``."""
-    return value.translate(_SD_ESCAPE)
+    return value.translate(_SD_ESCAPE) if _SD_SPECIAL.search(value) else value
 
 
 def sd_element(sd_id: str, params: dict[str, Any]) -> str:
@@ -146,10 +152,17 @@ def sd_element(sd_id: str, params: dict[str, Any]) -> str:
 
 
 def _event_sd(record: dict[str, Any], pen: int) -> str:
-    # Only the correlation_id is free text, but every value is escaped all the same: a row
-    # the writer credential inserted itself passed no ingest validation.
-    params = {k: record.get(k) for k in ("event_id", "category", "seq", "action", "outcome")}
-    return sd_element(f"auditlog@{pen}", {**params, "correlation_id": record.get("correlation_id")})
+    # Only the correlation_id is free text, but the text columns are escaped all the same: a
+    # row the writer credential inserted itself passed no ingest validation. event_id and seq
+    # come from uuid and bigint columns: nothing in them to escape.
+    cid = record.get("correlation_id")
+    tail = "" if cid is None else f' correlation_id="{sd_escape(cid)}"'
+    e = sd_escape
+    return (
+        f'[auditlog@{pen} event_id="{record["event_id"]}" category="{e(record["category"])}" '
+        f'seq="{record["seq"]}" action="{e(record["action"])}" '
+        f'outcome="{e(record["outcome"])}"{tail}]'
+    )
 
 
 def _checkpoint_sd(cp: dict[str, Any], pen: int) -> str:
@@ -163,13 +176,13 @@ def _checkpoint_sd(cp: dict[str, Any], pen: int) -> str:
 def cef_header_escape(value: str) -> str:
     """A CEF header field: ``\\`` and ``|`` escaped, CR/LF as ``\\r``/``\\n``, the rest of
     :data:`ENCODED` as ``\\uXXXX``."""
-    return value.translate(_CEF_HEAD_ESCAPE)
+    return value.translate(_CEF_HEAD_ESCAPE) if _CEF_HEAD_SPECIAL.search(value) else value
 
 
 def cef_value_escape(value: str) -> str:
     """A CEF extension value: ``\\`` and ``=`` escaped, CR/LF as ``\\r``/``\\n``, the rest
     of :data:`ENCODED` as ``\\uXXXX``."""
-    return value.translate(_CEF_EXT_ESCAPE)
+    return value.translate(_CEF_EXT_ESCAPE) if _CEF_EXT_SPECIAL.search(value) else value
 
 
 def cef_line(signature: str, name: str, severity: int, ext: dict[str, Any]) -> str:
