@@ -21,7 +21,7 @@ from auditlog.integrity.keys import Signer
 from auditlog.settings import load_settings
 from auditlog.siem.formats import Item
 from auditlog.store import AuditLog
-from tests.support.database import create_database
+from tests.support.database import create_database, register
 from tests.support.hostile import event_with, field_cases
 from tests.support.siem import stored_items
 
@@ -44,12 +44,16 @@ def hostile_store(server: URL, template: str, home: Path) -> Iterator[HostileSto
     name = f"hostile_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     create_database(server, name, template)
     url = server.set(database=name)
-    writer = make_engine(url.set(username="auditlog_app"), "writer")
+    signer = Signer.generate()
+    admin = make_engine(url, "admin")
+    register(admin, signer)
+    admin.dispose()
+    writer = make_engine(url.set(username="auditlog_ingest"), "writer")
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader")
     try:
         url_text = url.render_as_string(hide_password=False)
         settings = load_settings(env={}, store={"home": home, "database_url": url_text})
-        log = AuditLog(writer, settings, signer=Signer.generate())
+        log = AuditLog(writer, settings, signer=signer)
         cases = [tuple(p.values) for p in field_cases()]
         events = [event_with(f, v) for f, v in cases]
         by_id = {str(e["event_id"]): (f, v) for e, (f, v) in zip(events, cases, strict=True)}

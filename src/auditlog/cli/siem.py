@@ -173,7 +173,7 @@ def stream(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    engine = connect(settings, "writer")
+    engine = connect(settings, "stream")  # the SIEM worker has its own login
     try:
         code = run_stream(
             engine,
