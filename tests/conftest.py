@@ -92,9 +92,15 @@ def reader_engine(db_url: URL) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: URL) -> Settings:
+def settings(tmp_path: Path, db_url: URL, signer: Signer) -> Settings:
+    """Settings for this test's database; the home holds the session's signing key (which the
+    template registered), so the CLI and the pages sign as the ``log`` fixture does."""
     url = db_url.render_as_string(hide_password=False)
-    return load_settings(env={}, store={"home": tmp_path / "home", "database_url": url})
+    s = load_settings(env={}, store={"home": tmp_path / "home", "database_url": url})
+    s.store.key_path.parent.mkdir(parents=True, exist_ok=True)
+    s.store.key_path.write_bytes(signer.private_pem())
+    s.store.key_path.chmod(0o600)
+    return s
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def settings() -> Settings:
 
 
 def _dispose_log(log: AuditLog) -> None:
-    log.engine.dispose()
+    log.close()
 
 
 @st.cache_resource(show_spinner=False, on_release=Engine.dispose)
@@ -51,10 +51,13 @@ def writer(settings: Settings) -> AuditLog:
     auditlog_dashboard, acting as auditlog_writer), resolving actors like ingest."""
     engine = connect(settings, "dashboard")
     try:
-        return open_registered(settings, engine=engine, resolve=Directory(engine).resolver())
+        log = open_registered(settings, engine=engine, resolve=Directory(engine).resolver())
     except Exception:
         engine.dispose()
         raise
+    # its own views are appended now and then: sign them, so no unsigned span is left
+    log.sign_heads_every(settings.store.checkpoint_seconds)
+    return log
 
 
 def freeze(params: Mapping[str, str | Sequence[str]]) -> Params:

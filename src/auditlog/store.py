@@ -11,6 +11,8 @@ import gc
 import hashlib
 import itertools
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from auditlog.integrity.rule import ZERO_HASH
 from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
+_LOG = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
 STRIDE = 8  # rows written per STRIDE events validated
@@ -264,6 +267,7 @@ class AuditLog:
         # from every application role (docs/integrity.md): only a superuser session that skips
         # the append check (session_replication_role = replica) can store them.
         self.clock = clock
+        self._signing: threading.Event | None = None
         self._check_key()
 
     @classmethod
@@ -371,6 +375,31 @@ class AuditLog:
             return self.clock()
         cur.execute("SELECT clock_timestamp()")
         return cur.fetchone()[0]  # type: ignore[index,no-any-return]
+
+    def sign_heads_every(self, seconds: float) -> None:
+        """Sign uncovered chain heads every ``seconds`` from a daemon thread, so a process
+        that writes now and then (the dashboard's self-audit) leaves no unsigned span. A
+        failed round is logged and retried at the next; :meth:`close` stops it."""
+        if self._signing is not None:
+            return
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.checkpoint()
+                except Exception:  # the next round retries; the process must not die of it
+                    _LOG.warning("signing the chain heads failed", exc_info=True)
+
+        threading.Thread(target=loop, name="auditlog-checkpoints", daemon=True).start()
+        self._signing = stop
+
+    def close(self) -> None:
+        """Stop signing heads (:meth:`sign_heads_every`) and close the connections."""
+        if self._signing is not None:
+            self._signing.set()
+            self._signing = None
+        self.engine.dispose()
 
     def checkpoint(self, categories: Iterable[str] | None = None) -> list[Checkpoint]:
         """Sign the current head of each category not yet covered; return what was signed."""

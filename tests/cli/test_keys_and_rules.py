@@ -19,9 +19,14 @@ from tests.support.cli import make_cli
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """The CLI on a database that does not know this host's key yet."""
-    return make_cli(settings, monkeypatch, tmp_path, register_key=False)
+def host(settings: Settings, tmp_path: Path) -> Settings:
+    """A host whose own signing key the database does not know yet."""
+    return settings.replace(store={"home": tmp_path / "new-host"})
+
+
+@pytest.fixture
+def cli(host: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    return make_cli(host, monkeypatch, tmp_path, register_key=False)
 
 
 def events_of(admin: Engine, action: str) -> list[dict[str, Any]]:
@@ -33,9 +38,9 @@ def events_of(admin: Engine, action: str) -> list[dict[str, Any]]:
 
 
 def test_keys_register_registers_this_hosts_key_once_and_logs_it(
-    cli: Any, settings: Settings, admin_engine: Engine
+    cli: Any, host: Settings, admin_engine: Engine
 ) -> None:
-    key_id = load_signer(settings).key_id
+    key_id = load_signer(host).key_id
     first = cli("keys", "register")
     assert first.exit_code == 0, first.output
     assert f"registered: signing key {key_id}" in first.output
@@ -47,21 +52,21 @@ def test_keys_register_registers_this_hosts_key_once_and_logs_it(
 
 
 def test_a_retired_key_can_no_longer_write(
-    cli: Any, settings: Settings, admin_engine: Engine, tmp_path: Path, engine: Engine
+    cli: Any, host: Settings, admin_engine: Engine, tmp_path: Path, engine: Engine
 ) -> None:
     assert cli("keys", "register").exit_code == 0  # the key admin's own host first
     other = Signer.generate()
     pem = tmp_path / "other.pem"
     pem.write_text(public_pem(other.public))
     assert cli("keys", "register", "--public-key", str(pem)).exit_code == 0
-    AuditLog(engine, settings, signer=other)  # registered: accepted
+    AuditLog(engine, host, signer=other)  # registered: accepted
     no_reason = cli("keys", "retire", other.key_id, "--reason", " ")
     assert no_reason.exit_code == 1
     assert "reason is required" in no_reason.output
     done = cli("keys", "retire", other.key_id, "--reason", "host decommissioned")
     assert done.exit_code == 0, done.output
     with pytest.raises(SigningKeyRefused, match="retired"):
-        AuditLog(engine, settings, signer=other)
+        AuditLog(engine, host, signer=other)
     (event,) = events_of(admin_engine, "keys.retired")
     assert event["details"]["reason"] == "host decommissioned"
     again = cli("keys", "register", "--public-key", str(pem))
@@ -70,10 +75,10 @@ def test_a_retired_key_can_no_longer_write(
 
 
 def test_keys_commands_are_refused_to_the_ingest_credential(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: URL
+    host: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: URL
 ) -> None:
     ingest_url = db_url.set(username="auditlog_ingest").render_as_string(hide_password=False)
-    ingest = settings.replace(store={"database_url": ingest_url})
+    ingest = host.replace(store={"database_url": ingest_url})
     cli = make_cli(ingest, monkeypatch, tmp_path, register_key=False)
     out = cli("keys", "register")
     assert out.exit_code == 1
@@ -95,11 +100,11 @@ def test_db_rules_shows_and_changes_the_floor_and_logs_the_change(
 
 
 def test_db_rules_cannot_be_changed_by_an_application_login(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: URL
+    host: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: URL
 ) -> None:
     for login in ("auditlog_retention_admin", "auditlog_ingest"):
         url = db_url.set(username=login).render_as_string(hide_password=False)
-        login_settings = settings.replace(store={"database_url": url})
+        login_settings = host.replace(store={"database_url": url})
         cli = make_cli(login_settings, monkeypatch, tmp_path, register_key=False)
         out = cli("db", "rules", "--floor-days", "1")
         assert out.exit_code == 1, out.output

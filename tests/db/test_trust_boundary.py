@@ -20,12 +20,14 @@ from sqlalchemy.engine import URL, Engine
 from auditlog.columns import COPY_COLUMNS
 from auditlog.db.server import make_engine
 from auditlog.errors import AppendRefused, SigningKeyRefused
+from auditlog.integrity.keyadmin import register_key, retire_key
 from auditlog.integrity.keys import Signer, public_pem
 from auditlog.model import utc_text
 from auditlog.settings import Settings
 from auditlog.store import AuditLog, prepare
 from tests.support.database import reader_of
 from tests.support.factories import valid
+from tests.support.retention import LEAD
 
 LOGINS = {
     "ingest": ("auditlog_ingest", "writer"),
@@ -416,3 +418,25 @@ def test_reader_credential_cannot_append(log: AuditLog, db_url: URL) -> None:
         assert "permission denied" in (forge(reader, log.settings) or "")
     finally:
         reader.dispose()
+
+
+def test_a_retired_key_signs_no_more_checkpoints_whoever_inserts_them(
+    log: AuditLog, as_role: Any, admin_engine: Engine
+) -> None:
+    """Retirement is enforced on the checkpoints table itself, even for a superuser's insert
+    (the guard is ENABLE ALWAYS); the library refuses to open a log with that key."""
+    log.record(valid())
+    keys = AuditLog(as_role("keys"), log.settings, signer=log.signer)
+    other = Signer.generate()
+    register_key(keys, other.public, LEAD)
+    retire_key(keys, other.key_id, LEAD, "compromised")
+    with admin_engine.connect() as conn:
+        cp = conn.execute(sa.text("SELECT * FROM checkpoints LIMIT 1")).mappings().one()
+    insert = (
+        "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, signature)"
+        " VALUES (:category, :seq, :entry_hash, :signed_at, :k, :signature)"
+    )
+    refusal = attempt(admin_engine, insert, {**cp, "k": other.key_id})
+    assert "was retired" in (refusal or "")
+    with pytest.raises(SigningKeyRefused, match="retired"):
+        AuditLog(log.engine, log.settings, signer=other)

@@ -211,14 +211,19 @@ def _purge(ret: Retention, archive_id: int) -> None:
         ("held", "under legal hold"),
         ("wrong_hash", "hashes differ"),
         ("no_policy", "has no retention policy"),
+        # the floor raised (by the database owner) above the policy: the purge refuses
+        ("floor", "younger than the retention floor of 3650 days"),
     ],
 )
 def test_the_purge_function_checks_prefix_age_hold_and_hashes_itself(
-    ret: Retention, setup: str, message: str
+    ret: Retention, setup: str, message: str, admin_engine: Engine
 ) -> None:
     fill(ret.log, per_month=5, months=[datetime(2022, 1, 10, 12, tzinfo=UTC)])
     if setup != "no_policy":
         policy(ret)
+    if setup == "floor":
+        with admin_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE retention_rules SET floor_days = 3650"))
     first, last = {"recent": (1, 8), "not_prefix": (2, 5)}.get(setup, (1, 5))
     if setup == "held":
         ret.place_hold(LEAD, "compliance_lead", "user_activity", "Case 1", "preserve")

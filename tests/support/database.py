@@ -38,7 +38,7 @@ def backdating_engine(admin_url: URL) -> Engine:
     """A superuser engine whose sessions skip the append check (session_replication_role =
     replica), so an AuditLog with ``clock=`` can store rows recorded in the past. Only a
     superuser can do this; the application roles cannot (tests/db/test_trust_boundary.py)."""
-    engine = make_engine(admin_url, "admin")
+    engine = sa.create_engine(admin_url, poolclass=sa.pool.NullPool)  # nothing left open
 
     @sa.event.listens_for(engine, "connect")
     def _replica(dbapi_conn, _record):  # type: ignore[no-untyped-def]

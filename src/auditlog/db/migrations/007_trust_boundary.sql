@@ -358,15 +358,15 @@ BEGIN
       a.category, a.first_seq, a.last_seq, n, a.id, a.row_count
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
+  IF newest >= now() - make_interval(days => p_days) THEN
+    RAISE EXCEPTION 'auditlog purge: % seq %..% is not past its % days of retention (newest %)',
+      a.category, a.first_seq, a.last_seq, p_days, newest
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
   SELECT r.floor_days INTO floor_days FROM retention_rules r;
   IF newest >= now() - make_interval(days => floor_days) THEN
     RAISE EXCEPTION 'auditlog purge: % seq %..% is younger than the retention floor of % days (newest %)',
       a.category, a.first_seq, a.last_seq, floor_days, newest
-      USING ERRCODE = 'object_not_in_prerequisite_state';
-  END IF;
-  IF newest >= now() - make_interval(days => p_days) THEN
-    RAISE EXCEPTION 'auditlog purge: % seq %..% is not past its % days of retention (newest %)',
-      a.category, a.first_seq, a.last_seq, p_days, newest
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   SELECT prev_hash INTO first_prev FROM events WHERE category = a.category AND seq = a.first_seq;
