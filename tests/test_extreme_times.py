@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from auditlog.charts import correlation_timeline_figure, histogram_figure
@@ -72,6 +73,7 @@ def _check_every_read_path(log: AuditLog, reader: Engine, edge: list[datetime]) 
     assert sorted(seen, reverse=True) == seen
     assert sorted(seen) == sorted(stored)
     assert int(action_counts(reader, everything).get_column("n").sum()) == len(stored)
+    assert bucket_width(Filters(time_from=FIRST, time_to=LAST)) == timedelta(days=7)
     related = correlation(reader, "edge")
     summary = correlation_summary(related)
     assert (summary.events, summary.first, summary.last) == (len(edge), min(edge), max(edge))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import rfc8785
@@ -55,14 +56,15 @@ def needs_slow_path(value: Any) -> bool:
     """
     if not isinstance(value, dict | list):
         return isinstance(value, float)
-    stack = [value]
+    stack: list[Any] = [value]
     while stack:
         v = stack.pop()
+        children: Iterable[Any] = v
         if isinstance(v, dict):
             if not "".join(v).isascii():
                 return True
-            v = v.values()
-        for child in v:
+            children = v.values()
+        for child in children:
             if isinstance(child, _NESTED):
                 stack.append(child)
             elif isinstance(child, float):

@@ -59,7 +59,9 @@ MAX_PAGE_SIZE = 1000
 BUCKETS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]
 MAX_BARS = 150
 _WEEK_ORIGIN = datetime(2000, 1, 3)  # a Monday: weekly buckets start on Mondays
-_FIRST_UTC = sa.literal_column("'0001-01-01 00:00:00'::timestamp")
+_FIRST_UTC: sa.ColumnElement[datetime] = sa.literal_column(
+    "'0001-01-01 00:00:00'::timestamp", sa.DateTime
+)
 
 
 @dataclass(frozen=True)
