@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from auditlog.cli.app import app
 from auditlog.errors import BatchRejected, ConfigError, InvalidEvent
-from auditlog.model import deep_path, parse_event, window_problem
+from auditlog.model import AuditEvent, deep_path, parse_event, window_problem
 from auditlog.settings import Settings, StoreSettings, load_settings
 from auditlog.store import AuditLog, prepare
 from tests.support.factories import valid
@@ -310,3 +310,13 @@ def test_ingest_reports_a_ten_thousand_deep_line_and_stores_the_others(
     assert "Traceback" not in result.output
     with admin_engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one() == 2
+
+
+def test_an_audit_event_built_directly_is_held_to_the_same_bounds(log: AuditLog) -> None:
+    deep = AuditEvent.model_validate(valid(details={"d": _nested_dict(40)}))
+    with pytest.raises(InvalidEvent, match=r"details\.d(\.k)+: nesting deeper than 32"):
+        log.record(deep)
+    old = AuditEvent.model_validate(valid(occurred_at="1990-01-01T00:00:00Z"))
+    with pytest.raises(InvalidEvent, match="occurred_at: .* days before now"):
+        log.record(old)
+    assert log.record(AuditEvent.model_validate(valid())).seq == 1

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditlog.errors import InvalidEvent
 from auditlog.settings import StoreSettings
@@ -228,13 +228,8 @@ class AuditEvent(_Strict):
 
     @field_validator("occurred_at", mode="before")
     @classmethod
-    def _ts(cls, v: Any, info: ValidationInfo) -> datetime:
-        ts = parse_timestamp(v)
-        if isinstance(info.context, StoreSettings):  # parse_event's: the window applies
-            problem = window_problem(ts, info.context)
-            if problem:
-                raise ValueError(problem)
-        return ts
+    def _ts(cls, v: Any) -> datetime:
+        return parse_timestamp(v)
 
     @field_validator("source_ip")
     @classmethod
@@ -292,12 +287,34 @@ def parse_event(
     else:
         problems = _dict_problems(data, store)
     try:
-        event = AuditEvent.model_validate(data, context=store)
+        event = AuditEvent.model_validate(data)
     except pydantic.ValidationError as exc:
         problems += [(_loc(err), _reason(err)) for err in exc.errors(include_url=False)]
-    if problems:
-        raise InvalidEvent.of(problems)
+        problems += _window_of_raw(data, store, exc)
+        raise InvalidEvent.of(problems) from None
+    # The window after validation (a with-context validator costs more on every event); on
+    # an invalid event _window_of_raw reports it together with the rest.
+    lo, hi = _window_edges(store)
+    if problems or not lo <= event.occurred_at <= hi:
+        raise InvalidEvent.of([*problems, *_window_of(event.occurred_at, store)])
     return event
+
+
+def _window_of(ts: datetime, store: StoreSettings) -> list[tuple[str, str]]:
+    problem = window_problem(ts, store)
+    return [("occurred_at", problem)] if problem else []
+
+
+def _window_of_raw(
+    data: Mapping[str, Any], store: StoreSettings, exc: pydantic.ValidationError
+) -> list[tuple[str, str]]:
+    """The window problem of an event pydantic refused for other reasons, if any."""
+    if any(err["loc"][:1] == ("occurred_at",) for err in exc.errors(include_url=False)):
+        return []
+    try:
+        return _window_of(parse_timestamp(data.get("occurred_at")), store)
+    except ValueError:
+        return []
 
 
 def check_window(ts: datetime, store: StoreSettings, now: datetime | None = None) -> None:
@@ -537,27 +554,23 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 def _dict_problems(data: Mapping[str, Any], store: StoreSettings) -> list[tuple[str, str]]:
     """Depth and key-count problems of an event given as Python values, by path.
 
-    Only before/after/details hold free JSON (actor and target are models with string
-    fields: pydantic refuses a nested value there without walking it). The walk is iterative
-    and stops at the depth limit, so a deep or self-referencing value cannot recurse; a
-    container of scalars only is passed over in C (``issuperset`` over ``map(type, ...)``).
+    Only before/after/details hold free JSON: elsewhere pydantic refuses a nested value or an
+    extra key without walking it. The walk is iterative and stops at the depth limit, so a
+    deep or self-referencing value cannot recurse; an object of scalars only (the common
+    case) is passed over in C (``issuperset`` over ``map(type, ...)``).
     """
     max_depth, max_keys = store.max_json_depth, store.max_object_keys
-    problems: list[tuple[str, str]] = []
-    if len(data) > max_keys:
-        problems.append(("event", _too_many(len(data), max_keys)))
-    for name in ("actor", "target"):
-        part = data.get(name)
-        if isinstance(part, dict) and len(part) > max_keys:
-            problems.append((name, _too_many(len(part), max_keys)))
     scalars = _SCALARS.issuperset
     stack: list[tuple[Any, int]] = []
-    for name in ("before", "after", "details"):
+    for name in _FREE:
         value = data.get(name)
-        if value.__class__ is dict:  # the common case: a flat object, passed over in C
-            if len(value) <= max_keys and scalars(map(type, value.values())):
-                continue
-        elif value is None:
+        if value is None:
+            continue
+        if (
+            value.__class__ is dict
+            and len(value) <= max_keys
+            and scalars(map(type, value.values()))
+        ):
             continue
         stack.append((value, 2))
     while stack:
@@ -571,10 +584,13 @@ def _dict_problems(data: Mapping[str, Any], store: StoreSettings) -> list[tuple[
         if depth > max_depth:
             break
         if not scalars(map(type, value)):
-            stack.extend([(child, depth + 1) for child in value])
+            stack.extend([(c, depth + 1) for c in value if isinstance(c, _CONTAINERS)])
     else:
-        return problems
-    return problems + _named_problems(data, max_depth, max_keys)
+        return []
+    return _named_problems(data, max_depth, max_keys)
+
+
+_FREE = ("before", "after", "details")
 
 
 def _named_problems(
