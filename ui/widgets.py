@@ -56,12 +56,21 @@ def local_time(value: datetime | None, tz: str) -> str:
     """A time in ``tz`` with its offset: ``2026-11-28 10:15:02 +01:00``."""
     if value is None:
         return "—"
-    text = value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %z")
+    try:
+        local = value.astimezone(ZoneInfo(tz))
+    except OverflowError:  # year 1 or 9999 in UTC is year 0 or 10000 here: show it in UTC
+        local = value.astimezone(UTC)
+    text = local.strftime("%Y-%m-%d %H:%M:%S %z")
     return f"{text[:-2]}:{text[-2:]}"
 
 
 def _naive_local(value: datetime | None, tz: str) -> datetime | None:
-    return None if value is None else value.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    if value is None:
+        return None
+    try:
+        return value.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    except OverflowError:  # a filter at year 1 or 9999: the widget shows it in UTC
+        return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _aware(value: datetime | None, tz: str) -> datetime | None:

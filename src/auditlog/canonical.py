@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import rfc8785
@@ -48,12 +49,30 @@ def _encode(value: Any) -> str:
 
 
 def needs_slow_path(value: Any) -> bool:
-    """True when ``value`` holds a float or a non-ASCII object key."""
-    if isinstance(value, dict):
-        return any(not k.isascii() or needs_slow_path(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(needs_slow_path(v) for v in value)
-    return isinstance(value, float)
+    """True when ``value`` holds a float or a non-ASCII object key.
+
+    Iterative: a stored value nested deeper than Python's recursion limit allows (rows of a
+    log written before the depth bound, a hostile bundle) is walked all the same.
+    """
+    if not isinstance(value, dict | list):
+        return isinstance(value, float)
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        children: Iterable[Any] = v
+        if isinstance(v, dict):
+            if not "".join(v).isascii():
+                return True
+            children = v.values()
+        for child in children:
+            if isinstance(child, _NESTED):
+                stack.append(child)
+            elif isinstance(child, float):
+                return True
+    return False
+
+
+_NESTED = (dict, list)
 
 
 def jcs_text(value: Any, slow: bool | None = None) -> str:

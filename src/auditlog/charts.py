@@ -6,7 +6,7 @@ and every hover label and axis title shows the UTC offset, so a time is never am
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import plotly.graph_objects as go
 import polars as pl
@@ -21,11 +21,20 @@ OUTCOME_SYMBOLS: dict[str, str] = {"success": "circle", "failure": "x", "denied"
 _STAMP = "%Y-%m-%d %H:%M:%S %:z"
 
 
+def _drawable(x: pl.Expr) -> pl.Expr:
+    """Naive times clamped to what Python's datetime holds (years 1..9999): a stored time
+    near either end may be in year 0 or 10000 on a viewer's wall clock, or after half a
+    bucket is added. The point is drawn at the edge; its label (``_when``) stays exact."""
+    return x.clip(datetime.min, datetime.max)
+
+
 def _local(frame: pl.DataFrame, column: str, tz: str) -> pl.DataFrame:
-    """Add ``_x`` (naive wall-clock time in ``tz``) and ``_when`` (text with offset)."""
+    """Add ``_x`` (naive wall-clock time in ``tz``, drawable) and ``_when`` (text with
+    offset)."""
     local = pl.col(column).dt.convert_time_zone(tz)
     return frame.with_columns(
-        local.dt.replace_time_zone(None).alias("_x"), local.dt.strftime(_STAMP).alias("_when")
+        _drawable(local.dt.replace_time_zone(None)).alias("_x"),
+        local.dt.strftime(_STAMP).alias("_when"),
     )
 
 
@@ -65,7 +74,9 @@ def histogram_figure(
     if frame.is_empty():
         return _empty(title)
     bucket = bucket or _bucket_of(frame)
-    data = _local(frame, "bucket", tz).with_columns((pl.col("_x") + bucket / 2).alias("_mid"))
+    data = _local(frame, "bucket", tz).with_columns(
+        _drawable(pl.col("_x") + bucket / 2).alias("_mid")
+    )
     fig = go.Figure()
     for category in _categories(data):
         part = data.filter(pl.col("category") == category)

@@ -33,6 +33,8 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AuditLogError(Exception):
     """Base class of every auditlog error."""
@@ -56,7 +58,27 @@ class FieldError(AuditLogError, ValueError):
 
 
 class InvalidEvent(FieldError):
-    """An event was rejected; ``field`` names where, ``reason`` says why."""
+    """An event was rejected; ``problems`` lists every ``(path, reason)`` found in it.
+
+    ``InvalidEvent(field, reason)`` is one problem; :meth:`of` takes several. ``field`` and
+    ``reason`` are the first; ``str(exc)`` lists them all, ``"; "``-joined, each
+    ``path: reason`` (at most :attr:`SHOWN`, then how many more).
+    """
+
+    SHOWN = 20
+
+    def __init__(self, field: str, reason: str, *more: tuple[str, str]) -> None:
+        self.problems: list[tuple[str, str]] = [(field, reason), *more]
+        super().__init__(field, reason)
+        shown = "; ".join(f"{path}: {why}" for path, why in self.problems[: self.SHOWN])
+        extra = len(self.problems) - self.SHOWN
+        self.args = (f"{shown}; and {extra} more problem(s)" if extra > 0 else shown,)
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> InvalidEvent:
+        """One error for every ``(path, reason)`` of an event (at least one)."""
+        first, *more = problems
+        return cls(first[0], first[1], *more)
 
 
 class InvalidFilter(FieldError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditlog.errors import InvalidEvent
+from auditlog.settings import StoreSettings
 
 MAX_SAFE_INT = 2**53 - 1
 _RFC3339 = re.compile(
@@ -83,12 +85,12 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("naive datetime; give an explicit UTC offset")
-        return value
+        return _in_years(value)
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
     if _RFC3339_PLAIN.match(value):  # the common form, which fromisoformat reads as it is
         try:
-            return datetime.fromisoformat(value)
+            return _in_years(datetime.fromisoformat(value))
         except ValueError:
             pass  # not a real date or an offset out of range: the path below says which
     m = _RFC3339.match(value)
@@ -108,7 +110,20 @@ def parse_timestamp(value: Any) -> datetime:
     off = parsed.utcoffset() or timedelta(0)
     if abs(off) >= timedelta(hours=24):
         raise ValueError(f"offset {offset} is out of range")
-    return parsed
+    return _in_years(parsed)
+
+
+def _in_years(ts: datetime) -> datetime:
+    """``ts`` when it is within years 0001..9999 in UTC (what the log stores), else ValueError."""
+    if 1 < ts.year < 9999:
+        return ts
+    try:
+        ts.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{ts.isoformat()} is outside years 0001..9999 in UTC, which the log stores"
+        ) from None
+    return ts
 
 
 def check_json(value: Any, path: str = "") -> bool:
@@ -228,32 +243,375 @@ class AuditEvent(_Strict):
 
 
 def _loc(err: Any) -> str:
-    return ".".join(str(p) for p in err["loc"] if p != "__root__") or "event"
+    path = ""
+    for part in err["loc"]:
+        if part == "__root__":
+            continue
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+    return path or "event"
 
 
-def parse_event(data: dict[str, Any] | str | bytes | AuditEvent) -> AuditEvent:
-    """Validate one event; raise InvalidEvent naming the first bad field."""
-    if isinstance(data, AuditEvent):
-        return data
+def _reason(err: Any) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch" and err["loc"] == ("action",):
+        msg = f"{str(err['input'])[:60]!r} is not a dotted lower-case verb like 'policy.updated'"
+    return msg
+
+
+DEFAULT_STORE = StoreSettings()
+"""The bounds :func:`parse_event` applies when given no settings (the defaults)."""
+
+
+def parse_event(
+    data: dict[str, Any] | str | bytes | AuditEvent, store: StoreSettings = DEFAULT_STORE
+) -> AuditEvent:
+    """Validate one event; raise InvalidEvent listing every bad field with its path.
+
+    ``store`` gives the bounds (``max_json_depth``, ``max_object_keys``, the occurred_at
+    window); they are checked before anything recurses into the value, so JSON nested
+    10,000 deep is an InvalidEvent, never a RecursionError. JSON text with a duplicate object
+    key is refused (RFC 7493 I-JSON).
+    """
+    problems: list[tuple[str, str]] = []
     if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEvent("event", f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidEvent("event", "must be a JSON object")
-    if not isinstance(data, dict):
+        data, problems = _loads(data, store)
+    elif isinstance(data, AuditEvent):
+        free = {"before": data.before, "after": data.after, "details": data.details}
+        problems = _dict_problems(free, store)
+        if problems:
+            raise InvalidEvent.of(problems)
+        check_window(data.occurred_at, store)
+        return data
+    elif not isinstance(data, dict):
         raise InvalidEvent("event", f"expected a mapping, got {type(data).__name__}")
+    else:
+        problems = _dict_problems(data, store)
     try:
-        return AuditEvent.model_validate(data)
+        event = AuditEvent.model_validate(data)
     except pydantic.ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "string_pattern_mismatch" and err["loc"] == ("action",):
-            msg = (
-                f"{str(err['input'])[:60]!r} is not a dotted lower-case verb like 'policy.updated'"
-            )
-        raise InvalidEvent(_loc(err), msg) from None
+        problems += [(_loc(err), _reason(err)) for err in exc.errors(include_url=False)]
+        problems += _window_of_raw(data, store, exc)
+        raise InvalidEvent.of(problems) from None
+    # The window after validation (a with-context validator costs more on every event); on
+    # an invalid event _window_of_raw reports it together with the rest.
+    lo, hi = _window_edges(store)
+    if problems or not lo <= event.occurred_at <= hi:
+        raise InvalidEvent.of([*problems, *_window_of(event.occurred_at, store)])
+    return event
+
+
+def _window_of(ts: datetime, store: StoreSettings) -> list[tuple[str, str]]:
+    problem = window_problem(ts, store)
+    return [("occurred_at", problem)] if problem else []
+
+
+def _window_of_raw(
+    data: Mapping[str, Any], store: StoreSettings, exc: pydantic.ValidationError
+) -> list[tuple[str, str]]:
+    """The window problem of an event pydantic refused for other reasons, if any."""
+    if any(err["loc"][:1] == ("occurred_at",) for err in exc.errors(include_url=False)):
+        return []
+    try:
+        return _window_of(parse_timestamp(data.get("occurred_at")), store)
+    except ValueError:
+        return []
+
+
+def check_window(ts: datetime, store: StoreSettings, now: datetime | None = None) -> None:
+    """Raise InvalidEvent for an occurred_at outside the window (see :func:`window_problem`)."""
+    problem = window_problem(ts, store, now)
+    if problem:
+        raise InvalidEvent("occurred_at", problem)
+
+
+def window_problem(ts: datetime, store: StoreSettings, now: datetime | None = None) -> str:
+    """Why ``ts`` is outside the occurred_at window around ``now``, or '' when inside.
+
+    The window is ``store.occurred_past_days`` back and ``store.occurred_future_hours`` ahead
+    of ``now``, by default the clock of the host that validates the event: the moment just
+    before the writer takes the chain lock and reads recorded_at from the server (seconds
+    apart at most, against a window of years and a day). Without ``now`` the window's edges
+    are reused for up to a second (a clock read and two subtractions per event cost more
+    than a comparison).
+    """
+    lo, hi = _window_edges(store) if now is None else _edges(store, now)
+    if ts < lo:
+        return (
+            f"{utc_text(ts)} is more than {store.occurred_past_days} days before now "
+            "(setting occurred_past_days, AUDITLOG_OCCURRED_PAST_DAYS)"
+        )
+    if ts > hi:
+        return (
+            f"{utc_text(ts)} is more than {store.occurred_future_hours} hours after now "
+            "(setting occurred_future_hours, AUDITLOG_OCCURRED_FUTURE_HOURS)"
+        )
+    return ""
+
+
+_UTC_MIN = datetime.min.replace(tzinfo=UTC)
+_UTC_MAX = datetime.max.replace(tzinfo=UTC)
+_EDGES: dict[tuple[int, int], tuple[float, datetime, datetime]] = {}
+
+
+def _edges(store: StoreSettings, now: datetime) -> tuple[datetime, datetime]:
+    """The window around ``now``, clamped to the datetimes Python has (no OverflowError)."""
+    past, future = (
+        timedelta(days=store.occurred_past_days),
+        timedelta(hours=store.occurred_future_hours),
+    )
+    lo = now - past if now - _UTC_MIN > past else _UTC_MIN
+    hi = now + future if _UTC_MAX - now > future else _UTC_MAX
+    return lo, hi
+
+
+def _window_edges(store: StoreSettings) -> tuple[datetime, datetime]:
+    key = (store.occurred_past_days, store.occurred_future_hours)
+    tick = time.monotonic()
+    cached = _EDGES.get(key)
+    if cached is None or tick - cached[0] > 1.0:
+        cached = (tick, *_edges(store, datetime.now(UTC)))
+        _EDGES[key] = cached
+    return cached[1], cached[2]
+
+
+# --- bounds of JSON text and values: depth, keys, duplicates --------------------------------
+
+
+# What the fast decoder's hook raises at a duplicate key or an object over the key cap: the
+# slower naming pass then says where.
+_REFUSED = InvalidEvent("event", "duplicate key or too many keys")
+
+
+class _Marked(dict[str, Any]):
+    """An object of the naming pass with a problem: its duplicate keys and its key count."""
+
+    dups: list[str]
+    count: int
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _fast_hook(max_keys: int) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = dict(pairs)
+        if len(d) != len(pairs) or len(pairs) > max_keys:
+            raise _REFUSED
+        return d
+
+    return hook
+
+
+def _marking_hook(max_keys: int) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = dict(pairs)
+        if len(d) == len(pairs) and len(pairs) <= max_keys:
+            return d
+        marked = _Marked(d)
+        seen: set[str] = set()
+        marked.dups = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+        marked.count = len(pairs)
+        return marked
+
+    return hook
+
+
+_DECODERS: dict[int, tuple[json.JSONDecoder, json.JSONDecoder]] = {}
+
+
+def _decoders(max_keys: int) -> tuple[json.JSONDecoder, json.JSONDecoder]:
+    pair = _DECODERS.get(max_keys)
+    if pair is None:
+        pair = (
+            json.JSONDecoder(object_pairs_hook=_fast_hook(max_keys)),
+            json.JSONDecoder(object_pairs_hook=_marking_hook(max_keys)),
+        )
+        _DECODERS[max_keys] = pair
+    return pair
+
+
+def _loads(raw: str | bytes, store: StoreSettings) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The event object of JSON text and its duplicate-key / key-count problems.
+
+    Depth is checked on the text before the decoder (which recurses) sees it; the common case
+    costs two ``count`` calls. Raises InvalidEvent when the text cannot be decoded at all.
+    """
+    limit = store.max_json_depth
+    if isinstance(raw, bytes):
+        brackets = raw.count(b"{") + raw.count(b"[")
+        try:
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise InvalidEvent("event", f"not valid JSON: {exc}") from None
+    else:
+        text, brackets = raw, raw.count("{") + raw.count("[")
+    if brackets > limit:
+        deep = deep_path(text, limit)
+        if deep is not None:
+            raise InvalidEvent(deep, f"nesting deeper than {limit}")
+    fast, marking = _decoders(store.max_object_keys)
+    problems: list[tuple[str, str]] = []
+    try:
+        try:
+            data = fast.decode(text)
+        except InvalidEvent:  # _REFUSED
+            data = marking.decode(text)
+            problems = _marked_problems(data, store.max_object_keys)
+    except ValueError as exc:
+        raise InvalidEvent("event", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent("event", f"nesting deeper than {limit}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("event", "must be a JSON object")
+    return data, problems
+
+
+def _marked_problems(root: Any, max_keys: int) -> list[tuple[str, str]]:
+    """Every duplicate key and oversized object in a naming pass's result, by path."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Marked):
+            for key in dict.fromkeys(value.dups):
+                problems.append(
+                    (_join(path, key), "duplicate key")
+                    if not path
+                    else (path, f"duplicate key {json.dumps(key)}")
+                )
+            if value.count > max_keys:
+                problems.append((path or "event", _too_many(value.count, max_keys)))
+        if isinstance(value, dict):
+            stack.extend((v, _join(path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def _too_many(count: int, max_keys: int) -> str:
+    return f"{count} keys, more than {max_keys} in one object (setting max_object_keys)"
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+_STRING_TEXT = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def deep_path(text: str, limit: int) -> str | None:
+    """The path of the first object or array of JSON text nested deeper than ``limit``
+    (the outermost value is at depth 1), or None. Never recurses; strings are skipped."""
+    depth = 0
+    for ch in _NOT_BRACKET.sub("", _STRING_TEXT.sub("", text)):
+        depth = depth + 1 if ch in "[{" else depth - 1
+        if depth > limit:
+            break
+    else:
+        return None
+    stack: list[list[Any]] = []  # [kind, key or index] of each open container
+    expect_key = False
+    for m in _TOKENS.finditer(text):
+        tok = m.group()
+        if tok[0] == '"':
+            if expect_key and stack:
+                stack[-1][1] = _key_text(tok)
+            expect_key = False
+        elif tok in "[{":
+            if len(stack) >= limit:
+                return _stack_path(stack)
+            stack.append([tok, 0 if tok == "[" else ""])
+            expect_key = tok == "{"
+        elif tok in "]}":
+            if stack:
+                stack.pop()
+        elif stack:  # a comma
+            if stack[-1][0] == "[":
+                stack[-1][1] += 1
+            else:
+                expect_key = True
+    return "event"
+
+
+def _key_text(token: str) -> str:
+    try:
+        return str(json.loads(token))
+    except ValueError:
+        return token[1:-1]
+
+
+def _stack_path(stack: list[list[Any]]) -> str:
+    path = ""
+    for kind, at in stack:
+        path = f"{path}[{at}]" if kind == "[" else _join(path, at)
+    return path if path and not path.startswith("[") else f"event{path}"
+
+
+_CONTAINERS = (dict, list, tuple)
+_SEQUENCES = (list, tuple)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _dict_problems(data: Mapping[str, Any], store: StoreSettings) -> list[tuple[str, str]]:
+    """Depth and key-count problems of an event given as Python values, by path.
+
+    Only before/after/details hold free JSON: elsewhere pydantic refuses a nested value or an
+    extra key without walking it. The walk is iterative and stops at the depth limit, so a
+    deep or self-referencing value cannot recurse; an object of scalars only (the common
+    case) is passed over in C (``issuperset`` over ``map(type, ...)``).
+    """
+    max_depth, max_keys = store.max_json_depth, store.max_object_keys
+    scalars = _SCALARS.issuperset
+    stack: list[tuple[Any, int]] = []
+    for name in _FREE:
+        value = data.get(name)
+        if value is None:
+            continue
+        if (
+            value.__class__ is dict
+            and len(value) <= max_keys
+            and scalars(map(type, value.values()))
+        ):
+            continue
+        stack.append((value, 2))
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if len(value) > max_keys:
+                break
+            value = value.values()
+        elif not isinstance(value, _SEQUENCES):
+            continue
+        if depth > max_depth:
+            break
+        if not scalars(map(type, value)):
+            stack.extend([(c, depth + 1) for c in value if isinstance(c, _CONTAINERS)])
+    else:
+        return []
+    return _named_problems(data, max_depth, max_keys)
+
+
+_FREE = ("before", "after", "details")
+
+
+def _named_problems(
+    data: Mapping[str, Any], max_depth: int, max_keys: int
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    roots = [(data.get(k), k) for k in ("details", "after", "before")]
+    named = [(v, path, 2) for v, path in roots if isinstance(v, _CONTAINERS)]
+    while named:
+        value, path, depth = named.pop()
+        if depth > max_depth:
+            problems.append((path, f"nesting deeper than {max_depth}"))
+            continue
+        if isinstance(value, dict):
+            if len(value) > max_keys:
+                problems.append((path, _too_many(len(value), max_keys)))
+            items = [(c, _join(path, str(k))) for k, c in value.items()]
+        else:
+            items = [(c, f"{path}[{i}]") for i, c in enumerate(value)]
+        named.extend((c, p, depth + 1) for c, p in reversed(items) if isinstance(c, _CONTAINERS))
+    return problems
 
 
 def utc_text(ts: datetime) -> str:

@@ -83,6 +83,33 @@ class StoreSettings:
             "have waited checkpoint_seconds plus this long"
         },
     )
+    # --- bounds of one event (issue 10): checked before any recursion, named by path -------
+    max_json_depth: int = field(
+        default=32,
+        metadata={"help": "most nested objects/arrays in one event (the event object is 1)"},
+    )
+    max_object_keys: int = field(
+        default=1000, metadata={"help": "most keys in any one JSON object of an event"}
+    )
+    occurred_past_days: int = field(
+        default=7305,
+        metadata={"help": "occurred_at at most this many days before the validating clock"},
+    )
+    occurred_future_hours: int = field(
+        default=24,
+        metadata={"help": "occurred_at at most this many hours after the validating clock"},
+    )
+
+    def __post_init__(self) -> None:
+        # the depth ceiling keeps every recursive walk (encoders, verifiers) far from Python's
+        # recursion limit
+        for name, top in (("max_json_depth", 256), ("max_object_keys", 10**6)):
+            if not 1 <= getattr(self, name) <= top:
+                raise ConfigError(f"setting store.{name}: must be between 1 and {top}")
+        # the ceilings are a little over the span of years 1..9999 (all PostgreSQL stores here)
+        for name, top in (("occurred_past_days", 4_000_000), ("occurred_future_hours", 10**8)):
+            if not 0 <= getattr(self, name) <= top:
+                raise ConfigError(f"setting store.{name}: must be between 0 and {top}")
 
     @property
     def key_path(self) -> Path:

@@ -197,7 +197,7 @@ def _check_sizes(
 
 def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) -> Prepared:
     """Validate one event and compute its canonical field texts (no database access)."""
-    ev = parse_event(raw)
+    ev = parse_event(raw, settings.store)
     event_id = str(ev.event_id)
     actor = resolve(ev.actor) if resolve else ev.actor
     resolved = bool(resolve and actor.resolved)

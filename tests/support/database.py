@@ -8,7 +8,6 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from auditlog.db.server import make_engine
 from auditlog.db.tables import signing_keys
 from auditlog.integrity.keys import Signer, public_pem
 from auditlog.store import AuditLog

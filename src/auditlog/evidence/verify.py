@@ -42,8 +42,14 @@ from auditlog.evidence.bundle import (
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.integrity.rule import ZERO_HASH, record_bytes, record_seq
+from auditlog.model import deep_path
 
 MAX_PROBLEMS = 50
+# Deeper than any event the log accepts (max_json_depth is at most 256) and than rows stored
+# before that bound typically are; shallow enough that decoding and canonicalising never
+# reach Python's recursion limit.
+MAX_DEPTH = 600
+_TOO_DEEP = "nests too deeply to canonicalise in this verifier"
 MAX_SAFE_INT = 2**53 - 1
 _REQUIRED = ("files", "chains", "checkpoints", "public_keys")
 
@@ -76,7 +82,15 @@ def _decode(kind: str, cell: str) -> Any:
         return cell == "true"
     if kind == "hex" and (len(cell) != 64 or cell.strip("0123456789abcdef")):
         raise ValueError("is not 64 lower-case hex digits")
-    return json.loads(cell, parse_int=_json_number) if kind == "json" else cell
+    return _json_cell(cell) if kind == "json" else cell
+
+
+def _json_cell(cell: str) -> Any:
+    """A JSON cell's value; ValueError when it nests deeper than :data:`MAX_DEPTH` (checked on
+    the text, so a hostile bundle cannot make the decoder recurse without bound)."""
+    if cell.count("[") + cell.count("{") > MAX_DEPTH and deep_path(cell, MAX_DEPTH) is not None:
+        raise ValueError(f"nests deeper than {MAX_DEPTH} levels, more than this verifier reads")
+    return json.loads(cell, parse_int=_json_number)
 
 
 def csv_record(cells: list[str]) -> dict[str, Any]:
@@ -172,7 +186,7 @@ class BundleReport:
 def _read_manifest(zf: zipfile.ZipFile, report: BundleReport) -> bytes | None:
     try:
         body = zf.read(MANIFEST)
-        manifest = json.loads(body)
+        manifest = _json_cell(body.decode("utf-8"))
     except (KeyError, ValueError, zipfile.BadZipFile) as exc:
         report.add("forged manifest", f"missing or not JSON ({exc})", file=MANIFEST)
         return None
@@ -203,7 +217,7 @@ def _check_signature(
     zf: zipfile.ZipFile, body: bytes, keys: Mapping[str, Ed25519PublicKey], report: BundleReport
 ) -> None:
     try:
-        sig = json.loads(zf.read(SIGNATURE))
+        sig = _json_cell(zf.read(SIGNATURE).decode("utf-8"))
         digest, key_id, raw = sig["manifest_sha256"], sig["key_id"], bytes.fromhex(sig["signature"])
     except (KeyError, ValueError, TypeError) as exc:
         report.add("forged manifest", f"signature missing or unreadable ({exc})", file=SIGNATURE)
@@ -302,7 +316,15 @@ class _RowCheck:
             self.report.add("malformed row", str(exc), file=CSV_NAME, row=i)
             self.ndjson(i, line, None, b"")
             return
-        ok = self.chain(i, rec, rb)
+        except RecursionError:  # a safety net below MAX_DEPTH (a deep value with floats)
+            self.report.add("malformed row", _TOO_DEEP, file=CSV_NAME, row=i)
+            self.ndjson(i, line, None, b"")
+            return
+        try:
+            ok = self.chain(i, rec, rb)
+        except RecursionError:  # re-hashing at nearby seqs, on the same safety net
+            st = self.chains[rec["category"]]
+            ok = self._fail(st, "malformed row", _TOO_DEEP, i, rec)
         self.ndjson(i, line, rec if ok else None, rb)
 
     def _fail(self, st: ChainSummary, kind: str, msg: str, i: int, rec: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from auditlog import diff as _diff
 from auditlog.errors import InvalidFilter, NotFound
+from auditlog.query.filters import check_text
 from auditlog.query.table import OLDEST_FIRST, ROW_COLUMNS, ROW_SCHEMA, c, field, rows_frame
 
 MAX_RELATED_ROWS = 10_000  # correlation drilldown / target history
@@ -37,7 +38,9 @@ class CorrelationSummary:
 
 def correlation(engine: Engine, correlation_id: str, limit: int = MAX_RELATED_ROWS) -> pl.DataFrame:
     """Every event with ``correlation_id`` across categories, oldest first (the columns of
-    :data:`ROW_SCHEMA`), at most ``limit``. Empty frame when there are none."""
+    :data:`ROW_SCHEMA`), at most ``limit``. Empty frame when there are none.
+    InvalidFilter for an id PostgreSQL text cannot hold (NUL, a lone surrogate)."""
+    correlation_id = check_text("correlation_id", correlation_id)
     stmt = (
         sa.select(*ROW_COLUMNS)
         .where(c.correlation_id == correlation_id)
@@ -106,7 +109,10 @@ def target_history(
     engine: Engine, target_type: str, target_id: str, limit: int = MAX_RELATED_ROWS
 ) -> pl.DataFrame:
     """Every event on one target, oldest first: the :data:`ROW_SCHEMA` columns plus
-    ``before`` and ``after`` (JSON text or null) and ``summary`` (the diff in one line)."""
+    ``before`` and ``after`` (JSON text or null) and ``summary`` (the diff in one line).
+    InvalidFilter for a type or id PostgreSQL text cannot hold (NUL, a lone surrogate)."""
+    target_type = check_text("target_type", target_type)
+    target_id = check_text("target_id", target_id)
     stmt = (
         sa.select(*ROW_COLUMNS, c.before, c.after)
         .where(field("target", "type") == target_type, field("target", "id") == target_id)

@@ -40,14 +40,32 @@ _TEXT_KEYS = {
 _LIST_KEYS = {"category": "categories", "action": "actions", "outcome": "outcomes"}
 
 
+def check_text(field: str, value: Any) -> str:
+    """``value`` if it is text PostgreSQL can hold, else InvalidFilter naming ``field``.
+
+    PostgreSQL text holds neither NUL (U+0000) nor a lone surrogate (not UTF-8); sent as a
+    parameter either would come back as a driver error instead of a message.
+    """
+    if not isinstance(value, str):
+        raise InvalidFilter(field, f"expected text, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidFilter(
+            field, "contains a NUL character (U+0000), which no event holds; remove it"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidFilter(
+                field, "contains a lone surrogate, which is not valid Unicode; remove it"
+            ) from None
+    return value
+
+
 def _text(field: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidFilter(field, f"expected text, got {type(value).__name__}")
-    value = value.strip()
-    if "\x00" in value:
-        raise InvalidFilter(field, "contains a NUL character; remove it")
+    value = check_text(field, value).strip()
     if len(value) > MAX_TEXT:
         raise InvalidFilter(field, f"{len(value)} characters; at most {MAX_TEXT} are allowed")
     return value or None

@@ -59,6 +59,9 @@ MAX_PAGE_SIZE = 1000
 BUCKETS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]
 MAX_BARS = 150
 _WEEK_ORIGIN = datetime(2000, 1, 3)  # a Monday: weekly buckets start on Mondays
+_FIRST_UTC: sa.ColumnElement[datetime] = sa.literal_column(
+    "'0001-01-01 00:00:00'::timestamp", sa.DateTime
+)
 
 
 @dataclass(frozen=True)
@@ -211,18 +214,32 @@ def _source(
     return sa.union_all(*parts).subquery()
 
 
+_ZONE_RULES = (datetime(1800, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
 def _whole_hour_zone(tz: str, start: datetime, end: datetime) -> bool:
-    """True when ``tz`` is a whole number of hours from UTC across [start, end] (sampled
-    weekly), so UTC hours fall wholly inside its local buckets."""
+    """True when ``tz`` is a whole number of hours from UTC across [start, end], so UTC hours
+    fall wholly inside its local buckets.
+
+    Sampled at both ends and weekly in between, the range clamped to 1800..2100: before its
+    first transition a zone keeps one offset (local mean time) and after its last one it
+    repeats one yearly rule, so times outside add no offset (and a range over years 1..9999
+    stays cheap and never converts a time to a local year 0 or 10000).
+    """
     zone = ZoneInfo(tz)
-    t = start
-    while True:
+
+    def whole(t: datetime) -> bool:
         off = t.astimezone(zone).utcoffset() or timedelta(0)
-        if off % HOUR:
+        return not off % HOUR
+
+    first, last = _ZONE_RULES
+    t, stop = min(max(start, first), last), min(max(end, first), last)
+    week = timedelta(days=7)
+    while t < stop:
+        if not whole(t):
             return False
-        if t >= end:
-            return True
-        t = min(t + timedelta(days=7), end)
+        t = min(t + week, stop)
+    return whole(stop)
 
 
 # -- cursors -----------------------------------------------------------------------------------
@@ -314,8 +331,11 @@ def bucket_width(
 
 
 def _bounds(conn: Connection) -> tuple[datetime, datetime] | None:
-    row = conn.execute(sa.select(sa.func.min(c.occurred_at), sa.func.max(c.occurred_at))).one()
-    return None if row[0] is None else (row[0], row[1])
+    # As naive UTC (see table.utc): a session time zone west of UTC would turn 0001-01-01Z
+    # into a year-0 local time, which no Python datetime holds.
+    lo, hi = utc(sa.func.min(c.occurred_at)), utc(sa.func.max(c.occurred_at))
+    row = conn.execute(sa.select(lo, hi)).one()
+    return None if row[0] is None else (row[0].replace(tzinfo=UTC), row[1].replace(tzinfo=UTC))
 
 
 def _histogram(
@@ -330,7 +350,9 @@ def _histogram(
     src = _source(f, now, use_rollup=whole)
     zone = sa.bindparam("tz", tz, sa.Text)
     local = sa.func.date_bin(step, src.c.ts.op("AT TIME ZONE")(zone), _WEEK_ORIGIN)
-    bucket = utc(local.op("AT TIME ZONE")(zone)).label("bucket")
+    # The first bucket of an event in year 1 may start before it (in BC): it starts at
+    # 0001-01-01 UTC instead, the earliest time Python (and so every reader) has.
+    bucket = sa.func.greatest(utc(local.op("AT TIME ZONE")(zone)), _FIRST_UTC).label("bucket")
     stmt = (
         sa.select(bucket, src.c.category, sa.func.sum(src.c.n).label("n"))
         .group_by(bucket, src.c.category)
