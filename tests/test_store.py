@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -363,3 +364,25 @@ def test_prepared_record_is_the_rfc8785_form_of_the_record(
     }
     text = p.record_text(True, "2026-11-28T10:00:00.000000Z", 42)
     assert text.encode("utf-8") == rfc8785.dumps(record)
+
+
+def test_sign_heads_every_leaves_no_head_unsigned_for_long(
+    engine: Engine, settings: Settings, signer: Signer
+) -> None:
+    """A process that appends now and then (the dashboard) signs its heads on a timer."""
+    rare = AuditLog(engine, settings.replace(store={"checkpoint_every": 1000}), signer=signer)
+    rare.record(valid())  # the first row of a chain is signed at once
+    second = rare.record(valid())  # not due: 1 row, well within checkpoint_seconds
+    auditor = reader_of(engine)
+
+    def newest() -> int:
+        with auditor.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT max(seq) FROM checkpoints").scalar_one())
+
+    assert newest() == 1
+    rare.sign_heads_every(0.1)
+    deadline = time.monotonic() + 10
+    while newest() < second.seq and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rare.close()
+    assert newest() == second.seq

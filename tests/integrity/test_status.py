@@ -72,7 +72,8 @@ def test_public_keys_list_the_current_key_first_and_older_ones_after(
     log.checkpoint()
     url = settings.store.database_url
     # Without a readable key file, the registered keys stand in (none is "current").
-    assert [(k, c) for k, _, c in public_keys(reader_engine, settings)] == [(signer.key_id, False)]
+    keyless = settings.replace(store={"home": tmp_path / "keyless"})
+    assert [(k, c) for k, _, c in public_keys(reader_engine, keyless)] == [(signer.key_id, False)]
     env = {"AUDITLOG_SIGNING_KEY": signer.private_pem().decode()}
     same = load_settings(env=env, store={"home": tmp_path / "same", "database_url": url})
     [(key_id, pem, current)] = public_keys(reader_engine, same)

@@ -223,7 +223,7 @@ CREATE TRIGGER events_append_check BEFORE INSERT ON events
 
 -- Every timestamp a stored event holds is one a client's calendar can represent.
 ALTER TABLE events ADD CONSTRAINT events_occurred_at_range
-  CHECK (occurred_at >= '0001-01-01T00:00:00Z' AND occurred_at < '9999-12-31T00:00:00Z');
+  CHECK (occurred_at >= '0001-01-01T00:00:00Z' AND occurred_at < '10000-01-01T00:00:00Z');
 
 -- --- retention rules: the floor and two-person approval, held by the database --------------
 -- One row. Changed only by the owner (a migration) or a superuser: no application role may.
