@@ -18,9 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog.cli._common import errors, log_session, operator
+from auditlog.cli._common import engine_session, errors, log_session, operator
 from auditlog.cli._common import settings as _settings
-from auditlog.db.server import connect
 from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
@@ -167,21 +166,30 @@ def stream(
     poll: Annotated[
         float | None, typer.Option(help="polling fallback, seconds (default: siem.poll_seconds)")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="wait for a destination another worker delivers to (its lease), or refuse",
+        ),
+    ] = True,
 ) -> None:
-    """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C)."""
+    """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C).
+
+    One worker per destination: a second one waits for the first's lease (or, with
+    --no-wait, refuses), so nothing is delivered twice by design.
+    """
     from auditlog.siem.worker import run_stream
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    engine = connect(settings, "writer")
-    try:
+    with errors(settings), engine_session(settings, "writer") as engine:
         code = run_stream(
             engine,
             destination,
             once,
             poll or settings.siem.poll_seconds,
             settings.siem.reload_seconds,
+            wait=wait,
         )
-    finally:
-        engine.dispose()
     raise typer.Exit(code)

@@ -22,7 +22,7 @@ SELECT d.name AS destination, d.transport, d.format, d.endpoint, d.enabled,
        (SELECT e.recorded_at FROM events e WHERE e.category = c.stream AND e.seq > c.position
         ORDER BY e.seq LIMIT 1) AS oldest_undelivered_at,
        coalesce(s.error_count, 0) AS errors, s.last_error, s.last_error_at, s.retry_at,
-       s.heartbeat_at AS worker_seen_at,
+       s.heartbeat_at AS worker_seen_at, s.lease_holder AS worker, s.lease_since AS worker_since,
        k.delivered_at AS last_checkpoint_at,
        (SELECT count(*) FROM siem_dead_letters x WHERE x.destination_id = d.id) AS dead_letters
 FROM siem_destinations d
@@ -63,6 +63,8 @@ STATUS_SCHEMA = {
     "dead_letters": pl.Int64,
     "last_checkpoint_at": pl.Datetime("us", "UTC"),
     "worker_seen_at": pl.Datetime("us", "UTC"),
+    "worker": pl.String,
+    "worker_since": pl.Datetime("us", "UTC"),
 }
 
 
@@ -79,7 +81,9 @@ def destination_status(engine: Engine, now: datetime | None = None) -> pl.DataFr
     seq delivered), head_seq (newest seq stored), lag_events, lag_seconds (age of the oldest
     event not yet delivered; 0 when caught up), last_delivered_at, errors (failed attempts so
     far), last_error, last_error_at, retry_at (set while backing off), dead_letters,
-    last_checkpoint_at, worker_seen_at (the worker's last heartbeat for it).
+    last_checkpoint_at, worker_seen_at (the worker's last heartbeat for it), worker and
+    worker_since (which ``auditlog stream`` holds the destination's lease, since when; null
+    when none does, though a killed worker's name stays until another takes over).
     """
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
