@@ -69,6 +69,13 @@ def add(
     sourcetype: Annotated[str | None, typer.Option(help="Splunk sourcetype")] = None,
     batch: Annotated[int | None, typer.Option(help="items per send (default 1000)")] = None,
     settle_seconds: Annotated[float | None, typer.Option(help="syslog settle time")] = None,
+    ack: Annotated[
+        bool | None,
+        typer.Option("--ack/--no-ack", help="HEC: wait for indexer acknowledgement"),
+    ] = None,
+    ack_timeout: Annotated[
+        float | None, typer.Option(help="HEC: seconds to wait for an ack (default 120)")
+    ] = None,
     secret_file: SecretFile = None,
     secret_env: SecretEnv = None,
     from_now: Annotated[bool, typer.Option(help="skip what is already in the log")] = False,
@@ -84,6 +91,8 @@ def add(
             sourcetype=sourcetype,
             batch=batch,
             settle_seconds=settle_seconds,
+            ack=ack,
+            ack_timeout=ack_timeout,
             ca_pem=ca_file.read_text("utf-8") if ca_file else None,
         )
         secret = _secret(transport, secret_file, secret_env, required=True)
