@@ -323,6 +323,8 @@ _VOCABULARY = (
            "a SIEM destination was changed (before/after, secret redacted)"),
     Action("siem.destination_removed", "configuration",
            "a SIEM destination was removed"),
+    Action("siem.dead_letters_redriven", "configuration",
+           "dead letters of a SIEM destination were sent again (ids, outcome of each)"),
     Action("export.downloaded", "user_activity",
            "events were exported or an archive downloaded (filters, rows, file hash)"),
     Action("user.login", "user_activity",

@@ -1,4 +1,4 @@
-"""``auditlog siem add|list|set|test|remove|dead-letters`` and ``auditlog stream``.
+"""``auditlog siem add|list|set|test|remove|dead-letters|redrive`` and ``auditlog stream``.
 
 Registered by :mod:`auditlog.cli.app`.
 Secrets (HEC token, webhook HMAC key) are read from a file, an environment variable or a
@@ -18,12 +18,13 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog.cli._common import engine_session, errors, log_session, operator
+from auditlog.cli._common import engine_session, errors, fail, log_session, operator
 from auditlog.cli._common import settings as _settings
 from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
 from auditlog.siem.delivery import send_test_message
+from auditlog.siem.redrive import redrive as redrive_dead_letters
 from auditlog.siem.status import dead_letters, destination_status
 
 siem_app = typer.Typer(help="SIEM destinations (see docs/siem.md).", no_args_is_help=True)
@@ -166,7 +167,35 @@ def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) 
     with errors(), log_session(_settings()) as log:
         frame = dead_letters(log.engine, name, limit)
     for r in frame.iter_rows(named=True):
-        typer.echo(f"{r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}")
+        again = f"  re-driven {r['redriven_at']}" if r["redriven_at"] else ""
+        typer.echo(
+            f"{r['id']}  {r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}"
+            f"{again}"
+        )
+
+
+@siem_app.command("redrive")
+def redrive(
+    name: Name,
+    dead_letter: Annotated[
+        list[int] | None, typer.Option("--id", help="dead-letter id (repeatable; see dead-letters)")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="every dead letter of NAME not re-driven yet")
+    ] = False,
+    reason: Reason = None,
+) -> None:
+    """Send dead letters again once the receiver is fixed (audited as
+    siem.dead_letters_redriven); exit 1 if any failed again."""
+    if bool(dead_letter) == all_:
+        fail("give the dead letters to re-drive: --id N (repeatable) or --all")
+    with errors(), log_session(_settings()) as log:
+        ids = None if all_ else list(dead_letter or [])
+        done = redrive_dead_letters(log, name, *operator(log.settings), ids, reason)
+    typer.echo(done.summary())
+    for dead_id, why in done.failed.items():
+        typer.echo(f"  {dead_id}: {why}", err=True)
+    raise typer.Exit(1 if done.failed else 0)
 
 
 def stream(

@@ -36,8 +36,13 @@ ORDER BY d.name, c.stream
 
 DEAD_SQL = sa.text("""
 SELECT x.id, d.name AS destination, x.stream, x.position, x.item_key, x.http_status, x.error,
-       x.payload, x.created_at
+       x.payload, x.created_at, r.redrives, r.redriven_at, r.last_redrive
 FROM siem_dead_letters x JOIN siem_destinations d ON d.id = x.destination_id
+LEFT JOIN LATERAL (
+    SELECT count(*) AS redrives,
+           max(attempted_at) FILTER (WHERE outcome = 'delivered') AS redriven_at,
+           (array_agg(outcome ORDER BY id DESC))[1] AS last_redrive
+    FROM siem_redrives WHERE dead_letter_id = x.id) r ON true
 WHERE (CAST(:name AS text) IS NULL OR d.name = :name)
 ORDER BY x.id DESC
 LIMIT :limit
@@ -97,7 +102,9 @@ def destination_status(engine: Engine, now: datetime | None = None) -> pl.DataFr
 
 
 def dead_letters(engine: Engine, destination: str | None = None, limit: int = 1000) -> pl.DataFrame:
-    """Items receivers rejected permanently, newest first (``payload`` as it was sent)."""
+    """Items receivers rejected permanently, newest first (``payload`` as it was sent), with
+    their re-drives: how many attempts, when one delivered it (null: not yet), the last
+    attempt's outcome (``delivered`` / ``failed``, null when never re-driven)."""
     schema: dict[str, Any] = {
         "id": pl.Int64,
         "destination": pl.String,
@@ -108,6 +115,9 @@ def dead_letters(engine: Engine, destination: str | None = None, limit: int = 10
         "error": pl.String,
         "payload": pl.String,
         "created_at": pl.Datetime("us", "UTC"),
+        "redrives": pl.Int64,
+        "redriven_at": pl.Datetime("us", "UTC"),
+        "last_redrive": pl.String,
     }
     with engine.connect() as conn:
         rows = [
