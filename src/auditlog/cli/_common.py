@@ -86,7 +86,8 @@ def database_error(exc: BaseException, settings: Settings | None = None) -> str:
         if state in _CAUSES:
             cause = f"{_CAUSES[state]} ({detail})"
         elif state is None or state.startswith("08"):
-            cause = f"the connection to the database was lost ({detail})"
+            why = "" if "connection is lost" in detail else f" ({detail})"
+            cause = f"the connection to the database was lost: the server ended the session{why}"
         else:
             cause = f"the database refused the statement, SQLSTATE {state} ({detail})"
     try:
