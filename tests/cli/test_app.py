@@ -128,7 +128,8 @@ def test_oversized_line_is_rejected_before_parsing_and_kept_truncated_in_the_rej
     assert record["truncated"] is True
     assert record["bytes"] == len(big)
     assert record["reason"] == f"event: line exceeds 2000 bytes (it has {len(big)})"
-    assert big.startswith(record["raw"]) and 0 < len(record["raw"]) <= 1024
+    assert big.startswith(record["raw"])
+    assert 0 < len(record["raw"]) <= 1024
 
 
 def test_reject_file_carries_each_reason_and_keeps_undecodable_bytes_exactly(

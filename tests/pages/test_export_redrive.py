@@ -59,7 +59,9 @@ def test_admin_redrives_dead_letters_from_the_page(
 
     with Receiver(tls, respond) as receiver:
         log.record_many([valid(), valid(details={"poison": True}), valid()])
-        add_as_admin(log, "splunk", "hec", receiver.url, "json", "tok-0123456789", ca_pem=tls.ca_pem)
+        add_as_admin(
+            log, "splunk", "hec", receiver.url, "json", "tok-0123456789", ca_pem=tls.ca_pem
+        )
         assert drain_all(log.engine)
         assert dead_letters(log.engine).height == 1
         picky["on"] = False
@@ -67,15 +69,20 @@ def test_admin_redrives_dead_letters_from_the_page(
         at = app().run().switch_page("pages/export_siem.py").run()
         assert not at.exception
         (pick,) = [m for m in at.multiselect if m.label == "Dead letters to send again"]
-        assert len(pick.value) == 1 and "splunk" in pick.value[0]
-        next(t for t in at.text_input if t.label.startswith("Reason") and t.key == "siem-redrive-reason").set_value("receiver fixed")
+        assert len(pick.value) == 1
+        assert "splunk" in pick.value[0]
+        next(
+            t
+            for t in at.text_input
+            if t.label.startswith("Reason") and t.key == "siem-redrive-reason"
+        ).set_value("receiver fixed")
         next(b for b in at.button if b.label == "Re-drive").click().run()
         assert not at.exception
         assert not at.error, [e.value for e in at.error]
         assert any("1 delivered, 0 failed" in s.value for s in at.success)
-    assert [e["event"]["details"] for e in accepted if "poison" in e["event"].get("details", {})] == [
-        {"poison": True}
-    ]
+    assert [
+        e["event"]["details"] for e in accepted if "poison" in e["event"].get("details", {})
+    ] == [{"poison": True}]
     with engine.connect() as conn:
         (event,) = conn.execute(
             sa.text(

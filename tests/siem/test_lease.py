@@ -47,9 +47,7 @@ def expected_keys(log: AuditLog) -> set[str]:
 
 
 def delivered(receiver: Receiver) -> Counter[str]:
-    return Counter(
-        e["fields"]["auditlog_key"] for r in receiver.received() for e in r.hec_events()
-    )
+    return Counter(e["fields"]["auditlog_key"] for r in receiver.received() for e in r.hec_events())
 
 
 def holder(log: AuditLog) -> str | None:
@@ -77,7 +75,8 @@ def test_two_workers_deliver_every_event_and_checkpoint_exactly_once(
         want = expected_keys(log)
         assert wait_until(lambda: set(delivered(receiver)) >= want, timeout=20)
         assert holder(log) == "worker-a"  # b waited
-        assert not b.running and b.waiting
+        assert not b.running
+        assert b.waiting
         a.close()  # a clean stop releases the lease at once; b takes over
         assert wait_until(lambda: holder(log) == "worker-b", timeout=10)
         write(log, 3)
@@ -115,7 +114,8 @@ def test_a_killed_worker_frees_its_lease_and_the_next_one_resumes_from_the_curso
         dest_id = int(conn.execute(sa.text("SELECT id FROM siem_destinations")).scalar_one())
     argv = [sys.executable, "-c", script, url, str(dest_id)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
         mine = Leases(log.engine, "next-worker")
         assert not mine.try_acquire(dest_id)
         assert "doomed-worker" in (mine.holder_of(dest_id) or "")

@@ -91,7 +91,8 @@ def test_cli_redrive_delivers_dead_letters_once_the_receiver_is_fixed(
     still = cli.invoke(app, ["siem", "redrive", "splunk", "--id", str(ids[0])], env=env)
     assert still.exit_code == 1  # the receiver still rejects it
     assert "0 delivered, 1 failed" in still.output
-    assert f"{ids[0]}: " in still.output and "HTTP 400" in still.output
+    assert f"{ids[0]}: " in still.output
+    assert "HTTP 400" in still.output
 
     picky.picky = False  # the receiver was fixed
     done = cli.invoke(app, ["siem", "redrive", "splunk", "--all", "--reason", "fixed"], env=env)
@@ -103,7 +104,10 @@ def test_cli_redrive_delivers_dead_letters_once_the_receiver_is_fixed(
     assert "re-drove 0 dead letter(s)" in again.output  # nothing left to re-drive
     neither = cli.invoke(app, ["siem", "redrive", "splunk"], env=env)
     assert neither.exit_code == 1
-    assert neither.output.strip() == "error: give the dead letters to re-drive: --id N (repeatable) or --all"
+    assert (
+        neither.output.strip()
+        == "error: give the dead letters to re-drive: --id N (repeatable) or --all"
+    )
 
     dead = dead_letters(log.engine)
     assert dead.height == 2  # the dead letters themselves are kept as they were
@@ -133,7 +137,8 @@ def test_only_an_admin_may_redrive_and_a_refusal_is_logged(
     with pytest.raises(NotFound, match="no dead letter 999999"):
         redrive(log, "splunk", ADMIN, "admin", [999999])
     done = redrive(log, "splunk", ADMIN, "admin")
-    assert len(done.delivered) == 2 and not done.failed
+    assert len(done.delivered) == 2
+    assert not done.failed
 
 
 def test_redrive_records_are_insert_only(

@@ -44,9 +44,7 @@ Responder = Callable[[Request], tuple[int, dict[str, str]]]
 class Receiver:
     """HTTPS receiver; ``url`` is ``https://127.0.0.1:<port>/services/collector/event``."""
 
-    def __init__(
-        self, tls: TlsFiles, respond: Responder | None = None, acks: bool = False
-    ) -> None:
+    def __init__(self, tls: TlsFiles, respond: Responder | None = None, acks: bool = False) -> None:
         self.requests: list[Request] = []
         self.ack_polls: list[Request] = []
         self.respond = respond or (lambda _req: (200, {}))
@@ -63,8 +61,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 req = Request(self.path, dict(self.headers.items()), body, time.monotonic())
                 if receiver.acks and self.path.startswith("/services/collector/ack"):
-                    status, doc = receiver.ack_status(req)
-                    return self.answer(status, {}, doc)
+                    status, polled = receiver.ack_status(req)
+                    return self.answer(status, {}, polled)
                 status, headers = receiver.respond(req)
                 doc: dict[str, Any] = {"text": "Success" if status < 300 else "Refused"}
                 if receiver.acks and status < 300:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from auditlog.access import Identity, Role
 from auditlog.db.tables import siem_redrives
 from auditlog.errors import DeliveryFailed, InvalidDestination, NotFound
-from auditlog.model import CATEGORIES
+from auditlog.model import CATEGORIES, OutcomeName
 from auditlog.siem.delivery import fetch_checkpoints, fetch_events, make_transport
 from auditlog.siem.destinations import (
     Destination,
@@ -138,31 +138,32 @@ def redrive(
     if not chosen:
         return out
     _send(dest, items, out)
-    rows = [
-        {"id": i, "outcome": "delivered", "error": None} for i in out.delivered
-    ] + [{"id": i, "outcome": "failed", "error": e} for i, e in out.failed.items()]
+    rows: list[tuple[int, str, str | None]] = sorted(
+        [(i, "delivered", None) for i in out.delivered]
+        + [(i, "failed", e) for i, e in out.failed.items()]
+    )
     with log.engine.begin() as conn:
-        for row in rows:
+        for dead_id, result, error in rows:
             conn.execute(
                 sa.insert(siem_redrives).values(
-                    dead_letter_id=row["id"],
+                    dead_letter_id=dead_id,
                     destination_id=dest_id,
                     requested_by=who.user,
                     reason=reason,
-                    outcome=row["outcome"],
-                    error=row["error"],
-                    http_status=out.http_status.get(row["id"]),
+                    outcome=result,
+                    error=error,
+                    http_status=out.http_status.get(dead_id),
                 )
             )
         details = {
             "dead_letters": [
-                {"id": r["id"], "item_key": keys[r["id"]], "outcome": r["outcome"]}
-                for r in sorted(rows, key=lambda r: r["id"])
+                {"id": i, "item_key": keys[i], "outcome": result} for i, result, _ in rows
             ],
             "delivered": len(out.delivered),
             "failed": len(out.failed),
             **_reason(reason),
         }
-        outcome = "success" if not out.failed else "failure"
+        outcome: OutcomeName = "success" if not out.failed else "failure"
+        # Recorded before our commit, as destination changes are.
         _audit(log, ACTION, who.actor(), name, None, None, details, outcome=outcome)
     return out

@@ -200,9 +200,7 @@ class _HttpTransport:
             self.client = httpx.Client(verify=verify, timeout=self.timeout, follow_redirects=False)
         return self.client
 
-    def _post(
-        self, body: bytes, headers: dict[str, str], url: str | None = None
-    ) -> httpx.Response:
+    def _post(self, body: bytes, headers: dict[str, str], url: str | None = None) -> httpx.Response:
         try:
             resp = self._client().post(url or self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

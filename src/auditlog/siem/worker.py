@@ -101,9 +101,11 @@ class Leases:
         """Take the lease of ``dest_id`` if no other worker holds it; True when ours."""
         if dest_id in self.held:
             return True
-        row = self._connection().execute(
-            "SELECT pg_try_advisory_lock(%s, %s)", (LEASE_CLASS, dest_id)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASE_CLASS, dest_id))
+            .fetchone()
+        )
         if not (row and row[0]):
             return False
         self.held.add(dest_id)
@@ -131,9 +133,7 @@ class Leases:
         try:
             with self.engine.begin() as conn:
                 conn.execute(_CLEAR_HOLDER, {"d": dest_id, "h": self.holder})
-            self._connection().execute(
-                "SELECT pg_advisory_unlock(%s, %s)", (LEASE_CLASS, dest_id)
-            )
+            self._connection().execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_CLASS, dest_id))
         except (psycopg.Error, sa.exc.SQLAlchemyError) as exc:  # the lock dies with the conn
             log.warning("could not release the lease of destination %d: %s", dest_id, exc)
             self._drop()
