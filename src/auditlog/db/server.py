@@ -159,8 +159,8 @@ def embedded_server_down(settings: Settings) -> str | None:
 
     None too with a configured ``AUDITLOG_DATABASE_URL`` (that server is someone else's to
     run). Any ``auditlog`` command that connects starts the embedded server again; a
-    long-running writer (``auditlog stream``, ``auditlog serve``, an ingest) does not, so it
-    tells its user.
+    long-running writer (``auditlog stream``, an ingest under way) does not, so it tells
+    its user.
     """
     if settings.store.database_url:
         return None
