@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -15,9 +16,12 @@ from sqlalchemy.engine import URL
 from auditlog.db.migrate import upgrade
 from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
-from auditlog.integrity.keys import Signer
-from auditlog.settings import load_settings
+from auditlog.integrity.keys import Signer, load_signer
+from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
+
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' set-up helpers
+from tests.support.database import register
 
 
 def server_url() -> URL:
@@ -46,12 +50,26 @@ def fresh_database(server: URL, name: str) -> URL:
     return url
 
 
+def writer_log(
+    url: URL, settings: Settings, signer: Signer | None = None, login: str = "auditlog_ingest"
+) -> AuditLog:
+    """An AuditLog logged in as ``login`` (the ingest role) on the database at admin ``url``,
+    its signing key registered first (as the superuser, standing in for the key admin)."""
+    signer = signer or load_signer(settings)
+    admin = make_engine(url, "admin")
+    register(admin, signer)
+    admin.dispose()
+    role = "retention" if login == "auditlog_retention_admin" else "writer"
+    engine = make_engine(url.set(username=login), role)
+    return AuditLog(engine, settings, signer=signer)
+
+
 def load_demo(url: URL, n: int, end: datetime | None = None, batch: int = 10_000) -> float:
     """Store ``n`` demo events (90 days up to ``end``) through the AuditLog, the honest path
     with validation and chaining, then VACUUM ANALYZE; return the seconds the storing took."""
     settings = load_settings(env={}, store={"home": Path(tempfile.mkdtemp(prefix="bench-home-"))})
-    engine = make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings, signer=Signer.generate())
+    log = writer_log(url, settings, Signer.generate())
+    engine = log.engine
     events = demo_events(n, seed=7, days=90, end=end)
     start = time.perf_counter()
     while chunk := list(itertools.islice(events, batch)):

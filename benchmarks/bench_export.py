@@ -30,11 +30,10 @@ from sqlalchemy.engine import URL
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_database, load_demo, rate, server_url
+from _common import fresh_database, load_demo, rate, server_url, writer_log
 
 from auditlog.db.server import make_engine
 from auditlog.settings import load_settings
-from auditlog.store import AuditLog
 
 TARGET_RATE, TARGET_MB = 150_000, 300
 ACTOR = {"type": "user", "id": "bench-auditor"}
@@ -73,9 +72,9 @@ def child(url_text: str, fmt: str) -> None:
 
     url = sa.make_url(url_text)
     home = Path(tempfile.mkdtemp(prefix="bench-export-child-"))
-    writer = make_engine(url.set(username="auditlog_app"), "writer")
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader", 30_000)
-    log = AuditLog(writer, load_settings(env={}, store={"home": home}))
+    log = writer_log(url, load_settings(env={}, store={"home": home}))
+    writer = log.engine
     limits = ExportSettings(max_export_rows=0)
     base_mb = peak_mb()
     out: dict[str, Any] = {"base_mb": base_mb}

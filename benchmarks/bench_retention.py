@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import sqlalchemy as sa
-from _common import fresh_database, rate, server_url
+from _common import fresh_database, rate, server_url, writer_log
 
 from auditlog.access import Identity
 from auditlog.db.server import make_engine
@@ -36,18 +36,19 @@ from auditlog.model import CATEGORIES
 from auditlog.query.filters import Filters
 from auditlog.query.timeline import search, timeline
 from auditlog.retention.policies import Retention
-from auditlog.retention.records import retention_engine
 from auditlog.retention.run import RetentionRun
 from auditlog.settings import RetentionSettings, load_settings
 from auditlog.store import AuditLog
+from tests.support.database import backdated
 
 MONTHS = 18
 
 
 def load(log: AuditLog, n: int, start: datetime, days: int, seed: int, batch: int) -> None:
-    """``n`` demo events recorded over ``days`` from ``start``, in batches of ``batch``."""
+    """``n`` demo events recorded over ``days`` from ``start``, in batches of ``batch``: as
+    the superuser with the append check skipped (no application role can backdate)."""
     at = {"t": start}
-    clocked = AuditLog(log.engine, log.settings, signer=log.signer, clock=lambda: at["t"])
+    clocked = backdated(log, lambda: at["t"])
     steps = max(1, n // batch)
     for i in range(steps):
         at["t"] = start + timedelta(days=days) * i / steps
@@ -107,9 +108,10 @@ def main() -> None:
     url = fresh_database(server_url(), "bench_retention")
     home = Path(tempfile.mkdtemp(prefix="auditlog-bench-retention-"))
     settings = load_settings(env={}, store={"home": home})
-    engine = retention_engine(url.set(username="auditlog_app"))
+    settings = settings.replace(store={"database_url": url.render_as_string(False)})
     reader = make_engine(url.set(username="auditlog_dashboard"), "reader")
-    log = AuditLog(engine, settings, signer=Signer.generate())
+    log = writer_log(url, settings, Signer.generate(), login="auditlog_retention_admin")
+    engine = log.engine
     now = datetime.now(UTC)
     old_start = now - timedelta(days=730 + 30 * MONTHS)
     t = time.perf_counter()

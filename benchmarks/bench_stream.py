@@ -23,10 +23,9 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' real rsyslog receiver
 
-from _common import fresh_database, rate, server_url
+from _common import fresh_database, rate, server_url, writer_log
 
 from auditlog.access import Identity
-from auditlog.db.server import make_engine
 from auditlog.demo import demo_events
 from auditlog.settings import load_settings
 from auditlog.siem.destinations import Destination, add_destination
@@ -147,8 +146,8 @@ def main() -> None:
     url = fresh_database(server_url(), "bench_stream")
     store = {"home": work / "home", "database_url": url.render_as_string(False)}
     settings = load_settings(env={}, store=store)
-    engine = make_engine(url.set(username="auditlog_app"), "writer")
-    log = AuditLog(engine, settings)
+    log = writer_log(url, settings)
+    engine = log.engine
     rsyslog = Rsyslog(work / "rsyslog", make_tls_files(work / "tls")).start()
     try:
         events = list(demo_events(args.events, seed=1))

@@ -38,6 +38,9 @@ try:
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
 bounds = ret.settings
+rules = ret.rules()  # the floor and approval rule the database itself enforces
+floor = max(bounds.min_days, rules.floor_days)
+approval = bounds.require_approval or rules.require_approval
 if not editor:
     st.info(f"Read-only: the {user.role} role may view retention but not change it.")
 
@@ -56,9 +59,9 @@ def act(action: object) -> None:
 st.subheader("Policies in force")
 st.dataframe(policies_frame(policies), hide_index=True, width="stretch")
 st.caption(
-    f"A category without a policy is kept forever. Bounds: {bounds.min_days}.."
-    f"{bounds.max_days} days; approval by a second compliance lead is "
-    f"{'required' if bounds.require_approval else 'not required'}."
+    f"A category without a policy is kept forever. Bounds: {floor}.."
+    f"{bounds.max_days} days (the database refuses policies below {rules.floor_days} days); "
+    f"approval by a second compliance lead is {'required' if approval else 'not required'}."
 )
 
 st.subheader("Legal holds")
@@ -83,7 +86,7 @@ days = int(
         "Keep in the table (days)",
         min_value=1,
         max_value=bounds.max_days,
-        value=now.days if now else bounds.min_days,
+        value=now.days if now else floor,
     )
 )
 archive_days = int(
@@ -104,7 +107,7 @@ st.caption(
 st.plotly_chart(impact_figure(preview), width="stretch")
 if editor:
     reason = st.text_area("Reason for the change (recorded in the audit log)")
-    label = "Propose for approval" if bounds.require_approval else "Apply"
+    label = "Propose for approval" if approval else "Apply"
     if st.button(label, type="primary"):
         act(lambda: ret.set_policy(user.identity, user.role, category, days, archive_days, reason))
 

@@ -22,7 +22,7 @@ from auditlog.db.server import make_engine
 from auditlog.integrity.keys import Signer
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
-from tests.support.database import create_database
+from tests.support.database import create_database, register
 
 pytest_plugins = ["tests.support.retention_fixtures"]
 _counter = itertools.count()
@@ -50,12 +50,13 @@ def pg_server_url() -> Iterator[URL]:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server_url: URL) -> str:
-    """A migrated database to clone; built once per session."""
+def template_db(pg_server_url: URL, signer: Signer) -> str:
+    """A migrated database to clone, the session's signing key registered; built once."""
     name = f"auditlog_tmpl_{os.getpid()}"
     create_database(pg_server_url, name)
     engine = make_engine(pg_server_url.set(database=name), "admin")
     upgrade(engine)
+    register(engine, signer)
     engine.dispose()
     return name
 
@@ -77,8 +78,8 @@ def admin_engine(db_url: URL) -> Iterator[Engine]:
 
 @pytest.fixture
 def engine(db_url: URL) -> Iterator[Engine]:
-    """The application's engine: logs in as auditlog_app, a member of auditlog_writer only."""
-    engine = make_engine(db_url.set(username="auditlog_app"), "writer")
+    """The application's engine: logs in as auditlog_ingest, a member of auditlog_writer only."""
+    engine = make_engine(db_url.set(username="auditlog_ingest"), "writer")
     yield engine
     engine.dispose()
 

@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from auditlog.db.server import make_engine
 from auditlog.errors import InvalidEvent, PermissionDenied
 from auditlog.evidence.export import export_event
+from auditlog.integrity.keyadmin import register_key, retire_key
 from auditlog.integrity.keys import Signer
 from auditlog.model import (
     ACTIONS,
@@ -26,6 +28,7 @@ from auditlog.model import (
 )
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import retention_engine
+from auditlog.retention.rules import change_database_rules
 from auditlog.retention.run import STEP_ACTIONS, ArchiveRow, step_event
 from auditlog.retention.view import download_event
 from auditlog.selfaudit import SelfAudit
@@ -253,15 +256,33 @@ def _other_events(log: AuditLog) -> None:
     audit.viewed("timeline", "Timeline", {})
 
 
+def _key_and_rule_events(log: AuditLog, db_url: URL) -> None:
+    """The key administrator's register/retire, the database owner's rule change."""
+    keys = make_engine(db_url.set(username="auditlog_key_admin"), "keys")
+    owner = make_engine(db_url, "admin")
+    try:
+        admin_log = AuditLog(keys, log.settings, signer=log.signer)
+        other = Signer.generate()
+        register_key(admin_log, other.public, LEAD)
+        retire_key(admin_log, other.key_id, LEAD, "rotated")
+        _, _, event = change_database_rules(owner, LEAD, floor_days=400)
+        assert event is not None
+        log.record(event)
+    finally:
+        keys.dispose()
+        owner.dispose()
+
+
 def test_every_action_the_log_writes_is_in_the_vocabulary_and_every_entry_is_written(
     db_url: URL, log: AuditLog, settings: Settings, signer: Signer, tmp_path: Path
 ) -> None:
-    ret_engine = retention_engine(db_url.set(username="auditlog_app"))
+    ret_engine = retention_engine(db_url.set(username="auditlog_retention_admin"))
     try:
         _policy_events(AuditLog(ret_engine, settings, signer=signer), tmp_path / "archives")
     finally:
         ret_engine.dispose()
     _other_events(log)
+    _key_and_rule_events(log, db_url)
     with log.engine.connect() as conn:
         written = set(conn.execute(sa.text("SELECT DISTINCT action, category FROM events")).all())
     assert written == {(name, spec.category) for name, spec in ACTIONS.items()}

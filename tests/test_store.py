@@ -24,6 +24,7 @@ from auditlog.integrity.keys import Signer
 from auditlog.integrity.rule import row_to_record
 from auditlog.settings import Settings, load_settings
 from auditlog.store import ACTOR_KEYS, NOTIFY_CHANNEL, AuditLog, prepare
+from tests.support.database import reader_of
 from tests.support.factories import json_values, valid
 
 
@@ -110,7 +111,7 @@ def test_large_batch_with_some_stored_events_stores_only_the_new_ones(log: Audit
     assert sorted(r.seq for r in receipts if not r.duplicate) == list(range(101, 2_501))
     assert count(log.engine) == 2_500
     assert [r.seq for r in rows(log.engine, "governance")] == list(range(1, 2_501))
-    assert verify_database(log.engine).ok
+    assert verify_database(reader_of(log.engine)).ok
 
 
 def test_large_batch_repeating_a_stored_event_with_other_content_stores_nothing(
@@ -222,7 +223,7 @@ def test_eight_concurrent_writers_leave_a_gapless_valid_chain(
         t.join()
     assert not errors
     assert [r.seq for r in rows(engine, "configuration")] == list(range(1, 241))
-    assert verify_database(engine).ok
+    assert verify_database(reader_of(engine)).ok
 
 
 # --- immutability: enforced by the database ----------------------------------------------

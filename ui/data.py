@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from auditlog.db.server import connect
 from auditlog.evidence.export import csv_chunks
 from auditlog.identity.directory import Directory
+from auditlog.integrity.keyadmin import open_registered
 from auditlog.query import drilldown
 from auditlog.query import timeline as tl
 from auditlog.query.filters import Filters
@@ -46,10 +47,11 @@ def reader(settings: Settings) -> Engine:
 
 @st.cache_resource(show_spinner=False, on_release=_dispose_log)
 def writer(settings: Settings) -> AuditLog:
-    """The writer the dashboard records its own events with, resolving actors like ingest."""
-    engine = connect(settings, "writer")
+    """The writer the dashboard records its own events with (its own login,
+    auditlog_dashboard, acting as auditlog_writer), resolving actors like ingest."""
+    engine = connect(settings, "dashboard")
     try:
-        return AuditLog(engine, settings, resolve=Directory(engine).resolver())
+        return open_registered(settings, engine=engine, resolve=Directory(engine).resolver())
     except Exception:
         engine.dispose()
         raise

@@ -6,11 +6,11 @@ import polars as pl
 import streamlit as st
 
 from auditlog.identity.directory import Directory
+from auditlog.integrity.keyadmin import open_registered
 from auditlog.retention.policies import Retention
 from auditlog.retention.records import connect_retention
 from auditlog.retention.view import archives_frame, impact, policy_history
 from auditlog.settings import Settings
-from auditlog.store import AuditLog
 from ui import data
 
 TTL = 30  # seconds: policies and archives change rarely, but a change should show soon
@@ -25,7 +25,7 @@ def retention(settings: Settings) -> Retention:
     """Policies and holds, acting as auditlog_retention; changes are logged through it."""
     engine = connect_retention(settings)
     try:
-        log = AuditLog(engine, settings, resolve=Directory(engine).resolver())
+        log = open_registered(settings, engine=engine, resolve=Directory(engine).resolver())
         return Retention(log, settings.retention)
     except Exception:
         engine.dispose()

@@ -13,8 +13,10 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     │   └── InvalidDestination    a SIEM destination setting is wrong (also a ConfigError)
     ├── BatchRejected             invalid events of a batch, by index; nothing stored
     ├── EventConflict             an event_id was reused with different content
+    ├── AppendRefused             the database refused rows that do not extend the chain
     ├── ConfigError               bad setting, missing key
-    │   └── InvalidDestination
+    │   ├── InvalidDestination
+    │   └── SigningKeyRefused     the signing key is not registered, or was retired
     ├── PermissionDenied          the caller's role may not do this (status 403)
     ├── NotFound                  a named thing does not exist (status 404)
     ├── IntegrityFailure          verification found tampering (see VerifyReport)
@@ -109,6 +111,20 @@ class EventConflict(AuditLogError):
 
 class ConfigError(AuditLogError):
     """A setting is missing or wrong."""
+
+
+class SigningKeyRefused(ConfigError):
+    """The writer's signing key is not registered (or was retired) in the database."""
+
+    status = 503
+
+
+class AppendRefused(AuditLogError):
+    """PostgreSQL refused an append: the rows do not extend the chain (see docs/integrity.md).
+
+    The writer computes every row the database checks, so this means a bug or a forgery."""
+
+    status = 409
 
 
 class InvalidDestination(FieldError, ConfigError):

@@ -75,6 +75,14 @@ class StoreSettings:
         default=1000, metadata={"help": "sign a chain head at least every N entries..."}
     )
     checkpoint_seconds: int = field(default=60, metadata={"help": "...or every T seconds"})
+    # --- the unsigned span (issue 10): verify flags a tail unsigned for longer than this
+    checkpoint_slack_seconds: int = field(
+        default=300,
+        metadata={
+            "help": "verify reports an unsigned span once the rows after the last checkpoint "
+            "have waited checkpoint_seconds plus this long"
+        },
+    )
 
     @property
     def key_path(self) -> Path:

@@ -20,16 +20,20 @@ from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
 from auditlog.columns import COPY_COLUMNS
-from auditlog.db.tables import signing_keys
-from auditlog.errors import BatchRejected, EventConflict, InvalidEvent
+from auditlog.errors import (
+    AppendRefused,
+    BatchRejected,
+    EventConflict,
+    InvalidEvent,
+    SigningKeyRefused,
+)
 from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
-from auditlog.integrity.database import db_anchor
-from auditlog.integrity.keys import Signer, load_signer, public_pem
+from auditlog.integrity.keys import Signer, key_status, load_signer, not_registered
+from auditlog.integrity.rule import ZERO_HASH
 from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
 from auditlog.settings import Settings, load_settings
 
@@ -255,27 +259,39 @@ class AuditLog:
         self.settings = settings
         self.signer = signer or load_signer(self.settings)
         self.resolve = resolve
-        # recorded_at comes from the server clock; ``clock`` replaces it (tests and benchmarks
-        # that need rows recorded in the past, e.g. for retention). Never set in production.
+        # recorded_at comes from the server clock; ``clock`` replaces it for rows that must be
+        # recorded in the past (demo data, tests, benchmarks). The database refuses such rows
+        # from every application role (docs/integrity.md): only a superuser session that skips
+        # the append check (session_replication_role = replica) can store them.
         self.clock = clock
-        self._register_key()
+        self._check_key()
 
     @classmethod
-    def open(cls, settings: Settings | None = None, **kwargs: Any) -> AuditLog:
-        """Connect as the writer role (migrating on first start) and load the signing key.
-
-        Without ``settings``, they are read once here (:func:`~auditlog.settings.load_settings`).
+    def open(
+        cls, settings: Settings | None = None, engine: Engine | None = None, **kwargs: Any
+    ) -> AuditLog:
+        """Connect as the writer role (migrating on first start; or use ``engine``) and load
+        the signing key, which a key administrator must have registered
+        (:func:`auditlog.integrity.keyadmin.open_registered` registers it where the
+        credential allows). Without ``settings``, they are read once here
+        (:func:`~auditlog.settings.load_settings`).
         """
         from auditlog.db.server import connect
 
         settings = settings or load_settings()
-        return cls(connect(settings, "writer"), settings, **kwargs)
+        return cls(engine or connect(settings, "writer"), settings, **kwargs)
 
-    def _register_key(self) -> None:
-        with self.engine.begin() as conn:
-            pem = public_pem(self.signer.public).encode()
-            stmt = pg_insert(signing_keys).values(key_id=self.signer.key_id, public_key=pem)
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key_id"]))
+    def _check_key(self) -> None:
+        """The database must know the signing key, or every checkpoint would be refused."""
+        with self.engine.connect() as conn:
+            status = key_status(conn, self.signer.key_id)
+        if status is None:
+            raise not_registered(self.signer.key_id)
+        if status == "retired":
+            raise SigningKeyRefused(
+                f"signing key {self.signer.key_id} was retired by a key administrator: "
+                "configure a new key (store.signing_key) and have it registered"
+            )
 
     def record(self, event: Any) -> Receipt:
         """Append one event (dict, JSON text or AuditEvent); return its receipt."""
@@ -323,6 +339,9 @@ class AuditLog:
         except psycopg.errors.UniqueViolation as exc:
             if careful or exc.diag.constraint_name != "events_event_id_key":
                 raise EventConflict("(one of the batch)", f" in another category: {exc}") from None
+        except psycopg.errors.IntegrityConstraintViolation as exc:
+            # the append check (auditlog_append_check) refused a row; nothing was stored
+            raise AppendRefused(exc.diag.message_primary or str(exc)) from None
         else:
             return batch.receipts
         return self._append([(0, batch.all)], prepared=True, careful=True)
@@ -330,18 +349,22 @@ class AuditLog:
     def _maybe_checkpoint(
         self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes, now: datetime
     ) -> None:
-        cur.execute(
-            "SELECT seq, signed_at FROM checkpoints WHERE category = %s ORDER BY seq DESC LIMIT 1",
-            (category,),
-        )
-        last = cur.fetchone()
+        """Sign the head if due: N entries or T seconds (server clock) since the last one.
+
+        ``now`` is the batch's recorded_at; whether T seconds have passed is judged by the
+        server clock, which also gives signed_at (the database refuses any other time).
+        """
+        last = _last_checkpoint(cur, category)
+        if last is not None and last.seq >= seq:
+            return
+        clock = _server_clock(cur)
         due = (
             last is None
-            or seq - last[0] >= self.settings.store.checkpoint_every
-            or now - last[1] >= timedelta(seconds=self.settings.store.checkpoint_seconds)
+            or seq - last.seq >= self.settings.store.checkpoint_every
+            or clock - last.signed_at >= timedelta(seconds=self.settings.store.checkpoint_seconds)
         )
-        if due and (last is None or last[0] < seq):
-            _insert_checkpoint(cur, sign_checkpoint(self.signer, category, seq, head, now))
+        if due:
+            _insert_checkpoint(cur, self.signer, category, seq, head, last, clock)
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
         if self.clock is not None:
@@ -358,13 +381,10 @@ class AuditLog:
             for cat in sorted(categories or CATEGORIES):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
                 seq, head, _ = _head(cur, cat)
-                cur.execute("SELECT max(seq) FROM checkpoints WHERE category = %s", (cat,))
-                covered = cur.fetchone()[0] or 0  # type: ignore[index]
-                if seq > covered:
-                    now = self._now(cur)
-                    cp = sign_checkpoint(self.signer, cat, seq, head, now)
-                    _insert_checkpoint(cur, cp)
-                    done.append(cp)
+                last = _last_checkpoint(cur, cat)
+                if seq > (last.seq if last else 0):
+                    clock = _server_clock(cur)
+                    done.append(_insert_checkpoint(cur, self.signer, cat, seq, head, last, clock))
         return done
 
 
@@ -524,17 +544,12 @@ def _driver(sa_conn: sa.Connection) -> psycopg.Connection[Any]:
 
 
 def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime | None]:
-    """(seq, entry_hash, recorded_at) of the chain head; a purge anchor if all was purged."""
-    cur.execute(
-        "SELECT seq, entry_hash, recorded_at FROM events WHERE category = %s "
-        "ORDER BY seq DESC LIMIT 1",
-        (category,),
-    )
-    row = cur.fetchone()
-    if row:
-        return int(row[0]), bytes(row[1]), row[2]
-    seq, anchor = db_anchor(cur.connection, category)
-    return seq, anchor, None
+    """(seq, entry_hash, recorded_at) of the chain head; a purge anchor if all was purged.
+
+    The database's own definition (auditlog_chain_head), the one its append check uses."""
+    cur.execute("SELECT seq, entry_hash, recorded_at FROM auditlog_chain_head(%s)", (category,))
+    seq, head, at = cur.fetchone()  # type: ignore[misc]
+    return int(seq), bytes(head), at
 
 
 def _copy_row(
@@ -566,9 +581,52 @@ def _copy_row(
     )
 
 
-def _insert_checkpoint(cur: psycopg.Cursor[Any], cp: Checkpoint) -> None:
+@dataclass(frozen=True, slots=True)
+class _LastCheckpoint:
+    """The newest checkpoint of a category, as the next one must chain to it."""
+
+    seq: int
+    signed_at: datetime
+    hash: bytes
+    count: int
+
+
+def _last_checkpoint(cur: psycopg.Cursor[Any], category: str) -> _LastCheckpoint | None:
+    cur.execute("SELECT seq, signed_at, hash, count FROM auditlog_last_checkpoint(%s)", (category,))
+    row = cur.fetchone()
+    return None if row is None else _LastCheckpoint(int(row[0]), row[1], bytes(row[2]), row[3])
+
+
+def _server_clock(cur: psycopg.Cursor[Any]) -> datetime:
+    cur.execute("SELECT clock_timestamp()")
+    return cur.fetchone()[0]  # type: ignore[index,no-any-return]
+
+
+def _insert_checkpoint(
+    cur: psycopg.Cursor[Any],
+    signer: Signer,
+    category: str,
+    seq: int,
+    head: bytes,
+    last: _LastCheckpoint | None,
+    signed_at: datetime,
+) -> Checkpoint:
+    """Sign (category, seq, head) chained to ``last`` and add it through the database's
+    checking function (the writer has no INSERT on checkpoints)."""
+    prev, count = (last.hash, last.count + 1) if last else (ZERO_HASH, 1)
+    cp = sign_checkpoint(signer, category, seq, head, signed_at, prev, count)
     cur.execute(
-        "INSERT INTO checkpoints (category, seq, entry_hash, signed_at, key_id, signature) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (cp.category, cp.seq, cp.entry_hash, cp.signed_at, cp.key_id, cp.signature),
+        "SELECT auditlog_add_checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            cp.category,
+            cp.seq,
+            cp.entry_hash,
+            signed_at,
+            cp.key_id,
+            cp.signature,
+            prev,
+            count,
+            cp.message().decode("utf-8"),
+        ),
     )
+    return cp

@@ -28,7 +28,7 @@ from auditlog.integrity.verifier import ChainVerifier
 from auditlog.retention.policies import Retention
 from auditlog.retention.view import archives_frame, export_archive
 from auditlog.settings import RetentionSettings, Settings
-from auditlog.store import AuditLog
+from tests.support.database import backdated
 from tests.support.factories import valid
 from tests.support.retention import LEAD, MONTHS, events, fill, policy, run
 
@@ -161,7 +161,7 @@ def test_csv_export_is_the_evidence_csv_and_verifies_from_the_file_alone(
 def test_csv_cells_that_look_like_formulas_are_neutralised(
     ret: Retention, settings: Settings, tmp_path: Path
 ) -> None:
-    old = AuditLog(ret.log.engine, ret.log.settings, signer=ret.log.signer, clock=lambda: MONTHS[0])
+    old = backdated(ret.log, lambda: MONTHS[0])
     old.record(
         valid(
             category="user_activity",

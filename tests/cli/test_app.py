@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from auditlog.cli.app import app
 from auditlog.settings import Settings
+from tests.support.cli import register_host_key
 from tests.support.factories import valid
 
 
@@ -20,6 +21,7 @@ from tests.support.factories import valid
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AUDITLOG_DATABASE_URL", settings.store.database_url or "")
     monkeypatch.setenv("AUDITLOG_HOME", str(settings.store.home))
+    register_host_key(settings)
 
     def invoke(*args: str, stdin: str | None = None) -> Any:
         return CliRunner().invoke(app, list(args), input=stdin, catch_exceptions=False)

@@ -267,14 +267,7 @@ def test_bundle_re_signed_with_another_key_fails_against_the_pinned_key(
     def resign(b: bytes) -> bytes:  # every row rewritten, every signature redone by mallory
         m = json.loads(b)
         for cp in m["checkpoints"]:
-            c = Checkpoint(
-                cp["category"],
-                cp["seq"],
-                bytes.fromhex(cp["entry_hash"]),
-                cp["signed_at"],
-                mallory.key_id,
-                b"",
-            )
+            c = Checkpoint.from_json({**cp, "key_id": mallory.key_id})
             cp["key_id"], cp["signature"] = mallory.key_id, mallory.sign(c.message()).hex()
         m["public_keys"] = {mallory.key_id: public_pem(mallory.public)}
         m["manifest_key_id"] = mallory.key_id
@@ -317,6 +310,13 @@ def auditor_value(name: str, cell: str) -> Any:
     return text == "true" if name == "clock_skew" else text
 
 
+# The members a checkpoint signs, by its version (docs/integrity.md, section 3).
+SIGNED = {
+    1: ("category", "seq", "entry_hash", "signed_at", "key_id"),
+    2: ("category", "count", "entry_hash", "key_id", "prev_hash", "seq", "signed_at", "version"),
+}
+
+
 def auditor_verify(path: Path, public_pem: bytes) -> list[str]:
     """Written from docs/evidence.md with hashlib, csv, json, rfc8785 and cryptography only."""
     key: Any = serialization.load_pem_public_key(public_pem)
@@ -332,7 +332,7 @@ def auditor_verify(path: Path, public_pem: bytes) -> list[str]:
         (
             f"checkpoint {cp['category']} {cp['seq']}",
             cp["signature"],
-            {k: cp[k] for k in ("category", "seq", "entry_hash", "signed_at", "key_id")},
+            {k: cp[k] for k in SIGNED[cp.get("version", 1)]},
         )
         for cp in m["checkpoints"]
     ]:

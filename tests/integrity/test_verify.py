@@ -21,6 +21,7 @@ from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.integrity.verifier import Problem
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
+from tests.support.database import reader_of
 from tests.support.factories import json_values, tamper, valid
 
 GOV = "governance"
@@ -31,7 +32,7 @@ def fill(log: AuditLog, n: int = 10, category: str = GOV) -> None:
 
 
 def problem(engine: Engine) -> Problem:
-    report = verify_database(engine)
+    report = verify_database(reader_of(engine))
     assert not report.ok
     assert len(report.problems) == 1
     return report.problems[0]
@@ -40,7 +41,7 @@ def problem(engine: Engine) -> Problem:
 def test_untouched_log_verifies(log: AuditLog) -> None:
     fill(log)
     fill(log, 3, "user_activity")
-    report = verify_database(log.engine)
+    report = verify_database(reader_of(log.engine))
     assert report.ok
     assert report.rows == 13
     assert report.chains[GOV].checkpoints >= 1
@@ -166,7 +167,7 @@ def test_forged_checkpoint_signature_is_named(log: AuditLog, admin_engine: Engin
 def test_checkpoint_from_an_untrusted_key_is_refused(log: AuditLog) -> None:
     fill(log, 3)
     stranger = Signer.generate()
-    report = verify_database(log.engine, {stranger.key_id: stranger.public})
+    report = verify_database(reader_of(log.engine), {stranger.key_id: stranger.public})
     assert [p.kind for p in report.problems] == ["bad signature"]
     assert "unknown key" in report.problems[0].message
 

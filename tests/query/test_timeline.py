@@ -120,7 +120,7 @@ def reader(
     url = pg_server_url.set(database=name)
     home, database_url = tmp_path_factory.mktemp("home"), url.render_as_string(False)
     settings = load_settings(env={}, store={"home": home, "database_url": database_url})
-    writer = make_engine(url.set(username="auditlog_app"), "writer")
+    writer = make_engine(url.set(username="auditlog_ingest"), "writer")
     try:
         AuditLog(writer, settings, signer=signer).record_many(STORY + FILLER)
     finally:

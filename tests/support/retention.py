@@ -16,6 +16,7 @@ from auditlog.retention.policies import Retention
 from auditlog.retention.run import RetentionRun, RunReport, archive_rows
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
+from tests.support.database import backdated
 from tests.support.factories import valid
 
 LEAD = Identity("lead@contoso.com")
@@ -38,7 +39,7 @@ def fill(
 ) -> None:
     """Events recorded (server clock replaced) in each of ``months``; then a few recorded now."""
     at = {"t": months[0]}
-    old = AuditLog(log.engine, log.settings, signer=log.signer, clock=lambda: at["t"])
+    old = backdated(log, lambda: at["t"])
     for month in months:
         at["t"] = month
         old.record_many(

@@ -23,8 +23,8 @@ from tests.support.retention import (
 
 @pytest.fixture
 def ret_engine(db_url: URL) -> Iterator[Engine]:
-    """Logs in as auditlog_app and acts as auditlog_retention, like the CLI."""
-    engine = retention_engine(db_url.set(username="auditlog_app"))
+    """Logs in as auditlog_retention_admin and acts as auditlog_retention, like the CLI."""
+    engine = retention_engine(db_url.set(username="auditlog_retention_admin"))
     yield engine
     engine.dispose()
 

@@ -25,6 +25,7 @@ from auditlog.db.server import Role as DbRole
 from auditlog.db.server import connect, embedded_server_down
 from auditlog.errors import AuditLogError, DatabaseUnavailable, QueryTimeout
 from auditlog.identity.directory import Directory
+from auditlog.integrity.keyadmin import open_registered
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.settings import Settings, load_settings
 from auditlog.store import AuditLog
@@ -117,7 +118,7 @@ def operator(settings: Settings) -> tuple[Identity, Role | None]:
 def open_log(settings: Settings, engine: Engine | None = None) -> AuditLog:
     """The writer, resolving actors through the directory (empty until a sync)."""
     engine = engine or connect(settings, "writer")
-    return AuditLog(engine, settings, resolve=Directory(engine).resolver())
+    return open_registered(settings, engine=engine, resolve=Directory(engine).resolver())
 
 
 @contextmanager

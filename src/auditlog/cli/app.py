@@ -14,7 +14,7 @@ from auditlog.cli.demo import demo
 from auditlog.cli.export import export
 from auditlog.cli.identity import identity_app
 from auditlog.cli.ingest import ingest
-from auditlog.cli.keys import checkpoint, keys_app
+from auditlog.cli.keys import checkpoint_app, keys_app
 from auditlog.cli.retention import archive_app, retention_app
 from auditlog.cli.siem import siem_app, stream
 from auditlog.cli.verify import verify
@@ -30,7 +30,7 @@ app.add_typer(db_app, name="db")
 app.command()(ingest)
 app.command()(demo)
 app.command()(verify)
-app.command()(checkpoint)
+app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identity_app, name="identity")
 app.add_typer(retention_app, name="retention")

@@ -1,5 +1,6 @@
 """``auditlog verify``: the database, an evidence bundle (``--bundle``) or an archive
-(``--archive``); every problem named by its row, exit 1 when anything does not hold."""
+(``--archive``); every problem named by its row, exit 1 when anything does not hold.
+``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from typing import Annotated, NoReturn
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.engine import Engine
 
 from auditlog.archive.files import verify_archive
-from auditlog.cli._common import engine_session, trusted_keys
+from auditlog.cli._common import engine_session, errors, trusted_keys
 from auditlog.cli._common import settings as _settings
 from auditlog.db.server import connect
 from auditlog.evidence.verify import BundleReport, verify_bundle
+from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_public_keys, verify_database
+from auditlog.integrity.kept import check_kept, load_kept
+from auditlog.integrity.verifier import Problem, SpanPolicy
 
 
 def verify(
@@ -27,22 +32,58 @@ def verify(
     archive: Annotated[
         Path | None, typer.Option(help="check a retention archive file instead of the database")
     ] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            help="a checkpoint kept earlier (auditlog checkpoint export, a bundle, or the SIEM "
+            "copy): fail unless today's log still holds and extends it"
+        ),
+    ] = None,
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
     if bundle is not None:
         _verify_bundle(bundle, public_key)
     if archive is not None:
         _verify_archive(archive, public_key)
-    with engine_session(_settings(), "reader") as engine:
-        report = verify_database(engine, trusted_keys(public_key))
+    config = _settings()
+    pinned = trusted_keys(public_key)
+    with errors():
+        kept = load_kept(since) if since is not None else []
+    with errors(), engine_session(config, "reader") as engine:
+        report = verify_database(engine, pinned, SpanPolicy.of(config))
+        kept_problems = check_kept(engine, kept, pinned or _db_keys(engine)) if kept else []
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
         typer.echo(f"{state:4} {cat}: {res.rows} rows ({span}), {res.checkpoints} checkpoints")
     for problem in report.problems:
         typer.echo(f"FAIL {problem}", err=True)
-    typer.echo("verified: all chains intact" if report.ok else "verification FAILED")
-    raise typer.Exit(0 if report.ok else 1)
+    if since is not None:
+        _print_kept(since, kept, kept_problems, pinned is not None)
+    ok = report.ok and not kept_problems
+    typer.echo("verified: all chains intact" if ok else "verification FAILED")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _db_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:
+    with engine.connect() as conn:
+        return db_public_keys(conn.connection.driver_connection)
+
+
+def _print_kept(since: Path, kept: list[Checkpoint], problems: list[Problem], pinned: bool) -> None:
+    """One line per kept checkpoint: held and extended, or the problem naming it."""
+    bad = {(p.category, p.seq) for p in problems}
+    for cp in kept:
+        if (cp.category, cp.seq) not in bad:
+            typer.echo(f"ok   since {since}: {cp.name()} is held and extended")
+    for problem in problems:
+        typer.echo(f"FAIL since {since}: {problem}", err=True)
+    if not pinned:
+        typer.echo(
+            "note: the kept checkpoints were checked with the keys registered in the database; "
+            "pin the key you obtained out of band with --public-key",
+            err=True,
+        )
 
 
 def _verify_bundle(bundle: Path, public_key: list[Path] | None) -> NoReturn:

@@ -25,9 +25,21 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def _up_to_date(engine: Engine) -> bool:
+    """Every packaged migration is recorded: nothing to do, and nothing to lock or create (so
+    an application login, which may not create in the schema, can call :func:`upgrade`)."""
+    with engine.connect() as conn:
+        if conn.scalar(sa.text("SELECT to_regclass('schema_migrations')")) is None:
+            return False
+        done = set(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
+    return {version for version, _, _ in migrations()} <= done
+
+
 def upgrade(engine: Engine) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the names applied."""
     applied: list[str] = []
+    if _up_to_date(engine):
+        return applied
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('auditlog:migrate'))"))
         conn.execute(

@@ -4,12 +4,22 @@ Without ``AUDITLOG_DATABASE_URL`` the package starts its own PostgreSQL (pixelta
 in ``<home>/pgdata`` and uses database ``auditlog`` in it. Migrations are ordered SQL files in
 ``auditlog/migrations`` recorded in ``schema_migrations``.
 
-Roles (created by the first migration, see docs/operations.md):
-``auditlog_owner`` owns the tables (NOLOGIN); ``auditlog_writer`` may INSERT and SELECT;
-``auditlog_reader`` may SELECT; ``auditlog_purger`` owns the one purge function.
-On the embedded server, application engines log in as ``auditlog_app`` (writer) or
-``auditlog_dashboard`` (reader), which can become nothing else. With a configured URL they log in
-as its user, which must be a member of the role, and ``SET ROLE`` to it.
+Roles (migrations 001, 003 and 007; see docs/operations.md): ``auditlog_owner`` owns the
+tables (NOLOGIN); each duty is a group role (NOLOGIN) and a login role that can be nothing else:
+
+=========  ======================  ==============================================================
+duty       login                   group (privileges)
+=========  ======================  ==============================================================
+writer     auditlog_ingest         auditlog_writer: append events (checked by the database)
+reader     auditlog_dashboard      auditlog_reader: read everything but secrets
+dashboard  auditlog_dashboard      auditlog_writer: the dashboard's self-audit and SIEM settings
+retention  auditlog_retention_admin auditlog_retention: policies, holds, archives, the purge
+keys       auditlog_key_admin      auditlog_keyadmin: register and retire signing keys
+stream     auditlog_stream         auditlog_streamer: the SIEM worker
+=========  ======================  ==============================================================
+
+On the embedded server, engines log in as the duty's login role. With a configured URL they log
+in as its user, which must be a member of the group, and ``SET ROLE`` to it.
 """
 
 from __future__ import annotations
@@ -26,12 +36,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
 
 from auditlog.db.migrate import upgrade
-from auditlog.errors import AuditLogError, DatabaseUnavailable, QueryTimeout
+from auditlog.errors import AuditLogError, DatabaseUnavailable, PermissionDenied, QueryTimeout
 from auditlog.settings import Settings
 
-Role = Literal["admin", "writer", "reader"]
-ROLE_NAMES = {"writer": "auditlog_writer", "reader": "auditlog_reader"}
-LOGIN_NAMES = {"writer": "auditlog_app", "reader": "auditlog_dashboard"}
+Role = Literal["admin", "writer", "reader", "dashboard", "retention", "keys", "stream"]
+ROLE_NAMES = {
+    "writer": "auditlog_writer",
+    "reader": "auditlog_reader",
+    "dashboard": "auditlog_writer",
+    "retention": "auditlog_retention",
+    "keys": "auditlog_keyadmin",
+    "stream": "auditlog_streamer",
+}
+LOGIN_NAMES = {
+    "writer": "auditlog_ingest",
+    "reader": "auditlog_dashboard",
+    "dashboard": "auditlog_dashboard",
+    "retention": "auditlog_retention_admin",
+    "keys": "auditlog_key_admin",
+    "stream": "auditlog_stream",
+}
 DEFAULT_DB = "auditlog"
 QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request) ended the statement
 # SQLSTATE class 08 (connection exception) and 57P01-57P03 (the server is shutting down,
@@ -92,11 +116,23 @@ def make_engine(url: URL | str, role: Role = "writer", statement_timeout_ms: int
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         with dbapi_conn.cursor() as cur:
             for stmt in setup:
-                cur.execute(stmt)
+                try:
+                    cur.execute(stmt)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    raise PermissionDenied(_role_refused(role, exc)) from None
         dbapi_conn.commit()
 
     sa.event.listen(engine, "handle_error", _translate_error)
     return engine
+
+
+def _role_refused(role: Role, exc: psycopg.Error) -> str:
+    first = str(exc).strip().splitlines()[0]
+    return (
+        f"this database credential may not act as {ROLE_NAMES[role]} ({first}): the "
+        f"{role} duty logs in as {LOGIN_NAMES[role]} or a member of {ROLE_NAMES[role]} "
+        "(docs/operations.md)"
+    )
 
 
 def translate(exc: BaseException) -> AuditLogError | None:

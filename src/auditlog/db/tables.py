@@ -46,6 +46,12 @@ checkpoints = sa.Table(
     _col("signed_at", _TS),
     _col("key_id", sa.Text),
     _col("signature", BYTEA),
+    # 006_checkpoint_chain: the checkpoint chain (NULL on version-1 rows)
+    _col("version", sa.SmallInteger, server_default=sa.text("1")),
+    _col("prev_hash", BYTEA, nullable=True),
+    _col("count", sa.BigInteger, nullable=True),
+    _col("message", sa.Text, nullable=True),
+    _col("hash", BYTEA, nullable=True),
 )
 signing_keys = sa.Table(
     "signing_keys",
@@ -53,6 +59,7 @@ signing_keys = sa.Table(
     _col("key_id", sa.Text, primary_key=True),
     _col("public_key", BYTEA),
     _col("created_at", _TS, server_default=_NOW),
+    _col("registered_by", sa.Text, nullable=True),  # 007
 )
 purge_anchors = sa.Table(
     "purge_anchors",
@@ -248,6 +255,24 @@ event_rollup = sa.Table(
     _col("action", sa.Text, primary_key=True),
     _col("outcome", sa.Text, primary_key=True),
     _col("n", sa.BigInteger),
+)
+
+
+# --- 007_trust_boundary ------------------------------------------------------------------
+signing_key_retirements = sa.Table(
+    "signing_key_retirements",
+    metadata,
+    _col("key_id", sa.Text, sa.ForeignKey("signing_keys.key_id"), primary_key=True),
+    _col("retired_at", _TS, server_default=_NOW),
+    _col("retired_by", sa.Text),
+    _col("reason", sa.Text),
+)
+retention_rules = sa.Table(
+    "retention_rules",
+    metadata,
+    _col("one", sa.Boolean, primary_key=True, server_default=sa.true()),
+    _col("floor_days", sa.Integer, server_default=sa.text("365")),
+    _col("require_approval", sa.Boolean, server_default=sa.false()),
 )
 
 # --- 008_siem_redrive --------------------------------------------------------------------

@@ -413,14 +413,7 @@ def _compare_runs(cat: str, st: ChainSummary, listed: Any, report: BundleReport)
 
 
 def _checkpoint(item: Any) -> Checkpoint:
-    return Checkpoint(
-        item["category"],
-        int(item["seq"]),
-        bytes.fromhex(item["entry_hash"]),
-        item["signed_at"],
-        item["key_id"],
-        bytes.fromhex(item["signature"]),
-    )
+    return Checkpoint.from_json(item)
 
 
 def _check_checkpoints(

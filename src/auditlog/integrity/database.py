@@ -13,7 +13,13 @@ from auditlog.db.server import driver_errors
 from auditlog.integrity.checkpoints import Checkpoint, anchor_message
 from auditlog.integrity.keys import load_public_key
 from auditlog.integrity.rule import ZERO_HASH
-from auditlog.integrity.verifier import ChainResult, ChainVerifier, Problem, VerifyReport
+from auditlog.integrity.verifier import (
+    ChainResult,
+    ChainVerifier,
+    Problem,
+    SpanPolicy,
+    VerifyReport,
+)
 from auditlog.model import utc_text
 
 # --- the database ------------------------------------------------------------------------
@@ -60,16 +66,20 @@ def db_public_keys(conn: Any) -> dict[str, Ed25519PublicKey]:
 
 
 def db_checkpoints(conn: Any, category: str) -> list[Checkpoint]:
+    """The category's checkpoints in chain order (seq, then id), version-1 and version-2."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT category, seq, entry_hash, signed_at, key_id, signature "
-            "FROM checkpoints WHERE category = %s ORDER BY seq",
+            "SELECT category, seq, entry_hash, signed_at, key_id, signature, version, prev_hash, "
+            "count FROM checkpoints WHERE category = %s ORDER BY seq, id",
             (category,),
         )
         return [
-            Checkpoint(c, int(s), bytes(h), utc_text(t), k, bytes(sig))
-            for c, s, h, t, k, sig in cur.fetchall()
-        ]
+            Checkpoint(
+                c, int(s), bytes(h), utc_text(t), k, bytes(sig), int(v),
+                None if prev is None else bytes(prev), None if n is None else int(n),
+            )
+            for c, s, h, t, k, sig, v, prev, n in cur.fetchall()
+        ]  # fmt: skip
 
 
 def db_anchor(conn: Any, category: str) -> tuple[int, bytes]:
@@ -85,9 +95,14 @@ def db_anchor(conn: Any, category: str) -> tuple[int, bytes]:
 
 
 def verify_category(
-    conn: Any, category: str, keys: Mapping[str, Ed25519PublicKey], batch: int = 20_000
+    conn: Any,
+    category: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    batch: int = 20_000,
+    span: SpanPolicy | None = None,
 ) -> ChainResult:
-    """Verify one category: chain, columns against the hashed record, and checkpoints."""
+    """Verify one category: chain, columns against the hashed record, checkpoints (their
+    signatures and their own chain) and the unsigned span after the last one."""
     checkpoints = db_checkpoints(conn, category)
     verifier = ChainVerifier(category, db_anchor(conn, category))
     verifier.watch = {cp.seq for cp in checkpoints}
@@ -99,9 +114,25 @@ def verify_category(
             if not feed(seq, prev, stored, record):
                 break
     verifier.check_checkpoints(checkpoints, keys)
+    _check_span(conn, verifier, span or SpanPolicy())
     _check_columns(conn, category, verifier.result)
     verifier.result.problem = db_anchor_problem(conn, category, keys) or verifier.result.problem
     return verifier.result
+
+
+def _check_span(conn: Any, verifier: ChainVerifier, span: SpanPolicy) -> None:
+    """The unsigned span: recorded_at of the first row no checkpoint covers, and the time."""
+    cp = verifier.last_checkpoint
+    first = max(cp.seq if cp else 0, verifier.start_seq) + 1
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT clock_timestamp(), (SELECT recorded_at FROM events "
+            "WHERE category = %s AND seq = %s)",
+            (verifier.result.category, first),
+        )
+        now, first_at = cur.fetchone()
+    conn.commit()
+    verifier.check_unsigned_span(span, first_at, now)
 
 
 def db_anchor_problem(
@@ -161,9 +192,12 @@ def _check_columns(conn: Any, category: str, result: ChainResult) -> None:
 
 
 def verify_database(
-    engine: Any, public_keys: Mapping[str, Ed25519PublicKey] | None = None
+    engine: Any,
+    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    span: SpanPolicy | None = None,
 ) -> VerifyReport:
-    """Verify every category; ``public_keys`` pins the trusted keys (default: those in the db)."""
+    """Verify every category; ``public_keys`` pins the trusted keys (default: those in the db);
+    ``span`` says how long a tail may stay unsigned (default: the default settings')."""
     from auditlog.model import Category
 
     report = VerifyReport()
@@ -172,7 +206,7 @@ def verify_database(
         keys = dict(public_keys) if public_keys is not None else db_public_keys(conn)
         conn.commit()
         for cat in Category:
-            result = verify_category(conn, cat.value, keys)
+            result = verify_category(conn, cat.value, keys, span=span)
             report.chains[cat.value] = result
             if result.problem:
                 report.problems.append(result.problem)

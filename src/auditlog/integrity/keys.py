@@ -7,11 +7,29 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import Connection
 
-from auditlog.errors import InvalidKey
+from auditlog.errors import InvalidKey, SigningKeyRefused
 from auditlog.settings import Settings
+
+# --- registration (the database's record of keys; see auditlog.integrity.keyadmin) -------
+
+
+def key_status(conn: Connection, key_id: str) -> str | None:
+    """'active', 'retired', or None when ``key_id`` is not registered (any role may ask)."""
+    status: str | None = conn.scalar(sa.text("SELECT auditlog_key_status(:k)"), {"k": key_id})
+    return status
+
+
+def not_registered(key_id: str) -> SigningKeyRefused:
+    return SigningKeyRefused(
+        f"signing key {key_id} is not registered in the database: a key administrator "
+        "registers it with `auditlog keys register` (see docs/operations.md)"
+    )
+
 
 # --- signing -----------------------------------------------------------------------------
 

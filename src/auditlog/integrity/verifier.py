@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.rule import ZERO_HASH, chain_hash, record_bytes, record_seq
+from auditlog.settings import Settings
 
 # --- verification ------------------------------------------------------------------------
 
@@ -71,6 +73,7 @@ class ChainVerifier:
         self.start_seq = start[0]
         self.hashes_at: dict[int, bytes] = {}
         self.watch: set[int] = set()
+        self.last_checkpoint: Checkpoint | None = None  # the newest that checked out
 
     def _fail(self, seq: int | None, kind: str, message: str) -> None:
         self.result.problem = Problem(self.result.category, seq, kind, message)
@@ -154,15 +157,30 @@ class ChainVerifier:
     def check_checkpoints(
         self, checkpoints: Iterable[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
     ) -> None:
-        """After all rows: signatures, hashes at checkpointed seqs, truncation."""
+        """After all rows: signatures, the checkpoint chain, hashes at checkpointed seqs,
+        truncation. ``checkpoints`` come in chain order (seq, then id, as stored)."""
         if self.result.problem:
             return
         last = self.result.last_seq if self.result.last_seq is not None else self.start_seq
-        for cp in sorted(checkpoints, key=lambda c: c.seq):
-            self.result.checkpoints += 1
+        links = _CheckpointLinks()
+        ordered = sorted(checkpoints, key=lambda c: c.seq)
+        self.result.checkpoints = len(ordered)
+        for cp in ordered:
             if not signature_ok(cp, keys):
                 why = "unknown key " + cp.key_id if cp.key_id not in keys else "does not verify"
                 return self._fail(cp.seq, "bad signature", f"checkpoint signature {why}")
+        moved = _reordered(ordered)
+        if moved is not None:
+            return self._fail(
+                moved[1].seq,
+                "checkpoints reordered",
+                f"{moved[1].name()} comes after {moved[0].name()} in seq order: the "
+                "checkpoints' seqs no longer follow their signed order",
+            )
+        for cp in ordered:
+            broken = links.follow(cp)
+            if broken is not None:
+                return self._fail(cp.seq, *broken)
             if cp.seq > last:
                 return self._fail(
                     last + 1,
@@ -178,3 +196,133 @@ class ChainVerifier:
                     "checkpoint mismatch",
                     "the entry_hash at this seq differs from the signed checkpoint",
                 )
+            self.last_checkpoint = cp
+
+    def check_unsigned_span(
+        self, policy: SpanPolicy, first_unsigned_at: datetime | None, now: datetime
+    ) -> None:
+        """After :meth:`check_checkpoints`: the rows after the last checkpoint (the unsigned
+        span) must be at most ``policy.every`` and unsigned for at most ``policy.seconds`` plus
+        ``policy.slack`` (counted from the later of the last checkpoint's signed_at and the
+        first unsigned row's recorded_at). ``first_unsigned_at`` is that row's recorded_at."""
+        r = self.result
+        cp = self.last_checkpoint
+        covered = max(cp.seq if cp else 0, self.start_seq)
+        if r.problem or r.last_seq is None or r.last_seq <= covered:
+            return
+        n = r.last_seq - covered
+        since = first_unsigned_at
+        if cp is not None:
+            signed = datetime.fromisoformat(cp.signed_at)
+            since = signed if since is None else max(since, signed)
+        waited = (now - since).total_seconds() if since is not None else 0.0
+        limit = policy.seconds + policy.slack
+        if n > policy.every:
+            why = f"{n} rows, more than checkpoint_every = {policy.every}"
+        elif waited > limit:
+            why = (
+                f"unsigned for {_duration(waited)}, longer than checkpoint_seconds + "
+                f"checkpoint_slack_seconds = {limit} s"
+            )
+        else:
+            return
+        last = f"the last checkpoint is at seq {cp.seq}" if cp else "there is no checkpoint"
+        self._fail(
+            covered + 1,
+            "unsigned span",
+            f"seq {covered + 1}..{r.last_seq} are signed by no checkpoint ({last}; {why}): "
+            "newer entries and the checkpoints covering them may have been removed; sign the "
+            "heads (`auditlog checkpoint`, from a timer for idle chains) and compare with a "
+            "checkpoint kept outside the database (`auditlog verify --since FILE`)",
+        )
+
+
+@dataclass(frozen=True)
+class SpanPolicy:
+    """How long a chain's tail may stay unsigned before verify reports an unsigned span."""
+
+    every: int = 1000
+    seconds: int = 60
+    slack: int = 300
+
+    @classmethod
+    def of(cls, settings: Settings) -> SpanPolicy:
+        st = settings.store
+        return cls(st.checkpoint_every, st.checkpoint_seconds, st.checkpoint_slack_seconds)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _reordered(ordered: list[Checkpoint]) -> tuple[Checkpoint, Checkpoint] | None:
+    """The first version-2 checkpoint whose count is below one before it in seq order, and
+    that one."""
+    top: Checkpoint | None = None
+    for cp in ordered:
+        if cp.count is None:
+            continue
+        if top is not None and cp.count < (top.count or 0):
+            return top, cp
+        top = cp if top is None or cp.count > (top.count or 0) else top
+    return None
+
+
+class _CheckpointLinks:
+    """Follows a category's checkpoints in seq order: version-2 ones must carry the count
+    and prev_hash that continue the chain (docs/integrity.md, section 3)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.count = 0
+        self.hash = ZERO_HASH
+        self.prev: Checkpoint | None = None
+        self.chained = False
+
+    def follow(self, cp: Checkpoint) -> tuple[str, str] | None:
+        """(kind, message) when ``cp`` does not continue the chain, else None."""
+        self.position += 1
+        broken = self._v1(cp) if cp.version == 1 else self._v2(cp)
+        self.prev, self.hash = cp, cp.hash()
+        self.count = cp.count if cp.count is not None else self.position
+        return broken
+
+    def _after(self) -> str:
+        return "the first checkpoint" if self.prev is None else f"after {self.prev.name()}"
+
+    def _v1(self, cp: Checkpoint) -> tuple[str, str] | None:
+        if not self.chained:
+            return None
+        return (
+            "checkpoint chain broken",
+            f"{cp.name()} is a version-1 (unchained) checkpoint {self._after()}, which is "
+            "version 2: the log no longer writes version 1, so it was inserted afterwards",
+        )
+
+    def _v2(self, cp: Checkpoint) -> tuple[str, str] | None:
+        self.chained = True
+        count = cp.count or 0
+        if count > self.count + 1:
+            gap = f"count {self.count + 1}" + (f"..{count - 1}" if count > self.count + 2 else "")
+            return (
+                "checkpoint missing",
+                f"{cp.name()} comes {self._after()}: checkpoint {gap} of the chain was removed",
+            )
+        if count <= self.count:
+            return (
+                "checkpoints reordered",
+                f"{cp.name()} comes {self._after()} (count {self.count}) in seq order: "
+                "the checkpoints' seqs no longer follow their signed order",
+            )
+        if cp.prev_hash != self.hash:
+            return (
+                "checkpoint chain broken",
+                f"the prev_hash of {cp.name()} is not the hash of the checkpoint before it "
+                f"({'none' if self.prev is None else self.prev.name()}): a checkpoint was "
+                "replaced or removed",
+            )
+        return None

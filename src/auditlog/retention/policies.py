@@ -32,14 +32,16 @@ from sqlalchemy.engine import Connection
 
 from auditlog.access import Identity, Role
 from auditlog.db import tables
-from auditlog.errors import NotFound, RetentionRefused
+from auditlog.errors import InvalidPolicy, NotFound, RetentionRefused
 from auditlog.retention.holds import Holds
 from auditlog.retention.records import (
     Change,
+    DatabaseRules,
     Policy,
     Proposal,
     check_category,
     current_policies,
+    database_rules,
     pending_proposals,
     required_text,
     validate_policy,
@@ -73,8 +75,25 @@ class Retention(Holds):
     # -- validation -----------------------------------------------------------------------
 
     def validate(self, days: Any, archive_days: Any) -> None:
-        """Raise :class:`InvalidPolicy` naming the field unless both are within bounds."""
+        """Raise :class:`InvalidPolicy` naming the field unless both are within bounds: the
+        settings' and the database's own floor."""
         validate_policy(self.settings, days, archive_days)
+        floor = self.rules().floor_days
+        if days < floor:
+            raise InvalidPolicy(
+                "days",
+                f"{days} days is below the database's retention floor of {floor} days "
+                "(retention_rules, changed only by the database owner or a superuser)",
+            )
+
+    def rules(self) -> DatabaseRules:
+        """The floor and approval rule the database enforces."""
+        with self.engine.connect() as conn:
+            return database_rules(conn)
+
+    def require_approval(self) -> bool:
+        """Whether changes need a second person: by the settings or by the database."""
+        return self.settings.require_approval or self.rules().require_approval
 
     # -- policies -------------------------------------------------------------------------
 
@@ -113,7 +132,7 @@ class Retention(Holds):
         self.validate(days, archive_days)
         reason = required_text(reason, "reason", "reason for the change")
         change_id = str(uuid.uuid4())
-        if self.settings.require_approval:
+        if self.require_approval():
             return Change(False, proposal=self._propose(who, change_id, category, attempt, reason))
         with self.engine.begin() as conn:
             before = self._locked(conn, category)

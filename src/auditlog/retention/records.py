@@ -55,29 +55,32 @@ def validate_policy(s: RetentionSettings, days: Any, archive_days: Any) -> None:
         )
 
 
+@dataclass(frozen=True)
+class DatabaseRules:
+    """The rules the database itself enforces (table ``retention_rules``, changed only by the
+    database owner or a superuser): the floor and whether every change needs a second person."""
+
+    floor_days: int
+    require_approval: bool
+
+
+def database_rules(conn: Connection) -> DatabaseRules:
+    row = conn.execute(sa.text("SELECT floor_days, require_approval FROM retention_rules")).one()
+    return DatabaseRules(int(row[0]), bool(row[1]))
+
+
 # --- engines -----------------------------------------------------------------------------
 
 
 def retention_engine(url: URL | str) -> Engine:
     """An engine whose connections act as ``auditlog_retention`` (the URL's user must be a
-    member: auditlog_app is, on the embedded server)."""
-    engine = make_engine(url, "admin")
-
-    @sa.event.listens_for(engine, "connect")
-    def _set_role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f"SET ROLE {RETENTION_ROLE}")
-        dbapi_conn.commit()
-
-    return engine
+    member: auditlog_retention_admin is, on the embedded server)."""
+    return make_engine(url, "retention")
 
 
 def connect_retention(settings: Any) -> Engine:
     """The retention engine for ``settings`` (migrating the database on first start)."""
-    writer = connect(settings, "writer")
-    url = writer.url
-    writer.dispose()
-    return retention_engine(url)
+    return connect(settings, "retention")
 
 
 # --- records -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from auditlog import access
 from auditlog.access import Role
 from auditlog.db.tables import siem_dead_letters, siem_state
 from auditlog.errors import DatabaseUnavailable, DeliveryFailed, QueryTimeout
+from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.model import utc_text
 from auditlog.siem.destinations import Destination, get_destination, split_host_port
 from auditlog.siem.formats import Item
@@ -154,22 +155,20 @@ def fetch_checkpoints(conn: Connection, after: int, covered: Positions, limit: i
     first one whose seq is past what was sent of its category (it waits for its events)."""
     cur = _cursor(conn)
     cur.execute(
-        "SELECT id, category, seq, entry_hash, signed_at, key_id, signature FROM checkpoints "
+        "SELECT id, category, seq, entry_hash, signed_at, key_id, signature, version, prev_hash, "
+        "count FROM checkpoints "
         "WHERE id > %s AND category = ANY(%s) ORDER BY id LIMIT %s",
         (after, list(covered), limit),
     )
     items = []
-    for cid, cat, seq, head, signed, key_id, sig in cur.fetchall():
+    for cid, cat, seq, head, signed, key_id, sig, version, prev, count in cur.fetchall():
         if seq > covered[cat]:
             break
-        data = {
-            "category": cat,
-            "seq": seq,
-            "entry_hash": bytes(head).hex(),
-            "signed_at": utc_text(signed),
-            "key_id": key_id,
-            "signature": bytes(sig).hex(),
-        }
+        cp = Checkpoint(
+            cat, seq, bytes(head), utc_text(signed), key_id, bytes(sig), version,
+            None if prev is None else bytes(prev), count,
+        )  # fmt: skip
+        data = cp.to_json()  # version 2 also carries prev_hash, count and hash
         items.append(Item("checkpoint", "checkpoints", cid, data))
     return items
 

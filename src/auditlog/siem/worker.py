@@ -356,12 +356,12 @@ def _drain_one(engine: Engine, dest: Destination, leases: Leases, timeout: float
         done = runner.drain(timeout)
     finally:
         runner.transport.close()
-        log.info(
-            "%s: %s, %d item(s) sent",
-            dest.name,
-            "caught up" if done else "NOT caught up",
-            runner.delivered,
-        )
+    log.info(
+        "%s: %s, %d item(s) sent",
+        dest.name,
+        "caught up" if done else "NOT caught up",
+        runner.delivered,
+    )
     return done
 
 

@@ -1,0 +1,222 @@
+"""Checkpoints kept outside the database: the export an auditor keeps, and the check that
+today's log still holds and extends them (``auditlog verify --since FILE``).
+
+    export_checkpoints(engine)         -> the JSON document of ``auditlog checkpoint export``
+    load_kept(path)                    -> [Checkpoint] from an export, a bundle (ZIP or its
+                                          manifest.json) or SIEM copies (JSON, NDJSON, syslog)
+    check_kept(engine, kept, keys)     -> [Problem], each naming the kept checkpoint
+
+A database superuser can delete the newest rows together with the checkpoints that cover
+them; only a checkpoint kept elsewhere shows it. Each kept checkpoint must verify with a
+trusted key, its (seq, entry_hash) must still be in the chain (or purged behind an anchor),
+and a version-2 one must still be in the database's checkpoint chain at its count.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from auditlog.db.server import driver_errors
+from auditlog.errors import InvalidFile
+from auditlog.integrity.checkpoints import Checkpoint, signature_ok
+from auditlog.integrity.database import db_anchor, db_checkpoints
+from auditlog.integrity.verifier import Problem
+from auditlog.model import CATEGORIES, utc_text
+
+EXPORT_FORMAT = "auditlog-checkpoints/1"
+_BUNDLE_MANIFEST = "manifest.json"
+
+
+def export_checkpoints(engine: Any) -> dict[str, Any]:
+    """The newest checkpoint of each category (signature, chain fields) and the public keys
+    that sign them: the file an auditor keeps for ``auditlog verify --since``."""
+    with engine.connect() as sa_conn, driver_errors():
+        conn = sa_conn.connection.driver_connection
+        latest = [cps[-1] for cat in CATEGORIES if (cps := db_checkpoints(conn, cat))]
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT key_id, public_key FROM signing_keys WHERE key_id = ANY(%s)",
+                (sorted({cp.key_id for cp in latest}),),
+            )
+            keys = {k: bytes(pem).decode("ascii") for k, pem in cur.fetchall()}
+            cur.execute("SELECT clock_timestamp()")
+            row = cur.fetchone()
+        conn.commit()
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": utc_text(row[0]),
+        "checkpoints": [cp.to_json() for cp in latest],
+        "public_keys": keys,
+    }
+
+
+# --- reading what was kept ----------------------------------------------------------------
+
+
+def load_kept(path: Path) -> list[Checkpoint]:
+    """Every checkpoint in ``path``: an ``auditlog checkpoint export`` file, an evidence
+    bundle (the ZIP, or its manifest.json), or SIEM copies of checkpoints (one JSON object,
+    a JSON array, or one per line: JSON, HEC ``{"event": ...}``, OCSF ``{"unmapped":
+    {"auditlog_checkpoint": ...}}``
+    or the RFC 5424 line). Raises :class:`InvalidFile` naming the line and what is wrong."""
+    name = str(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                text = zf.read(_BUNDLE_MANIFEST).decode("utf-8")
+            name = f"{path}:{_BUNDLE_MANIFEST}"
+        else:
+            text = path.read_text("utf-8")
+    except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise InvalidFile(name, 1, "-", f"cannot be read ({exc})") from None
+    found = list(_checkpoints_in(name, text))
+    if not found:
+        raise InvalidFile(name, 1, "-", "holds no checkpoint")
+    return found
+
+
+def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        pass
+    else:
+        for item in _items(whole):
+            yield _checkpoint(name, 1, item)
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            for item in _items(_json_of(name, n, line)):
+                yield _checkpoint(name, n, item)
+
+
+def _json_of(name: str, n: int, line: str) -> Any:
+    """A JSON line, or the JSON message at the end of an RFC 5424 line."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        pass
+    at = line.find("{")
+    try:
+        return json.loads(line[at:]) if at >= 0 else None
+    except ValueError as exc:
+        raise InvalidFile(
+            name, n, "-", f"is neither JSON nor a syslog line with JSON ({exc})"
+        ) from None
+
+
+def _items(doc: Any) -> Iterator[Any]:
+    """The checkpoint objects in one parsed document."""
+    if isinstance(doc, list):
+        for part in doc:
+            yield from _items(part)
+    elif isinstance(doc, dict):
+        if isinstance(doc.get("checkpoints"), list):  # an export or a bundle manifest
+            yield from doc["checkpoints"]
+        elif "signature" in doc and "entry_hash" in doc:
+            yield doc
+        else:
+            for wrapper in ("event", "unmapped", "auditlog_checkpoint"):  # Splunk HEC, OCSF
+                if isinstance(doc.get(wrapper), dict):
+                    yield from _items(doc[wrapper])
+
+
+def _checkpoint(name: str, line: int, item: Any) -> Checkpoint:
+    if not isinstance(item, Mapping):
+        raise InvalidFile(name, line, "checkpoint", "is not a JSON object")
+    try:
+        return Checkpoint.from_json(item)
+    except KeyError as exc:
+        raise InvalidFile(name, line, f"checkpoint.{exc.args[0]}", "is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidFile(name, line, "checkpoint", str(exc)) from None
+
+
+# --- checking them against today's log -------------------------------------------------------
+
+
+def check_kept(
+    engine: Any, kept: list[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
+) -> list[Problem]:
+    """One problem for each kept checkpoint that today's log does not still hold and extend."""
+    problems = []
+    with engine.connect() as sa_conn, driver_errors():
+        conn = sa_conn.connection.driver_connection
+        chains = {cat: db_checkpoints(conn, cat) for cat in {cp.category for cp in kept}}
+        for cp in kept:
+            found = _kept_problem(conn, cp, keys, chains.get(cp.category, []))
+            if found is not None:
+                problems.append(Problem(cp.category, cp.seq, found[0], f"kept {found[1]}"))
+        conn.commit()
+    return problems
+
+
+def _kept_problem(
+    conn: Any, cp: Checkpoint, keys: Mapping[str, Ed25519PublicKey], chain: list[Checkpoint]
+) -> tuple[str, str] | None:
+    """(kind, message) when today's log does not hold and extend ``cp``."""
+    if cp.category not in CATEGORIES:
+        return "untrusted checkpoint", f"{cp.name()}: {cp.category!r} is not a category"
+    if not signature_ok(cp, keys):
+        why = f"unknown key {cp.key_id}" if cp.key_id not in keys else "does not verify"
+        return "untrusted checkpoint", f"{cp.name()}: its signature {why} (pin with --public-key)"
+    head = _held(conn, cp)
+    if head is not None:
+        return head
+    if cp.version == 1 or cp.count is None:
+        return None
+    same = [c for c in chain if c.count == cp.count]
+    if not same:
+        end = max((c.count or 0 for c in chain), default=0)
+        return (
+            "checkpoint removed",
+            f"{cp.name()} is no longer in the log's checkpoint chain, which ends at count "
+            f"{end}: checkpoints were deleted from the database",
+        )
+    if same[0].hash() != cp.hash():
+        return (
+            "checkpoint replaced",
+            f"{cp.name()}: the log's checkpoint count {cp.count} is now {same[0].name()}",
+        )
+    return None
+
+
+def _held(conn: Any, cp: Checkpoint) -> tuple[str, str] | None:
+    """Whether the chain still holds (seq, entry_hash) of ``cp`` (or purged it behind an
+    anchor); the rest of the chain after it is checked by the full verification."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT entry_hash FROM events WHERE category = %s AND seq = %s",
+            (cp.category, cp.seq),
+        )
+        row = cur.fetchone()
+        cur.execute("SELECT max(seq) FROM events WHERE category = %s", (cp.category,))
+        top = cur.fetchone()[0]
+    anchor_seq, anchor_hash = db_anchor(conn, cp.category)
+    if row is not None:
+        if bytes(row[0]) != cp.entry_hash:
+            return (
+                "head replaced",
+                f"{cp.name()}: today's entry at seq {cp.seq} has another entry_hash: "
+                "the chain was rewritten from there or before",
+            )
+        return None
+    if cp.seq == anchor_seq and anchor_hash != cp.entry_hash:
+        return (
+            "head replaced",
+            f"{cp.name()}: the purge anchor at seq {cp.seq} has another entry_hash",
+        )
+    if cp.seq <= anchor_seq:
+        return None  # purged by retention; the archive holds it (auditlog verify --archive)
+    end = top if top is not None else anchor_seq
+    return (
+        "head removed",
+        f"{cp.name()}: today's log ends at seq {end}: entries {end + 1}..{cp.seq} were "
+        "removed, with the checkpoints that covered them",
+    )
