@@ -59,7 +59,8 @@ def writer_log(
     admin = make_engine(url, "admin")
     register(admin, signer)
     admin.dispose()
-    role = "retention" if login == "auditlog_retention_admin" else "writer"
+    roles = {"auditlog_retention_admin": "retention", "auditlog_stream": "stream"}
+    role = roles.get(login, "writer")
     engine = make_engine(url.set(username=login), role)
     return AuditLog(engine, settings, signer=signer)
 

@@ -146,7 +146,7 @@ def main() -> None:
     url = fresh_database(server_url(), "bench_stream")
     store = {"home": work / "home", "database_url": url.render_as_string(False)}
     settings = load_settings(env={}, store=store)
-    log = writer_log(url, settings)
+    log = writer_log(url, settings, login="auditlog_stream")
     engine = log.engine
     rsyslog = Rsyslog(work / "rsyslog", make_tls_files(work / "tls")).start()
     try:

@@ -197,7 +197,7 @@ def test_commit_sends_a_notify_to_followers(log: AuditLog, db_url: sa.URL) -> No
 
 def test_checkpoint_is_signed_for_a_new_chain_head(log: AuditLog) -> None:
     receipt = log.record(valid())
-    with log.engine.connect() as conn:
+    with reader_of(log.engine).connect() as conn:
         cp = db_checkpoints(conn.connection.driver_connection, "configuration")
     assert [(c.seq, c.entry_hash) for c in cp] == [(1, receipt.entry_hash)]
     assert signature_ok(cp[0], {log.signer.key_id: log.signer.public})

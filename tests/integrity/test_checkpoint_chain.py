@@ -27,6 +27,7 @@ from auditlog.integrity.verifier import ChainVerifier, SpanPolicy
 from auditlog.model import utc_text
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
+from tests.support.database import reader_of
 from tests.support.factories import valid
 
 GOV = "governance"
@@ -37,7 +38,8 @@ def fill(log: AuditLog, n: int, category: str = GOV) -> None:
 
 
 def checkpoints(engine: Engine, category: str = GOV) -> list[Checkpoint]:
-    with engine.connect() as conn:
+    """The stored checkpoints, read as an auditor (the writer may not read them)."""
+    with reader_of(engine).connect() as conn:
         return db_checkpoints(conn.connection.driver_connection, category)
 
 
@@ -74,7 +76,7 @@ def test_each_checkpoint_signs_the_previous_ones_hash_and_a_running_count(
     assert cps[0].prev_hash == ZERO_HASH
     assert [c.prev_hash for c in cps[1:]] == [c.hash() for c in cps[:-1]]
     signer.public.verify(cps[2].signature, cps[2].message())  # raises if it does not verify
-    assert verify_database(every5.engine).ok
+    assert verify_database(reader_of(every5.engine)).ok
 
 
 def test_the_stored_message_and_hash_are_the_signed_jcs_and_its_sha256(
@@ -129,7 +131,7 @@ def test_the_first_chained_checkpoint_links_to_the_last_legacy_one(
     assert (legacy.version, last.version, new.version) == (1, 1, 2)
     assert new.count == 3
     assert new.prev_hash == hashlib.sha256(last.message()).digest()
-    assert verify_database(log.engine).ok
+    assert verify_database(reader_of(log.engine)).ok
 
 
 # --- what verify names ----------------------------------------------------------------------
@@ -139,9 +141,9 @@ def test_a_deleted_middle_checkpoint_breaks_the_checkpoint_chain(
     every5: AuditLog, admin_engine: Engine
 ) -> None:
     fill_in_fives(every5, 4)
-    assert verify_database(every5.engine).ok
+    assert verify_database(reader_of(every5.engine)).ok
     drop_checkpoints(admin_engine, "seq = 10")
-    report = verify_database(every5.engine)
+    report = verify_database(reader_of(every5.engine))
     (p,) = report.problems
     assert (p.category, p.seq, p.kind) == (GOV, 15, "checkpoint missing")
     assert f"checkpoint {GOV} seq 15 count 3" in p.message
@@ -197,11 +199,11 @@ def test_a_chain_with_no_checkpoints_beyond_checkpoint_every_is_an_unsigned_span
 ) -> None:
     fill_in_fives(every5, 3)
     drop_checkpoints(admin_engine, "true")
-    report = verify_database(every5.engine, span=SpanPolicy(every=5))
+    report = verify_database(reader_of(every5.engine), span=SpanPolicy(every=5))
     (p,) = report.problems
     assert (p.category, p.seq, p.kind) == (GOV, 1, "unsigned span")
     assert "seq 1..15 are signed by no checkpoint (there is no checkpoint; 15 rows" in p.message
-    assert verify_database(every5.engine, span=SpanPolicy(every=15)).ok  # at the limit
+    assert verify_database(reader_of(every5.engine), span=SpanPolicy(every=15)).ok  # at the limit
 
 
 def test_rows_unsigned_for_longer_than_checkpoint_seconds_plus_slack_are_an_unsigned_span(
@@ -209,14 +211,14 @@ def test_rows_unsigned_for_longer_than_checkpoint_seconds_plus_slack_are_an_unsi
 ) -> None:
     fill(log, 3)  # the first batch is signed at once
     fill(log, 2)  # seq 4..5: not due yet (1000 entries or 60 s)
-    assert verify_database(log.engine).ok
+    assert verify_database(reader_of(log.engine)).ok
     time.sleep(1.1)
-    report = verify_database(log.engine, span=SpanPolicy(seconds=0, slack=1))
+    report = verify_database(reader_of(log.engine), span=SpanPolicy(seconds=0, slack=1))
     (p,) = report.problems
     assert (p.seq, p.kind) == (4, "unsigned span")
     assert "the last checkpoint is at seq 3; unsigned for" in p.message
     log.checkpoint()
-    assert verify_database(log.engine, span=SpanPolicy(seconds=0, slack=1)).ok
+    assert verify_database(reader_of(log.engine), span=SpanPolicy(seconds=0, slack=1)).ok
 
 
 # --- the database refuses a checkpoint that does not sign the log as it is ------------------
@@ -330,7 +332,7 @@ def test_the_database_accepts_the_checkpoint_that_extends_the_log(
 ) -> None:
     attempt(headed)
     assert [c.count for c in checkpoints(headed[0].engine)] == [1, 2]
-    assert verify_database(headed[0].engine).ok
+    assert verify_database(reader_of(headed[0].engine)).ok
 
 
 def test_the_writer_cannot_insert_a_checkpoint_directly(

@@ -30,6 +30,7 @@ from auditlog.access import Identity
 from auditlog.demo import demo_events
 from auditlog.errors import InvalidDestination
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
+from auditlog.settings import load_settings
 from auditlog.siem.destinations import (
     Destination,
     add_destination,
@@ -42,6 +43,7 @@ from auditlog.siem.parse import parse_syslog
 from auditlog.siem.status import dead_letters, destination_status
 from auditlog.siem.worker import Streamer, drain_all
 from auditlog.store import AuditLog
+from tests.support.cli import register_host_key
 from tests.support.factories import valid
 from tests.support.hostile import HOSTILE, hostile_event
 from tests.support.http_receiver import Receiver, Request
@@ -471,6 +473,7 @@ def test_cli_adds_lists_tests_streams_and_removes_destinations(
         "AUDITLOG_HOME": str(tmp_path / "home"),
         "AUDITLOG_USER": "ops@contoso.com",
     }
+    register_host_key(load_settings(env=env))  # as the key administrator did beforehand
     secret_file = tmp_path / "token"
     secret_file.write_text(SECRET + "\n")
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog.cli._common import engine_session, errors, fail, log_session, operator
+from auditlog.cli._common import engine_session, errors, fail, log_session, open_log, operator
 from auditlog.cli._common import settings as _settings
 from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
@@ -189,9 +189,12 @@ def redrive(
     siem.dead_letters_redriven); exit 1 if any failed again."""
     if bool(dead_letter) == all_:
         fail("give the dead letters to re-drive: --id N (repeatable) or --all")
-    with errors(), log_session(_settings()) as log:
+    settings = _settings()
+    # as the SIEM worker: it reads checkpoints (a dead letter may be one) and the secret
+    with errors(settings), engine_session(settings, "stream") as engine:
+        log = open_log(settings, engine)
         ids = None if all_ else list(dead_letter or [])
-        done = redrive_dead_letters(log, name, *operator(log.settings), ids, reason)
+        done = redrive_dead_letters(log, name, *operator(settings), ids, reason)
     typer.echo(done.summary())
     for dead_id, why in done.failed.items():
         typer.echo(f"  {dead_id}: {why}", err=True)
@@ -221,7 +224,8 @@ def stream(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    with errors(settings), engine_session(settings, "writer") as engine:
+    # the SIEM worker has its own login (auditlog_stream)
+    with errors(settings), engine_session(settings, "stream") as engine:
         code = run_stream(
             engine,
             destination,

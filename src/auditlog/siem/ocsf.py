@@ -99,14 +99,20 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def _first(*values: Any) -> Any:
+    # The first value given, even an empty string: a stored "" reads back as "", not as the
+    # next field's value (the same choice as the CEF mapping).
+    return next((v for v in values if v is not None), None)
+
+
 def user(actor: dict[str, Any]) -> dict[str, Any]:
     """An OCSF User object from an audit actor."""
     kind = actor.get("type")
     return _drop_none(
         {
-            "uid": actor.get("id") or actor.get("entra_object_id") or actor.get("upn"),
+            "uid": _first(actor.get("id"), actor.get("entra_object_id"), actor.get("upn")),
             "uid_alt": actor.get("entra_object_id"),
-            "name": actor.get("display_name") or actor.get("upn") or actor.get("id"),
+            "name": _first(actor.get("display_name"), actor.get("upn"), actor.get("id")),
             "email_addr": actor.get("upn"),
             "type": kind,
             "type_id": USER_TYPES.get(str(kind), 99),

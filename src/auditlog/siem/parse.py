@@ -2,6 +2,12 @@
 
 Used by the tests (every value parsed back must equal the value stored) and usable by an
 auditor checking a SIEM copy. The parsers are strict: malformed input raises ValueError.
+Each undoes the encoding of :mod:`auditlog.siem.formats` (docs/siem.md, "Encoding"):
+
+- SD-PARAM values: ``\\"``, ``\\\\``, ``\\]`` and ``\\uXXXX`` (4 hex digits) are decoded; any
+  other backslash is an ordinary character, as RFC 5424 section 6.3.3 says.
+- CEF header fields: ``\\|``, ``\\\\``, ``\\r``, ``\\n``, ``\\uXXXX``; extension values: ``\\=``,
+  ``\\\\``, ``\\r``, ``\\n``, ``\\uXXXX``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# Header fields are PRINTUSASCII (33..126) only.
 _HEADER = re.compile(
-    r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+    r"^<(?P<pri>\d{1,3})>1 (?P<ts>[!-~]+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) "
+    r"(?P<procid>[!-~]{1,128}) (?P<msgid>[!-~]{1,32}) "
 )
-_SD_NAME = re.compile(r'[^= \]"]{1,32}')
+_SD_NAME = re.compile(r'(?:(?![= \]"])[!-~]){1,32}')  # PRINTUSASCII but = SP ] "
 _CEF_KEY = re.compile(r"[A-Za-z0-9_.\[\]-]+$")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+_CEF_HEADER_ESCAPE = re.compile(r"\\([\\|rn]|u[0-9a-fA-F]{4})")
+_CEF_EXT_ESCAPE = re.compile(r"\\([\\=rn]|u[0-9a-fA-F]{4})")
+_CEF_CHARS = {"\\": "\\", "|": "|", "=": "=", "r": "\r", "n": "\n"}
 
 
 @dataclass
@@ -60,6 +72,9 @@ def _sd_value(text: str, at: int) -> tuple[str, int]:
         if ch == "\\" and at + 1 < len(text) and text[at + 1] in '"\\]':
             out.append(text[at + 1])
             at += 2
+        elif ch == "\\" and text.startswith("u", at + 1) and _HEX4.match(text, at + 2):
+            out.append(chr(int(text[at + 2 : at + 6], 16)))
+            at += 6
         elif ch == '"':
             return "".join(out), at + 1
         else:
@@ -73,12 +88,12 @@ def _sd_element(text: str, at: int) -> tuple[str, dict[str, str], int]:
     if text[at] != "[" or m is None:
         raise ValueError(f"bad SD-ELEMENT at {at}")
     sd_id, params, at = m.group(), {}, m.end()
-    while text[at] == " ":
+    while text.startswith(" ", at):
         m = _SD_NAME.match(text, at + 1)
         if m is None or text[m.end() : m.end() + 2] != '="':
             raise ValueError(f"bad SD-PARAM at {at}")
         params[m.group()], at = _sd_value(text, m.end() + 2)
-    if text[at] != "]":
+    if not text.startswith("]", at):
         raise ValueError(f"SD-ELEMENT {sd_id} not closed at {at}")
     return sd_id, params, at + 1
 
@@ -124,13 +139,17 @@ def _split_unescaped(text: str, sep: str, count: int) -> list[str]:
     return parts
 
 
+def _cef_char(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[1:], 16)) if len(code) == 5 else _CEF_CHARS[code]
+
+
 def _unescape_header(value: str) -> str:
-    return re.sub(r"\\([\\|])", r"\1", value)
+    return _CEF_HEADER_ESCAPE.sub(_cef_char, value)
 
 
 def _unescape_ext(value: str) -> str:
-    table = {"\\": "\\", "=": "=", "r": "\r", "n": "\n"}
-    return re.sub(r"\\([\\=rn])", lambda m: table[m.group(1)], value)
+    return _CEF_EXT_ESCAPE.sub(_cef_char, value)
 
 
 def _extension(text: str) -> dict[str, str]:
