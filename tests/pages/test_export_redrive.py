@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import streamlit as st
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
+from auditlog.db.server import make_engine
 from auditlog.settings import Settings
 from auditlog.siem.status import dead_letters
 from auditlog.siem.worker import drain_all
@@ -43,8 +44,16 @@ def dashboard(
     st.cache_resource.clear()
 
 
+@pytest.fixture
+def stream_engine(db_url: URL) -> Iterator[Engine]:
+    """The SIEM worker's login (the ingest login may not read checkpoints)."""
+    engine = make_engine(db_url.set(username="auditlog_stream"), "stream")
+    yield engine
+    engine.dispose()
+
+
 def test_admin_redrives_dead_letters_from_the_page(
-    dashboard: None, log: AuditLog, engine: Engine, tmp_path: Path
+    dashboard: None, log: AuditLog, engine: Engine, stream_engine: Engine, tmp_path: Path
 ) -> None:
     tls = make_tls_files(tmp_path / "tls")
     picky = {"on": True}
@@ -62,7 +71,7 @@ def test_admin_redrives_dead_letters_from_the_page(
         add_as_admin(
             log, "splunk", "hec", receiver.url, "json", "tok-0123456789", ca_pem=tls.ca_pem
         )
-        assert drain_all(log.engine)
+        assert drain_all(stream_engine)
         assert dead_letters(log.engine).height == 1
         picky["on"] = False
 

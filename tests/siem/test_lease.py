@@ -100,12 +100,12 @@ def test_a_killed_worker_frees_its_lease_and_the_next_one_resumes_from_the_curso
 ) -> None:
     add_as_admin(log, "splunk", "hec", receiver.url, "json", SECRET, ca_pem=tls.ca_pem)
     write(log, 2)
-    url = db_url.set(username="auditlog_app").render_as_string(hide_password=False)
+    url = db_url.set(username="auditlog_stream").render_as_string(hide_password=False)
     script = (
         "import sys, time\n"
         "from auditlog.db.server import make_engine\n"
         "from auditlog.siem.worker import Leases\n"
-        "leases = Leases(make_engine(sys.argv[1], 'writer'), 'doomed-worker')\n"
+        "leases = Leases(make_engine(sys.argv[1], 'stream'), 'doomed-worker')\n"
         "assert leases.try_acquire(int(sys.argv[2]))\n"
         "print('held', flush=True)\n"
         "time.sleep(600)\n"
