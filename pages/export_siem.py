@@ -104,6 +104,13 @@ st.dataframe(local_times(dead, tz), hide_index=True, width="stretch", key="siem-
 if not access.allowed(user.role, "siem.configure"):
     st.info(f"Read-only: the {user.role} role may view SIEM delivery but not configure it.")
     st.stop()
+if not dead.is_empty():
+    st.subheader("Re-drive dead letters")
+    st.caption("Once the receiver is fixed: each re-drive is recorded in the audit log.")
+    redriven = xd.redrive_form(dead)
+    if redriven is not None:
+        chosen, why = redriven
+        act(lambda: xd.redrive(s, user, chosen, why), "")
 st.subheader("Add a destination")
 added = xd.add_form()
 if added is not None:

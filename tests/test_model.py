@@ -39,6 +39,7 @@ from auditlog.siem.destinations import (
     change_destination,
     remove_destination,
 )
+from auditlog.siem.redrive import redrive
 from auditlog.store import AuditLog
 from tests.support.factories import valid
 from tests.support.retention import AUDITOR, LEAD, LEAD2
@@ -247,6 +248,8 @@ def _other_events(log: AuditLog) -> None:
     dest = Destination("siem-a", "syslog-tcp", "127.0.0.1:514", "rfc5424", {"hostname": "h"})
     add_destination(log, dest, LEAD, "admin")
     change_destination(log, "siem-a", LEAD, "admin", enabled=False)
+    with pytest.raises(PermissionDenied):  # a refused re-drive is logged as denied
+        redrive(log, "siem-a", LEAD, "auditor")
     remove_destination(log, "siem-a", LEAD, "admin", reason="replaced")
     audit = SelfAudit(log, LEAD)
     audit.login("compliance_lead")

@@ -26,6 +26,7 @@ from auditlog.settings import Settings
 from auditlog.siem import delivery, status
 from auditlog.siem import destinations as dst
 from auditlog.siem.formats import FORMATS
+from auditlog.siem.redrive import redrive as redrive_dead_letters
 from ui import data
 from ui.data import Params
 from ui.session import User
@@ -118,6 +119,37 @@ def remove(s: Settings, user: User, name: str, reason: str) -> None:
 def send_test_message(s: Settings, user: User, name: str) -> str:
     """Send a test message to ``name`` (its secret is read with the writer's rights)."""
     return delivery.send_test_message(data.writer(s).engine, name, user.role)
+
+
+def redrive(s: Settings, user: User, chosen: list[tuple[str, int]], reason: str) -> str:
+    """Re-drive the chosen (destination, dead-letter id) pairs; one audit event per
+    destination. What happened, as one line per destination."""
+    by_dest: dict[str, list[int]] = {}
+    for name, dead_id in chosen:
+        by_dest.setdefault(name, []).append(dead_id)
+    done = [
+        redrive_dead_letters(data.writer(s), name, user.identity, user.role, ids, reason or None)
+        for name, ids in by_dest.items()
+    ]
+    failed = "; ".join(f"{d}: {why}" for r in done for d, why in r.failed.items())
+    return "  \n".join([r.summary() for r in done] + ([f"failed: {failed}"] if failed else []))
+
+
+def redrive_form(dead: pl.DataFrame) -> tuple[list[tuple[str, int]], str] | None:
+    """Pick dead letters not yet re-driven; (chosen (destination, id) pairs, reason)."""
+    pending = dead.filter(pl.col("redriven_at").is_null())
+    if pending.is_empty():
+        return None
+    options = {
+        f"{r['id']} · {r['destination']} · {r['item_key']}": (r["destination"], int(r["id"]))
+        for r in pending.iter_rows(named=True)
+    }
+    with st.form("siem-redrive", clear_on_submit=True):
+        picked = st.multiselect("Dead letters to send again", list(options), default=list(options))
+        reason = st.text_input("Reason (recorded in the audit log)", key="siem-redrive-reason")
+        if not st.form_submit_button("Re-drive"):
+            return None
+    return [options[p] for p in picked], reason
 
 
 def add_form() -> tuple[dst.Destination, str, str] | None:

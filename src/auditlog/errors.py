@@ -24,6 +24,7 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     ├── ExportTooLarge            an export over the row cap, refused (status 413)
     ├── RetentionRefused          a retention change or purge not allowed now (status 409)
     ├── DeliveryFailed            a SIEM receiver refused or could not be reached
+    ├── LeaseHeld                 another ``auditlog stream`` holds a destination's lease (409)
     ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
     └── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
 
@@ -222,6 +223,20 @@ class DeliveryFailed(AuditLogError):
         self.retry_after = retry_after
         self.http_status = http_status
         super().__init__(message)
+
+
+class LeaseHeld(AuditLogError):
+    """Another worker holds the lease of a SIEM destination; this one refused to wait."""
+
+    status = 409
+
+    def __init__(self, destination: str, holder: str | None) -> None:
+        self.destination, self.holder = destination, holder
+        by = f" ({holder})" if holder else ""
+        super().__init__(
+            f"SIEM destination {destination!r} is being delivered by another `auditlog stream`"
+            f"{by}; stop that worker, or run without --no-wait to wait for its lease"
+        )
 
 
 class QueryTimeout(AuditLogError):

@@ -681,6 +681,8 @@ _VOCABULARY = (
            "a SIEM destination was changed (before/after, secret redacted)"),
     Action("siem.destination_removed", "configuration",
            "a SIEM destination was removed"),
+    Action("siem.dead_letters_redriven", "configuration",
+           "dead letters of a SIEM destination were sent again (ids, outcome of each)"),
     Action("retention.rules_changed", "configuration",
            "the database's retention floor or approval rule was changed by its owner"),
     Action("keys.registered", "configuration",

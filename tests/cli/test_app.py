@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,13 @@ def test_ingest_stores_valid_lines_and_reports_each_invalid_one(
     assert "line 3: event: not valid JSON" in result.output
     assert "line 5: occurred_at:" in result.output
     assert "stored 2, already present 0, rejected 3" in result.output
-    rejects = (tmp_path / "in.ndjson.rejects.ndjson").read_text("utf-8").splitlines()
-    assert len(rejects) == 3
-    assert rejects[1] == "{not json"
+    lines = (tmp_path / "in.ndjson.rejects.ndjson").read_text("utf-8").splitlines()
+    rejects = [json.loads(x) for x in lines]
+    assert [r["line"] for r in rejects] == [2, 3, 5]
+    assert rejects[1]["raw"] == "{not json"
+    assert rejects[1]["reason"].startswith("event: not valid JSON")
+    assert rejects[0]["reason"].startswith("source_ip:")
+    assert json.loads(rejects[2]["raw"])["occurred_at"] == "now"
     assert count(admin_engine) == 2
 
 
@@ -109,13 +114,42 @@ def test_ingest_reads_standard_input(run: Any, admin_engine: Engine, tmp_path: P
     assert count(admin_engine) == 3
 
 
-def test_oversized_line_is_rejected_before_parsing(
+def test_oversized_line_is_rejected_before_parsing_and_kept_truncated_in_the_reject_file(
     run: Any, tmp_path: Path, admin_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUDITLOG_MAX_LINE_BYTES", "2000")
-    src = write_ndjson(tmp_path / "in.ndjson", [valid(details={"x": "y" * 5000}), valid()])
+    big = json.dumps(valid(details={"x": "y" * 200_000}))
+    src = write_ndjson(tmp_path / "in.ndjson", [valid(), big, valid()])
     result = run("ingest", str(src))
-    assert "line 1: event: line exceeds 2000 bytes" in result.output
+    assert f"line 2: event: line exceeds 2000 bytes (it has {len(big)})" in result.output
+    assert count(admin_engine) == 2
+    lines = (tmp_path / "in.ndjson.rejects.ndjson").read_text("utf-8").splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["line"] == 2
+    assert record["truncated"] is True
+    assert record["bytes"] == len(big)
+    assert record["reason"] == f"event: line exceeds 2000 bytes (it has {len(big)})"
+    assert big.startswith(record["raw"])
+    assert 0 < len(record["raw"]) <= 1024
+
+
+def test_reject_file_carries_each_reason_and_keeps_undecodable_bytes_exactly(
+    run: Any, tmp_path: Path, admin_engine: Engine
+) -> None:
+    two_problems = json.dumps(valid(outcome="meh", source_ip="1.2.3")).encode()
+    not_utf8 = b'{"category": "configuration", "action": "caf\xe9"}'
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"\n".join([two_problems, not_utf8, json.dumps(valid()).encode()]) + b"\n")
+    result = run("ingest", str(src))
+    assert result.exit_code == 1
+    text = (tmp_path / "in.ndjson.rejects.ndjson").read_text("utf-8")
+    records = [json.loads(x) for x in text.splitlines()]
+    assert [r["line"] for r in records] == [1, 2]
+    for r in records:  # the reason in the file is the one the command printed for that line
+        assert f"line {r['line']}: {r['reason']}\n" in result.output
+    assert json.loads(records[0]["raw"]) == json.loads(two_problems)
+    assert base64.b64decode(records[1]["raw_base64"]) == not_utf8
     assert count(admin_engine) == 1
 
 

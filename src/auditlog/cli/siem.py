@@ -1,4 +1,4 @@
-"""``auditlog siem add|list|set|test|remove|dead-letters`` and ``auditlog stream``.
+"""``auditlog siem add|list|set|test|remove|dead-letters|redrive`` and ``auditlog stream``.
 
 Registered by :mod:`auditlog.cli.app`.
 Secrets (HEC token, webhook HMAC key) are read from a file, an environment variable or a
@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import typer
 
-from auditlog.cli._common import errors, log_session, operator
+from auditlog.cli._common import engine_session, errors, fail, log_session, open_log, operator
 from auditlog.cli._common import settings as _settings
-from auditlog.db.server import connect
 from auditlog.errors import InvalidDestination
 from auditlog.settings import load_settings
 from auditlog.siem import destinations as dst
 from auditlog.siem.delivery import send_test_message
+from auditlog.siem.redrive import redrive as redrive_dead_letters
 from auditlog.siem.status import dead_letters, destination_status
 
 siem_app = typer.Typer(help="SIEM destinations (see docs/siem.md).", no_args_is_help=True)
@@ -70,6 +70,13 @@ def add(
     sourcetype: Annotated[str | None, typer.Option(help="Splunk sourcetype")] = None,
     batch: Annotated[int | None, typer.Option(help="items per send (default 1000)")] = None,
     settle_seconds: Annotated[float | None, typer.Option(help="syslog settle time")] = None,
+    ack: Annotated[
+        bool | None,
+        typer.Option("--ack/--no-ack", help="HEC: wait for indexer acknowledgement"),
+    ] = None,
+    ack_timeout: Annotated[
+        float | None, typer.Option(help="HEC: seconds to wait for an ack (default 120)")
+    ] = None,
     secret_file: SecretFile = None,
     secret_env: SecretEnv = None,
     from_now: Annotated[bool, typer.Option(help="skip what is already in the log")] = False,
@@ -85,6 +92,8 @@ def add(
             sourcetype=sourcetype,
             batch=batch,
             settle_seconds=settle_seconds,
+            ack=ack,
+            ack_timeout=ack_timeout,
             ca_pem=ca_file.read_text("utf-8") if ca_file else None,
         )
         secret = _secret(transport, secret_file, secret_env, required=True)
@@ -158,7 +167,38 @@ def dead(name: Annotated[str | None, typer.Argument()] = None, limit: int = 50) 
     with errors(), log_session(_settings()) as log:
         frame = dead_letters(log.engine, name, limit)
     for r in frame.iter_rows(named=True):
-        typer.echo(f"{r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}")
+        again = f"  re-driven {r['redriven_at']}" if r["redriven_at"] else ""
+        typer.echo(
+            f"{r['id']}  {r['created_at']}  {r['destination']}  {r['item_key']}  {r['error']}"
+            f"{again}"
+        )
+
+
+@siem_app.command("redrive")
+def redrive(
+    name: Name,
+    dead_letter: Annotated[
+        list[int] | None, typer.Option("--id", help="dead-letter id (repeatable; see dead-letters)")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="every dead letter of NAME not re-driven yet")
+    ] = False,
+    reason: Reason = None,
+) -> None:
+    """Send dead letters again once the receiver is fixed (audited as
+    siem.dead_letters_redriven); exit 1 if any failed again."""
+    if bool(dead_letter) == all_:
+        fail("give the dead letters to re-drive: --id N (repeatable) or --all")
+    settings = _settings()
+    # as the SIEM worker: it reads checkpoints (a dead letter may be one) and the secret
+    with errors(settings), engine_session(settings, "stream") as engine:
+        log = open_log(settings, engine)
+        ids = None if all_ else list(dead_letter or [])
+        done = redrive_dead_letters(log, name, *operator(settings), ids, reason)
+    typer.echo(done.summary())
+    for dead_id, why in done.failed.items():
+        typer.echo(f"  {dead_id}: {why}", err=True)
+    raise typer.Exit(1 if done.failed else 0)
 
 
 def stream(
@@ -167,21 +207,31 @@ def stream(
     poll: Annotated[
         float | None, typer.Option(help="polling fallback, seconds (default: siem.poll_seconds)")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="wait for a destination another worker delivers to (its lease), or refuse",
+        ),
+    ] = True,
 ) -> None:
-    """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C)."""
+    """Deliver the log to the SIEM destinations; runs until stopped (SIGTERM / Ctrl-C).
+
+    One worker per destination: a second one waits for the first's lease (or, with
+    --no-wait, refuses), so nothing is delivered twice by design.
+    """
     from auditlog.siem.worker import run_stream
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    engine = connect(settings, "stream")  # the SIEM worker has its own login
-    try:
+    # the SIEM worker has its own login (auditlog_stream)
+    with errors(settings), engine_session(settings, "stream") as engine:
         code = run_stream(
             engine,
             destination,
             once,
             poll or settings.siem.poll_seconds,
             settings.siem.reload_seconds,
+            wait=wait,
         )
-    finally:
-        engine.dispose()
     raise typer.Exit(code)

@@ -24,6 +24,7 @@ in as its user, which must be a member of the group, and ``SET ROLE`` to it.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -187,3 +188,29 @@ def connect(settings: Settings, role: Role = "writer") -> Engine:
     if not settings.store.database_url and role != "admin":
         url = url.set(username=LOGIN_NAMES[role], password=None)
     return make_engine(url, role, timeout)
+
+
+def embedded_server_down(settings: Settings) -> str | None:
+    """How to restart the embedded PostgreSQL when it is not running, else None.
+
+    None too with a configured ``AUDITLOG_DATABASE_URL`` (that server is someone else's to
+    run). Any ``auditlog`` command that connects starts the embedded server again; a
+    long-running writer (``auditlog stream``, an ingest under way) does not, so it tells
+    its user.
+    """
+    if settings.store.database_url:
+        return None
+    pgdata = (settings.store.home / "pgdata").resolve()
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text("utf-8").split("\n", 1)[0])
+        os.kill(pid, 0)
+        return None  # it runs: the connection was lost for another reason
+    except PermissionError:
+        return None  # it runs as another OS user (the server's own, when we are root)
+    except (OSError, ValueError):
+        pass
+    return (
+        f"the embedded PostgreSQL in {pgdata} is not running; start it again with "
+        "`auditlog db upgrade` (any auditlog command that connects starts it), then retry"
+    )

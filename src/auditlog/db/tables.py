@@ -227,6 +227,9 @@ siem_state = sa.Table(
     _col("retry_at", _TS, nullable=True),
     _col("last_success_at", _TS, nullable=True),
     _col("heartbeat_at", _TS, nullable=True),
+    # 008: who holds the destination's lease (the lock itself is a session advisory lock)
+    _col("lease_holder", sa.Text, nullable=True),
+    _col("lease_since", _TS, nullable=True),
 )
 siem_dead_letters = sa.Table(
     "siem_dead_letters",
@@ -270,4 +273,20 @@ retention_rules = sa.Table(
     _col("one", sa.Boolean, primary_key=True, server_default=sa.true()),
     _col("floor_days", sa.Integer, server_default=sa.text("365")),
     _col("require_approval", sa.Boolean, server_default=sa.false()),
+)
+
+# --- 008_siem_redrive --------------------------------------------------------------------
+# One row per re-drive attempt of a dead letter; insert-only.
+siem_redrives = sa.Table(
+    "siem_redrives",
+    metadata,
+    _col("id", sa.BigInteger, primary_key=True),
+    _col("dead_letter_id", sa.BigInteger, sa.ForeignKey("siem_dead_letters.id")),
+    _col("destination_id", sa.BigInteger, sa.ForeignKey("siem_destinations.id")),
+    _col("requested_by", sa.Text),
+    _col("reason", sa.Text, nullable=True),
+    _col("outcome", sa.Text),
+    _col("http_status", sa.Integer, nullable=True),
+    _col("error", sa.Text, nullable=True),
+    _col("attempted_at", _TS, server_default=_NOW),
 )

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -183,6 +184,30 @@ def load_cursors(conn: Connection, dest_id: int) -> Positions:
 # --- the runner ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A destination's lease: the advisory lock (``key``, ``dest_id``) held by backend ``pid``."""
+
+    key: int
+    dest_id: int
+    pid: int
+
+    def check(self, conn: Connection) -> None:
+        """DeliveryFailed unless the lease is still held by its connection (in pg_locks)."""
+        held = conn.scalar(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = :k AND objid = :d AND objsubid = 2 AND pid = :p AND granted)"
+            ),
+            {"k": self.key, "d": self.dest_id, "p": self.pid},
+        )
+        if not held:
+            raise DeliveryFailed(
+                f"destination {self.dest_id}: this worker lost its lease (its connection "
+                "broke); another worker may deliver now, so the cursor was not advanced"
+            )
+
+
 class Runner:
     """Delivers the log to one destination. ``step`` does one round; ``run`` loops."""
 
@@ -193,8 +218,9 @@ class Runner:
         wake: threading.Event | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lease: Lease | None = None,
     ) -> None:
-        self.engine, self.dest = engine, dest
+        self.engine, self.dest, self.lease = engine, dest, lease
         self.id = int(dest.id or 0)
         self.transport = transport or make_transport(dest)
         self.wake = wake or threading.Event()
@@ -228,6 +254,8 @@ class Runner:
     def commit(self, done: Positions, dead: Sequence[tuple[Item, DeliveryFailed]] = ()) -> None:
         """Advance the durable cursors (and store dead letters) in one transaction."""
         with self.engine.begin() as conn:
+            if self.lease is not None:
+                self.lease.check(conn)
             for item, exc in dead:
                 payload = json.dumps(self.dest.formatter().payload(item), ensure_ascii=False)
                 conn.execute(

@@ -52,12 +52,15 @@ OPTION_TYPES: dict[str, Any] = {
     "index": str,
     "source": str,
     "sourcetype": str,
+    "ack": bool,
+    "ack_timeout": float,
 }
 LIMITS: dict[str, tuple[Any, Any]] = {
     "batch": (1, 10_000),
     "settle_seconds": (0.0, 60.0),
     "timeout": (0.5, 300.0),
     "pen": (1, 2**31 - 1),
+    "ack_timeout": (1.0, 3600.0),
 }
 CHANGEABLE = ("endpoint", "format", "options", "enabled", "secret")
 COLUMNS = (
@@ -164,7 +167,7 @@ def _check_option(key: str, given: Any) -> Any:
         raise _bad(f"options.{key}", f"unknown option; known: {', '.join(OPTION_TYPES)}")
     # JSON and the CLI give whole seconds as int
     value: Any = float(given) if typ is float and type(given) is int else given
-    if not isinstance(value, typ) or isinstance(value, bool):
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         raise _bad(f"options.{key}", f"expected {typ.__name__}, got {type(value).__name__}")
     lo, hi = LIMITS.get(key, (None, None))
     if lo is not None and hi is not None and not lo <= value <= hi:
@@ -200,6 +203,9 @@ def validate(dest: Destination) -> Destination:
             raise _bad("secret", f"a {dest.transport} destination needs its {what}")
         if dest.secret is not None and len(dest.secret) < 8:
             raise _bad("secret", "too short; use at least 8 characters (32 random bytes for HMAC)")
+    for key in ("ack", "ack_timeout"):
+        if dest.transport != "hec" and dest.options.get(key) is not None:
+            raise _bad(f"options.{key}", "indexer acknowledgement is a Splunk HEC option")
     if dest.transport in ("syslog-tcp",) and dest.options.get("ca_pem"):
         raise _bad("options.ca_pem", "only TLS transports use a CA")
     options = {k: _check_option(k, v) for k, v in dest.options.items() if v is not None}

@@ -22,7 +22,7 @@ SELECT d.name AS destination, d.transport, d.format, d.endpoint, d.enabled,
        (SELECT e.recorded_at FROM events e WHERE e.category = c.stream AND e.seq > c.position
         ORDER BY e.seq LIMIT 1) AS oldest_undelivered_at,
        coalesce(s.error_count, 0) AS errors, s.last_error, s.last_error_at, s.retry_at,
-       s.heartbeat_at AS worker_seen_at,
+       s.heartbeat_at AS worker_seen_at, s.lease_holder AS worker, s.lease_since AS worker_since,
        k.delivered_at AS last_checkpoint_at,
        (SELECT count(*) FROM siem_dead_letters x WHERE x.destination_id = d.id) AS dead_letters
 FROM siem_destinations d
@@ -36,8 +36,13 @@ ORDER BY d.name, c.stream
 
 DEAD_SQL = sa.text("""
 SELECT x.id, d.name AS destination, x.stream, x.position, x.item_key, x.http_status, x.error,
-       x.payload, x.created_at
+       x.payload, x.created_at, r.redrives, r.redriven_at, r.last_redrive
 FROM siem_dead_letters x JOIN siem_destinations d ON d.id = x.destination_id
+LEFT JOIN LATERAL (
+    SELECT count(*) AS redrives,
+           max(attempted_at) FILTER (WHERE outcome = 'delivered') AS redriven_at,
+           (array_agg(outcome ORDER BY id DESC))[1] AS last_redrive
+    FROM siem_redrives WHERE dead_letter_id = x.id) r ON true
 WHERE (CAST(:name AS text) IS NULL OR d.name = :name)
 ORDER BY x.id DESC
 LIMIT :limit
@@ -63,6 +68,8 @@ STATUS_SCHEMA = {
     "dead_letters": pl.Int64,
     "last_checkpoint_at": pl.Datetime("us", "UTC"),
     "worker_seen_at": pl.Datetime("us", "UTC"),
+    "worker": pl.String,
+    "worker_since": pl.Datetime("us", "UTC"),
 }
 
 
@@ -79,7 +86,9 @@ def destination_status(engine: Engine, now: datetime | None = None) -> pl.DataFr
     seq delivered), head_seq (newest seq stored), lag_events, lag_seconds (age of the oldest
     event not yet delivered; 0 when caught up), last_delivered_at, errors (failed attempts so
     far), last_error, last_error_at, retry_at (set while backing off), dead_letters,
-    last_checkpoint_at, worker_seen_at (the worker's last heartbeat for it).
+    last_checkpoint_at, worker_seen_at (the worker's last heartbeat for it), worker and
+    worker_since (which ``auditlog stream`` holds the destination's lease, since when; null
+    when none does, though a killed worker's name stays until another takes over).
     """
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
@@ -93,7 +102,9 @@ def destination_status(engine: Engine, now: datetime | None = None) -> pl.DataFr
 
 
 def dead_letters(engine: Engine, destination: str | None = None, limit: int = 1000) -> pl.DataFrame:
-    """Items receivers rejected permanently, newest first (``payload`` as it was sent)."""
+    """Items receivers rejected permanently, newest first (``payload`` as it was sent), with
+    their re-drives: how many attempts, when one delivered it (null: not yet), the last
+    attempt's outcome (``delivered`` / ``failed``, null when never re-driven)."""
     schema: dict[str, Any] = {
         "id": pl.Int64,
         "destination": pl.String,
@@ -104,6 +115,9 @@ def dead_letters(engine: Engine, destination: str | None = None, limit: int = 10
         "error": pl.String,
         "payload": pl.String,
         "created_at": pl.Datetime("us", "UTC"),
+        "redrives": pl.Int64,
+        "redriven_at": pl.Datetime("us", "UTC"),
+        "last_redrive": pl.String,
     }
     with engine.connect() as conn:
         rows = [

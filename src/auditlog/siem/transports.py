@@ -3,7 +3,11 @@ HTTPS with a token, and a generic webhook signed with HMAC-SHA256.
 
 What a successful ``send`` means differs, and the delivery loop (:mod:`.delivery`) uses it:
 
-- HTTP (``acknowledged = True``): a 2xx response. The receiver has the batch.
+- HTTP (``acknowledged = True``): a 2xx response. The receiver has the batch. A HEC
+  destination with option ``ack`` (a token with indexer acknowledgement) waits further: it
+  reads the ``ackId`` of the response and polls ``/services/collector/ack`` on its channel
+  until Splunk says the batch is indexed (``ack_timeout`` seconds at most; then the send
+  fails, retryably, and the batch is sent again).
 - syslog (``acknowledged = False``): the bytes reached our kernel's send buffer. Syslog has no
   acknowledgement, so the loop treats a batch as delivered only after the connection stayed
   open for ``settle_seconds`` after it (see docs/siem.md), and re-sends everything not yet
@@ -23,6 +27,7 @@ import select
 import socket
 import ssl
 import time
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,6 +40,8 @@ from auditlog.siem.formats import Formatter, Item, epoch_ms, octet_frame
 
 PERMANENT = frozenset({400, 413, 422})
 MAX_RETRY_AFTER = 3600.0
+ACK_TIMEOUT = 120.0  # seconds a HEC batch may wait for its indexer acknowledgement
+ACK_POLL = (0.05, 2.0)  # first and longest pause between ack polls
 
 
 class Transport(Protocol):
@@ -193,12 +200,13 @@ class _HttpTransport:
             self.client = httpx.Client(verify=verify, timeout=self.timeout, follow_redirects=False)
         return self.client
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> None:
+    def _post(self, body: bytes, headers: dict[str, str], url: str | None = None) -> httpx.Response:
         try:
-            resp = self._client().post(self.url, content=body, headers=headers)
+            resp = self._client().post(url or self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"{self.where}: {type(exc).__name__}: {exc}") from None
         check_response(resp, self.where, self.secret)
+        return resp
 
     def alive(self) -> bool:
         return True
@@ -224,6 +232,9 @@ class HecTransport(_HttpTransport):
         super().__init__(url, formatter, token, ca_pem, timeout)
         self.options = options or {}
         self.channel = str(uuid.uuid4())
+        self.ack = bool(self.options.get("ack"))
+        self.ack_timeout = float(self.options.get("ack_timeout") or ACK_TIMEOUT)
+        self.ack_url = hec_ack_url(url, self.channel)
 
     def envelope(self, item: Item) -> dict[str, Any]:
         """``{time, host, source, sourcetype, [index], event, fields}`` for one item."""
@@ -252,7 +263,64 @@ class HecTransport(_HttpTransport):
             "Content-Type": "application/json",
             "X-Splunk-Request-Channel": self.channel,
         }
-        self._post(body.encode("utf-8"), headers)
+        resp = self._post(body.encode("utf-8"), headers)
+        if self.ack:
+            self.await_ack(_ack_id(resp, self.where), headers)
+
+    def await_ack(self, ack_id: int, headers: dict[str, str]) -> None:
+        """Poll the ack endpoint until ``ack_id`` is indexed; DeliveryFailed (retryable) when
+        ``ack_timeout`` passes first: the batch is then sent again (a duplicate if it was
+        indexed after all, which the event_id identifies)."""
+        body = json.dumps({"acks": [ack_id]}).encode("ascii")
+        deadline, pause = time.monotonic() + self.ack_timeout, ACK_POLL[0]
+        while True:
+            try:
+                resp = self._post(body, headers, self.ack_url)
+            except DeliveryFailed as exc:  # never a rejection of the batch: try it again
+                raise DeliveryFailed(
+                    f"{exc} (polling ackId {ack_id})",
+                    retry_after=exc.retry_after,
+                    http_status=exc.http_status,
+                ) from None
+            try:
+                done = resp.json()["acks"].get(str(ack_id)) is True
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise DeliveryFailed(
+                    f"{self.where}: the ack endpoint answered without an acks object"
+                ) from None
+            if done:
+                return
+            if time.monotonic() + pause > deadline:
+                raise DeliveryFailed(
+                    f"{self.where}: ackId {ack_id} was not acknowledged within "
+                    f"{self.ack_timeout:g}s (option ack_timeout); the batch is sent again"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, ACK_POLL[1])
+
+
+def hec_ack_url(url: str, channel: str) -> str:
+    """``…/services/collector/ack?channel=<guid>`` on the server of a HEC event URL."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    base = path[: path.index("/services/collector")] if "/services/collector" in path else ""
+    query = urllib.parse.urlencode({"channel": channel})
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, f"{base}/services/collector/ack", query, "")
+    )
+
+
+def _ack_id(resp: httpx.Response, where: str) -> int:
+    try:
+        value = resp.json()["ackId"]
+    except (ValueError, KeyError, TypeError):
+        value = None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DeliveryFailed(
+            f"{where}: HEC answered without an ackId: the token does not have indexer "
+            "acknowledgement enabled; enable it for the token or turn option ack off"
+        )
+    return value
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
