@@ -60,6 +60,18 @@ def writer(settings: Settings) -> AuditLog:
     return log
 
 
+@st.cache_resource(show_spinner=False, on_release=_dispose_log)
+def streamer(settings: Settings) -> AuditLog:
+    """The SIEM worker's credential (auditlog_stream), for the page's dead-letter re-drive:
+    it reads checkpoints, which the dashboard's own writer may not."""
+    engine = connect(settings, "stream")
+    try:
+        return open_registered(settings, engine=engine)
+    except Exception:
+        engine.dispose()
+        raise
+
+
 def freeze(params: Mapping[str, str | Sequence[str]]) -> Params:
     """Query params as a hashable, ordered cache key."""
     items = ((k, (v,) if isinstance(v, str) else tuple(v)) for k, v in params.items())

@@ -128,7 +128,7 @@ def redrive(s: Settings, user: User, chosen: list[tuple[str, int]], reason: str)
     for name, dead_id in chosen:
         by_dest.setdefault(name, []).append(dead_id)
     done = [
-        redrive_dead_letters(data.writer(s), name, user.identity, user.role, ids, reason or None)
+        redrive_dead_letters(data.streamer(s), name, user.identity, user.role, ids, reason or None)
         for name, ids in by_dest.items()
     ]
     failed = "; ".join(f"{d}: {why}" for r in done for d, why in r.failed.items())

@@ -48,7 +48,8 @@ from tests.support.factories import valid
 from tests.support.hostile import HOSTILE, hostile_event
 from tests.support.http_receiver import Receiver, Request
 from tests.support.rsyslog import Rsyslog, TlsFiles, make_tls_files
-from tests.support.siem import stored_items
+from tests.support.siem import add_as_admin as add
+from tests.support.siem import stored_items, wait_until
 
 ADMIN = Identity("admin@contoso.com")
 SECRET = "hec-token-7f3a9c0e-do-not-log"
@@ -64,29 +65,6 @@ def rsyslog(tmp_path: Path, tls: TlsFiles) -> Iterator[Rsyslog]:
     receiver = Rsyslog(tmp_path / "rsyslog", tls).start()
     yield receiver
     receiver.stop()
-
-
-def add(
-    log: AuditLog,
-    name: str,
-    transport: str,
-    endpoint: str,
-    fmt: str = "rfc5424",
-    secret: str | None = None,
-    **options: Any,
-) -> Destination:
-    options.setdefault("hostname", "audit-host")
-    dest = Destination(name, transport, endpoint, fmt, options, secret)
-    return add_destination(log, dest, ADMIN, "admin")
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.05) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value
-        time.sleep(every)
 
 
 def all_items(log: AuditLog) -> list[Item]:

@@ -33,19 +33,25 @@ def register(admin: Engine, signer: Signer) -> None:
         )
 
 
+def unpooled(url: URL, setup: str) -> Engine:
+    """An engine with no pool (nothing is left open for a test to dispose of) whose every
+    session first runs ``setup``."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _setup(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        with dbapi_conn.cursor() as cur:
+            cur.execute(setup)
+        dbapi_conn.commit()
+
+    return engine
+
+
 def backdating_engine(admin_url: URL) -> Engine:
     """A superuser engine whose sessions skip the append check (session_replication_role =
     replica), so an AuditLog with ``clock=`` can store rows recorded in the past. Only a
     superuser can do this; the application roles cannot (tests/db/test_trust_boundary.py)."""
-    engine = sa.create_engine(admin_url, poolclass=sa.pool.NullPool)  # nothing left open
-
-    @sa.event.listens_for(engine, "connect")
-    def _replica(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET session_replication_role = replica")
-        dbapi_conn.commit()
-
-    return engine
+    return unpooled(admin_url, "SET session_replication_role = replica")
 
 
 def backdated(log: AuditLog, clock: Callable[[], datetime]) -> AuditLog:
@@ -58,16 +64,5 @@ def backdated(log: AuditLog, clock: Callable[[], datetime]) -> AuditLog:
 
 def reader_of(engine: Engine) -> Engine:
     """An auditor's engine (auditlog_dashboard acting as auditlog_reader) on ``engine``'s
-    database: verification reads keys and checkpoints, which the writer may not. Unpooled,
-    so a test need not dispose of it."""
-    reader = sa.create_engine(
-        engine.url.set(username="auditlog_dashboard"), poolclass=sa.pool.NullPool
-    )
-
-    @sa.event.listens_for(reader, "connect")
-    def _role(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET ROLE auditlog_reader")
-        dbapi_conn.commit()
-
-    return reader
+    database: verification reads keys and checkpoints, which the writer may not."""
+    return unpooled(engine.url.set(username="auditlog_dashboard"), "SET ROLE auditlog_reader")

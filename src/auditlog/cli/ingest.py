@@ -147,6 +147,8 @@ def _run_ingest(
             typer.echo(f"--strict: {job.rejected} invalid line(s); nothing stored", err=True)
             raise typer.Exit(1)
         job.store(pending)
+    if job.stored:
+        job.log.checkpoint()  # sign the heads this run left: no unsigned span behind it
     if not job.rejected:
         reject_file.unlink(missing_ok=True)
     where = f"; rejected lines in {reject_file}" if job.rejected else ""
