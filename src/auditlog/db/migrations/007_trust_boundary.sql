@@ -122,45 +122,35 @@ END $$;
 -- Every inserted row must extend its chain: seq = head + 1, prev_hash = the head's entry_hash
 -- (or the purge anchor's), entry_hash = SHA-256(prev_hash || record), every column equal to
 -- its value in the record (and the record holding exactly the hashed fields), recorded_at a
--- reading of the server clock within this transaction, never before the head's. A BEFORE ROW
--- trigger sees the rows the same statement inserted before, so a COPY of a whole batch is
--- checked row by row while it streams in (the server checks while the client validates).
+-- reading of the server clock within this transaction, never before the head's.
+-- Two triggers share the work, so that a COPY of a whole batch is checked cheaply:
+--   auditlog_append_check   BEFORE INSERT, per row, while the rows stream in (the server
+--                           checks while the client validates the next ones): the hash and
+--                           the columns against the record, from the row alone;
+--   auditlog_append_links   AFTER INSERT, per statement, over the inserted rows at once:
+--                           each row's predecessor (or the anchor), its hash and its time.
 -- ENABLE, not ENABLE ALWAYS: only a superuser can set session_replication_role = replica to
--- skip it (a superuser is outside this boundary anyway; see the threat model), which loads
+-- skip them (a superuser is outside this boundary anyway; see the threat model), which loads
 -- backdated demo and test data.
+-- The hashed record's fields with their column types, in record (JCS) order: one
+-- jsonb_populate_record reads them all out of a record in C.
+CREATE TYPE auditlog_record AS (
+    action text, actor jsonb, after jsonb, before jsonb, category text, clock_skew boolean,
+    correlation_id text, details jsonb, event_id uuid, occurred_at timestamptz,
+    occurred_offset smallint, outcome text, recorded_at timestamptz, seq bigint,
+    source_ip inet, target jsonb, user_agent text
+);
+ALTER TYPE auditlog_record OWNER TO auditlog_owner;
+
 CREATE FUNCTION auditlog_append_check() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-  head_hash bytea;
-  head_at   timestamptz;
-  anchor    bigint;
-  r         jsonb;
-  differs   text[];
+  r       jsonb;
+  differs text[];
 BEGIN
-  SELECT e.entry_hash, e.recorded_at INTO head_hash, head_at FROM events e
-    WHERE e.category = NEW.category AND e.seq = NEW.seq - 1;
-  IF NOT FOUND THEN
-    SELECT h.seq, h.entry_hash INTO anchor, head_hash FROM auditlog_chain_head(NEW.category) h;
-    IF NEW.seq <> anchor + 1 THEN
-      RAISE EXCEPTION 'auditlog: % seq % does not extend the chain (its head is seq %)',
-        NEW.category, NEW.seq, anchor USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-  END IF;
-  IF NEW.prev_hash IS DISTINCT FROM head_hash THEN
-    RAISE EXCEPTION 'auditlog: % seq %: prev_hash is not the entry_hash of seq %',
-      NEW.category, NEW.seq, NEW.seq - 1 USING ERRCODE = 'integrity_constraint_violation';
-  END IF;
   IF NEW.entry_hash IS DISTINCT FROM sha256(NEW.prev_hash || convert_to(NEW.record, 'UTF8')) THEN
     RAISE EXCEPTION 'auditlog: % seq %: entry_hash is not SHA-256(prev_hash || record)',
       NEW.category, NEW.seq USING ERRCODE = 'integrity_constraint_violation';
-  END IF;
-  IF NOT NEW.recorded_at BETWEEN greatest(now(), head_at) AND greatest(clock_timestamp(), head_at)
-  THEN
-    RAISE EXCEPTION 'auditlog: % seq %: recorded_at % is not the server clock of this transaction',
-      NEW.category, NEW.seq, NEW.recorded_at
-      USING ERRCODE = 'integrity_constraint_violation',
-            HINT = 'recorded_at comes from clock_timestamp() inside the inserting transaction, '
-                   'never before the chain head''s';
   END IF;
   r := NEW.record::jsonb;
   IF jsonb_typeof(r) IS DISTINCT FROM 'object'
@@ -173,6 +163,14 @@ BEGIN
         <> '{}'::jsonb THEN
     RAISE EXCEPTION 'auditlog: % seq %: record must hold exactly the hashed fields',
       NEW.category, NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  -- the common case, in one comparison (a JSON null reads as SQL NULL, as it is stored)
+  IF ROW(NEW.action, NEW.actor, NEW.after, NEW.before, NEW.category, NEW.clock_skew,
+         NEW.correlation_id, NEW.details, NEW.event_id, NEW.occurred_at, NEW.occurred_offset,
+         NEW.outcome, NEW.recorded_at, NEW.seq, NEW.source_ip, NEW.target,
+         NEW.user_agent)::auditlog_record
+     IS NOT DISTINCT FROM jsonb_populate_record(NULL::auditlog_record, r) THEN
+    RETURN NEW;
   END IF;
   IF ROW(NEW.action, NEW.actor, NEW.after, NEW.before, NEW.category, NEW.clock_skew,
          NEW.correlation_id, NEW.details, NEW.event_id, NEW.occurred_at, NEW.occurred_offset,
@@ -211,15 +209,68 @@ BEGIN
   END IF;
   RETURN NEW;
 END $$;
+
+-- The links, for all rows of the statement at once (an AFTER statement trigger sees them all
+-- in the table). A row whose predecessor seq is not in the table must be the first after
+-- the category's purge anchor (or seq 1 with the zero hash): the rows of a purged prefix are
+-- gone, every other seq below the head is present (induction over checked appends).
+CREATE FUNCTION auditlog_append_links() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+  bad record;
+BEGIN
+  WITH anchor AS (   -- where each category's chain starts: its newest purge anchor, or 0
+    SELECT c.category, coalesce(pa.seq, 0) AS seq,
+           coalesce(pa.entry_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) AS entry_hash
+      FROM (SELECT DISTINCT category FROM added) c
+      LEFT JOIN LATERAL (SELECT seq, entry_hash FROM purge_anchors
+                          WHERE category = c.category ORDER BY seq DESC LIMIT 1) pa ON true
+  )
+  SELECT a.category, a.seq, a.recorded_at, p.seq AS p_seq, x.seq AS anchor_seq,
+         a.prev_hash IS NOT DISTINCT FROM coalesce(p.entry_hash, x.entry_hash) AS linked
+    INTO bad
+    FROM added a
+    JOIN anchor x ON x.category = a.category
+    LEFT JOIN events p ON p.category = a.category AND p.seq = a.seq - 1
+   WHERE (p.seq IS NULL AND a.seq <> x.seq + 1)
+      OR a.prev_hash IS DISTINCT FROM coalesce(p.entry_hash, x.entry_hash)
+      OR NOT a.recorded_at BETWEEN greatest(now(), p.recorded_at)
+                               AND greatest(clock_timestamp(), p.recorded_at)
+   ORDER BY a.category, a.seq
+   LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF bad.p_seq IS NULL AND bad.seq <> bad.anchor_seq + 1 THEN
+    RAISE EXCEPTION 'auditlog: % seq % does not extend the chain (its head is seq %)',
+      bad.category, bad.seq,
+      (SELECT coalesce(max(e.seq), bad.anchor_seq) FROM events e
+        WHERE e.category = bad.category AND e.seq < bad.seq)
+      USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  IF NOT bad.linked THEN
+    RAISE EXCEPTION 'auditlog: % seq %: prev_hash is not the entry_hash of seq %',
+      bad.category, bad.seq, bad.seq - 1 USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  RAISE EXCEPTION 'auditlog: % seq %: recorded_at % is not the server clock of this transaction',
+    bad.category, bad.seq, bad.recorded_at
+    USING ERRCODE = 'integrity_constraint_violation',
+          HINT = 'recorded_at comes from clock_timestamp() inside the inserting transaction, '
+                 'never before the chain head''s';
+END $$;
+
 ALTER FUNCTION auditlog_append_check() OWNER TO auditlog_owner;
+ALTER FUNCTION auditlog_append_links() OWNER TO auditlog_owner;
 ALTER FUNCTION auditlog_chain_head(text) OWNER TO auditlog_owner;
 ALTER FUNCTION auditlog_key_status(text) OWNER TO auditlog_owner;
-REVOKE ALL ON FUNCTION auditlog_append_check(), auditlog_chain_head(text),
-  auditlog_key_status(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auditlog_append_check(), auditlog_append_links(),
+  auditlog_chain_head(text), auditlog_key_status(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION auditlog_chain_head(text), auditlog_key_status(text)
   TO auditlog_writer, auditlog_reader;
 CREATE TRIGGER events_append_check BEFORE INSERT ON events
   FOR EACH ROW EXECUTE FUNCTION auditlog_append_check();
+CREATE TRIGGER events_append_links AFTER INSERT ON events
+  REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION auditlog_append_links();
 
 -- Every timestamp a stored event holds is one a client's calendar can represent.
 ALTER TABLE events ADD CONSTRAINT events_occurred_at_range
