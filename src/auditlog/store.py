@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
-from auditlog.columns import COPY_COLUMNS
 from auditlog.errors import (
     AppendRefused,
     BatchRejected,
@@ -44,7 +43,10 @@ NOTIFY_CHANNEL = "auditlog_events"
 CHUNK = 1000  # events validated at a time while the server ingests the previous ones
 STRIDE = 8  # rows written per STRIDE events validated
 FIRST_CHUNK = 100  # the server waits while the first chunk is validated: keep it short
-COPY_SQL = f"COPY events ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+# The writer sends the hashed record and the links; PostgreSQL derives every other column from
+# the record (auditlog_append_check), so no column can differ from what was hashed.
+APPEND_COLUMNS = ("record", "prev_hash", "entry_hash")
+COPY_SQL = f"COPY events ({', '.join(APPEND_COLUMNS)}) FROM STDIN"
 ACTOR_KEYS = ("type", "id", "display_name", "upn", "entra_object_id", "tenant_id", "resolved")
 ActorResolver = Callable[[Actor], Actor]
 
@@ -550,7 +552,7 @@ class _Batch:
             flagged = not lo <= p.occurred <= hi
             record = p.record_text(flagged, rec_text, seq)
             entry = sha256(prev + record.encode()).digest()
-            copy.write_row(_copy_row(p, seq, rec_text, flagged, prev, entry, record))
+            copy.write_row((record, prev, entry))
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
             receipt = Receipt(eid, p.category, seq, entry)
@@ -579,35 +581,6 @@ def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime
     cur.execute("SELECT seq, entry_hash, recorded_at FROM auditlog_chain_head(%s)", (category,))
     seq, head, at = cur.fetchone()  # type: ignore[misc]
     return int(seq), bytes(head), at
-
-
-def _copy_row(
-    p: Prepared, seq: int, recorded: str, flagged: bool, prev: bytes, entry: bytes, record: str
-) -> tuple[Any, ...]:
-    # Timestamps go as the RFC 3339 UTC text that was hashed: exact, and cheaper to send.
-    t, ev = p.texts, p.event
-    return (
-        p.category,
-        seq,
-        p.event_id,
-        ev.action,
-        ev.outcome,
-        t["occurred_at"][1:-1],
-        t["occurred_offset"],
-        recorded,
-        flagged,
-        t["actor"],
-        t["target"],
-        None if ev.before is None else t["before"],
-        None if ev.after is None else t["after"],
-        ev.source_ip,
-        ev.user_agent,
-        ev.correlation_id,
-        t["details"],
-        prev,
-        entry,
-        record,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from auditlog.columns import COPY_COLUMNS
 from auditlog.db.server import make_engine
 from auditlog.errors import AppendRefused, SigningKeyRefused
+from auditlog.integrity.database import verify_database
 from auditlog.integrity.keyadmin import register_key, retire_key
 from auditlog.integrity.keys import Signer, public_pem
 from auditlog.model import utc_text
@@ -107,16 +107,13 @@ def forged_row(
     }
 
 
-_INSERT = sa.text(
-    f"INSERT INTO events ({', '.join(COPY_COLUMNS)}) VALUES ("
-    + ", ".join(
-        f"CAST(:{c} AS jsonb)"
-        if c in ("actor", "target", "before", "after", "details")
-        else f":{c}"
-        for c in COPY_COLUMNS
-    )
-    + ")"
-)
+JSONB = ("actor", "target", "before", "after", "details")
+APPEND = ("record", "prev_hash", "entry_hash")  # what a writer sends; the rest is derived
+
+
+def insert_sql(columns: tuple[str, ...]) -> sa.TextClause:
+    values = (f"CAST(:{c} AS jsonb)" if c in JSONB else f":{c}" for c in columns)
+    return sa.text(f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join(values)})")
 
 
 def rehash(row: dict[str, Any]) -> None:
@@ -128,16 +125,17 @@ def forge(
     engine: Engine,
     settings: Settings,
     change: Callable[[dict[str, Any]], None] | None = None,
+    columns: tuple[str, ...] = APPEND,
     **kw: Any,
 ) -> str | None:
     """In one transaction of ``engine``: build a correct next row, apply ``change`` to it and
-    INSERT it. The database's refusal, or None when the row was stored."""
+    INSERT its ``columns``. The database's refusal, or None when the row was stored."""
     try:
         with engine.begin() as conn:
             row = forged_row(settings, conn, **kw)
             if change:
                 change(row)
-            conn.execute(_INSERT, row)
+            conn.execute(insert_sql(columns), {c: row[c] for c in columns})
     except sa.exc.DBAPIError as exc:
         return str(exc.orig).splitlines()[0]
     return None
@@ -225,23 +223,48 @@ COLUMN_LIES: dict[str, Any] = {
     "actor": json.dumps({"type": "user", "id": "someone-else"}),
     "target": json.dumps({"type": "policy", "id": "other", "name": None}),
     "before": json.dumps({"enabled": True}),
-    "after": None,
+    "after": json.dumps({"enabled": False}),
     "source_ip": "198.51.100.1",
     "user_agent": "forged",
     "correlation_id": "forged",
     "details": json.dumps({"forged": True}),
     "event_id": "00000000-0000-4000-8000-000000000000",
+    "category": "governance",
+    "seq": 99,
+    "recorded_at": "2020-01-01T00:00:00.000000Z",
 }
 
 
 @pytest.mark.parametrize("column", sorted(COLUMN_LIES))
-def test_a_column_that_differs_from_its_hashed_record_is_refused_by_name(
+def test_a_row_that_sets_a_column_itself_is_refused(
     log: AuditLog, as_role: Any, column: str
 ) -> None:
+    """Columns come from the hashed record only: one given beside it (false, or even true)
+    is refused, so no column can say other than what was hashed."""
+
     def lie(row: dict[str, Any]) -> None:
         row[column] = COLUMN_LIES[column]
 
-    assert f"column(s) {column} differ" in (forge(as_role("ingest"), log.settings, lie) or "")
+    ingest = as_role("ingest")
+    with_column = (*APPEND, column)
+    full = {"user_agent": "ua", "correlation_id": "c-1"}  # every column of the row is set
+    lied = forge(ingest, log.settings, lie, with_column, **full)
+    truthful = forge(ingest, log.settings, None, with_column, **full)
+    assert "derived from the hashed record" in (lied or "")
+    assert "derived from the hashed record" in (truthful or "")
+    assert seq_of(ingest) == 0
+
+
+def test_every_column_of_a_hand_inserted_row_equals_its_record(log: AuditLog, as_role: Any) -> None:
+    ingest = as_role("ingest")
+    assert forge(ingest, log.settings, user_agent="ua-1", correlation_id="c-9") is None
+    report = verify_database(reader_of(ingest))
+    assert report.ok, report.problems
+    with reader_of(ingest).connect() as conn:
+        ua, corr = conn.execute(
+            sa.text("SELECT user_agent, correlation_id FROM events ORDER BY seq DESC LIMIT 1")
+        ).one()
+    assert (ua, corr) == ("ua-1", "c-9")
 
 
 def test_a_record_with_an_extra_or_missing_field_is_refused(log: AuditLog, as_role: Any) -> None:

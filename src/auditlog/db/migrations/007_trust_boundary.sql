@@ -121,36 +121,34 @@ END $$;
 -- --- appends, checked by the database ----------------------------------------------------
 -- Every inserted row must extend its chain: seq = head + 1, prev_hash = the head's entry_hash
 -- (or the purge anchor's), entry_hash = SHA-256(prev_hash || record), every column equal to
--- its value in the record (and the record holding exactly the hashed fields), recorded_at a
--- reading of the server clock within this transaction, never before the head's.
--- Two triggers share the work, so that a COPY of a whole batch is checked cheaply:
---   auditlog_append_check   BEFORE INSERT, per row, while the rows stream in (the server
---                           checks while the client validates the next ones): the hash and
---                           the columns against the record, from the row alone;
+-- its value in the record, recorded_at a reading of the server clock within this
+-- transaction, never before the head's. Two triggers share the work:
+--   auditlog_append_check   BEFORE INSERT, per row, while a COPY streams in: the hash, and
+--                           every column DERIVED from the hashed record (an insert names only
+--                           record, prev_hash and entry_hash; one that sets a column itself is
+--                           refused), so a column cannot differ from what was hashed;
 --   auditlog_append_links   AFTER INSERT, per statement, over the inserted rows at once:
---                           each row's predecessor (or the anchor), its hash and its time.
--- ENABLE, not ENABLE ALWAYS: only a superuser can set session_replication_role = replica to
--- skip them (a superuser is outside this boundary anyway; see the threat model), which loads
--- backdated demo and test data.
--- The hashed record's fields with their column types, in record (JCS) order: one
--- jsonb_populate_record reads them all out of a record in C.
-CREATE TYPE auditlog_record AS (
-    action text, actor jsonb, after jsonb, before jsonb, category text, clock_skew boolean,
-    correlation_id text, details jsonb, event_id uuid, occurred_at timestamptz,
-    occurred_offset smallint, outcome text, recorded_at timestamptz, seq bigint,
-    source_ip inet, target jsonb, user_agent text
-);
-ALTER TYPE auditlog_record OWNER TO auditlog_owner;
-
+--                           each row's predecessor (or the purge anchor), and its time.
+-- The first is ENABLE ALWAYS (rows without it would have no columns); the second ENABLE:
+-- only a superuser can set session_replication_role = replica to skip it (a superuser is
+-- outside this boundary anyway; see the threat model), which loads backdated demo and test
+-- data.
 CREATE FUNCTION auditlog_append_check() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-  r       jsonb;
-  differs text[];
+  r jsonb;
 BEGIN
   IF NEW.entry_hash IS DISTINCT FROM sha256(NEW.prev_hash || convert_to(NEW.record, 'UTF8')) THEN
-    RAISE EXCEPTION 'auditlog: % seq %: entry_hash is not SHA-256(prev_hash || record)',
-      NEW.category, NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+    RAISE EXCEPTION 'auditlog: entry_hash is not SHA-256(prev_hash || record) (record %)',
+      left(NEW.record, 80) USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  -- (ROW(...) IS NULL: every field is NULL; IS NOT NULL would need every field set)
+  IF NOT ROW(NEW.action, NEW.actor, NEW.after, NEW.before, NEW.category, NEW.clock_skew,
+             NEW.correlation_id, NEW.details, NEW.event_id, NEW.occurred_at, NEW.occurred_offset,
+             NEW.outcome, NEW.recorded_at, NEW.seq, NEW.source_ip, NEW.target, NEW.user_agent)
+         IS NULL THEN
+    RAISE EXCEPTION 'auditlog: the event columns are derived from the hashed record; insert '
+      'only record, prev_hash and entry_hash' USING ERRCODE = 'integrity_constraint_violation';
   END IF;
   r := NEW.record::jsonb;
   IF jsonb_typeof(r) IS DISTINCT FROM 'object'
@@ -161,52 +159,12 @@ BEGIN
                   'correlation_id', 'details', 'event_id', 'occurred_at', 'occurred_offset',
                   'outcome', 'recorded_at', 'seq', 'source_ip', 'target', 'user_agent']
         <> '{}'::jsonb THEN
-    RAISE EXCEPTION 'auditlog: % seq %: record must hold exactly the hashed fields',
-      NEW.category, NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+    RAISE EXCEPTION 'auditlog: the record must hold exactly the hashed fields (record %)',
+      left(NEW.record, 80) USING ERRCODE = 'integrity_constraint_violation';
   END IF;
-  -- the common case, in one comparison (a JSON null reads as SQL NULL, as it is stored)
-  IF ROW(NEW.action, NEW.actor, NEW.after, NEW.before, NEW.category, NEW.clock_skew,
-         NEW.correlation_id, NEW.details, NEW.event_id, NEW.occurred_at, NEW.occurred_offset,
-         NEW.outcome, NEW.recorded_at, NEW.seq, NEW.source_ip, NEW.target,
-         NEW.user_agent)::auditlog_record
-     IS NOT DISTINCT FROM jsonb_populate_record(NULL::auditlog_record, r) THEN
-    RETURN NEW;
-  END IF;
-  IF ROW(NEW.action, NEW.actor, NEW.after, NEW.before, NEW.category, NEW.clock_skew,
-         NEW.correlation_id, NEW.details, NEW.event_id, NEW.occurred_at, NEW.occurred_offset,
-         NEW.outcome, NEW.recorded_at, NEW.seq, NEW.source_ip, NEW.target, NEW.user_agent)
-     IS DISTINCT FROM
-     ROW(r->>'action', r->'actor', nullif(r->'after', 'null'::jsonb),
-         nullif(r->'before', 'null'::jsonb), r->>'category', (r->>'clock_skew')::boolean,
-         r->>'correlation_id', r->'details', (r->>'event_id')::uuid,
-         (r->>'occurred_at')::timestamptz, (r->>'occurred_offset')::smallint, r->>'outcome',
-         (r->>'recorded_at')::timestamptz, (r->>'seq')::bigint, (r->>'source_ip')::inet,
-         r->'target', r->>'user_agent') THEN
-    differs := array_remove(ARRAY[
-      CASE WHEN NEW.action IS DISTINCT FROM r->>'action' THEN 'action' END,
-      CASE WHEN NEW.actor IS DISTINCT FROM r->'actor' THEN 'actor' END,
-      CASE WHEN NEW.after IS DISTINCT FROM nullif(r->'after', 'null'::jsonb) THEN 'after' END,
-      CASE WHEN NEW.before IS DISTINCT FROM nullif(r->'before', 'null'::jsonb) THEN 'before' END,
-      CASE WHEN NEW.category IS DISTINCT FROM r->>'category' THEN 'category' END,
-      CASE WHEN NEW.clock_skew IS DISTINCT FROM (r->>'clock_skew')::boolean THEN 'clock_skew' END,
-      CASE WHEN NEW.correlation_id IS DISTINCT FROM r->>'correlation_id' THEN 'correlation_id' END,
-      CASE WHEN NEW.details IS DISTINCT FROM r->'details' THEN 'details' END,
-      CASE WHEN NEW.event_id IS DISTINCT FROM (r->>'event_id')::uuid THEN 'event_id' END,
-      CASE WHEN NEW.occurred_at IS DISTINCT FROM (r->>'occurred_at')::timestamptz
-           THEN 'occurred_at' END,
-      CASE WHEN NEW.occurred_offset IS DISTINCT FROM (r->>'occurred_offset')::smallint
-           THEN 'occurred_offset' END,
-      CASE WHEN NEW.outcome IS DISTINCT FROM r->>'outcome' THEN 'outcome' END,
-      CASE WHEN NEW.recorded_at IS DISTINCT FROM (r->>'recorded_at')::timestamptz
-           THEN 'recorded_at' END,
-      CASE WHEN NEW.seq IS DISTINCT FROM (r->>'seq')::bigint THEN 'seq' END,
-      CASE WHEN NEW.source_ip IS DISTINCT FROM (r->>'source_ip')::inet THEN 'source_ip' END,
-      CASE WHEN NEW.target IS DISTINCT FROM r->'target' THEN 'target' END,
-      CASE WHEN NEW.user_agent IS DISTINCT FROM r->>'user_agent' THEN 'user_agent' END], NULL);
-    RAISE EXCEPTION 'auditlog: % seq %: column(s) % differ from the hashed record',
-      NEW.category, NEW.seq, array_to_string(differs, ', ')
-      USING ERRCODE = 'integrity_constraint_violation';
-  END IF;
+  -- every column from the record, in C (a JSON null is stored as SQL NULL); the table's
+  -- NOT NULL and CHECK constraints then apply to what the record says
+  NEW := jsonb_populate_record(NEW, r);
   RETURN NEW;
 END $$;
 
@@ -269,6 +227,7 @@ GRANT EXECUTE ON FUNCTION auditlog_chain_head(text), auditlog_key_status(text)
   TO auditlog_writer, auditlog_reader;
 CREATE TRIGGER events_append_check BEFORE INSERT ON events
   FOR EACH ROW EXECUTE FUNCTION auditlog_append_check();
+ALTER TABLE events ENABLE ALWAYS TRIGGER events_append_check;
 CREATE TRIGGER events_append_links AFTER INSERT ON events
   REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION auditlog_append_links();
 
