@@ -64,12 +64,7 @@ def writer(settings: Settings) -> AuditLog:
 def streamer(settings: Settings) -> AuditLog:
     """The SIEM worker's credential (auditlog_stream), for the page's dead-letter re-drive:
     it reads checkpoints, which the dashboard's own writer may not."""
-    engine = connect(settings, "stream")
-    try:
-        return open_registered(settings, engine=engine)
-    except Exception:
-        engine.dispose()
-        raise
+    return open_registered(settings, role="stream")
 
 
 def freeze(params: Mapping[str, str | Sequence[str]]) -> Params:

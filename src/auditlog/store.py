@@ -353,17 +353,23 @@ class AuditLog:
         return self._append([(0, batch.all)], prepared=True, careful=True)
 
     def _maybe_checkpoint(
-        self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes, now: datetime
+        self,
+        cur: psycopg.Cursor[Any],
+        category: str,
+        seq: int,
+        head: bytes,
+        clock: datetime | None,
     ) -> None:
         """Sign the head if due: N entries or T seconds (server clock) since the last one.
 
-        ``now`` is the batch's recorded_at; whether T seconds have passed is judged by the
-        server clock, which also gives signed_at (the database refuses any other time).
+        ``clock`` is a reading of the server clock in this transaction (the batch's, when its
+        recorded_at is one), else it is read here: it judges whether T seconds have passed and
+        is the signed_at (the database refuses any other time).
         """
         last = _last_checkpoint(cur, category)
         if last is not None and last.seq >= seq:
             return
-        clock = _server_clock(cur)
+        clock = clock or _server_clock(cur)
         due = (
             last is None
             or seq - last.seq >= self.settings.store.checkpoint_every
@@ -373,10 +379,7 @@ class AuditLog:
             _insert_checkpoint(cur, self.signer, category, seq, head, last, clock)
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
-        if self.clock is not None:
-            return self.clock()
-        cur.execute("SELECT clock_timestamp()")
-        return cur.fetchone()[0]  # type: ignore[index,no-any-return]
+        return self.clock() if self.clock is not None else _server_clock(cur)
 
     def sign_heads_every(self, seconds: float) -> None:
         """Sign uncovered chain heads every ``seconds`` from a daemon thread, so a process
@@ -501,6 +504,8 @@ class _Batch:
             last_at = at if last_at is None or (at and at > last_at) else last_at
         now = self.log._now(cur)
         self.now = max(now, last_at) if last_at else now
+        # the server's own reading, for signing checkpoints without asking again
+        self.server_now = now if self.log.clock is None else None
         self.rec_text = utc_text(self.now)
         self.skew = timedelta(seconds=self.log.settings.store.clock_skew_seconds)
 
@@ -561,7 +566,7 @@ class _Batch:
 
     def finish(self, cur: psycopg.Cursor[Any]) -> None:
         for cat, seq in sorted(self.written.items()):
-            self.log._maybe_checkpoint(cur, cat, seq, self.heads[cat][1], self.now)
+            self.log._maybe_checkpoint(cur, cat, seq, self.heads[cat][1], self.server_now)
             cur.execute(
                 "SELECT pg_notify(%s, %s)",
                 (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})),

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
 from auditlog.access import Identity
-from auditlog.db.server import connect
+from auditlog.db.server import Role, connect
 from auditlog.db.tables import signing_keys
 from auditlog.errors import NotFound, PermissionDenied, SigningKeyRefused
 from auditlog.integrity.keys import (
@@ -123,16 +123,25 @@ def ensure_registered(settings: Settings, signer: Signer, who: Identity) -> None
         engine.dispose()
 
 
-def open_registered(settings: Settings, engine: Engine | None = None, **kwargs: Any) -> AuditLog:
-    """:meth:`AuditLog.open`, registering the installation's key first when it is not and
-    the configured credential may act as the key administrator (the embedded server's
-    logins; the CLI and the dashboard open their log this way)."""
+def open_registered(
+    settings: Settings, engine: Engine | None = None, role: Role = "writer", **kwargs: Any
+) -> AuditLog:
+    """:meth:`AuditLog.open` on ``engine`` (or a new one for ``role``, closed again if the log
+    cannot open), registering the installation's key first when it is not and the
+    configured credential may act as the key administrator (the embedded server's logins;
+    the CLI and the dashboard open their log this way)."""
     from auditlog.access import local_identity
 
-    engine = engine or connect(settings, "writer")
-    signer = kwargs.setdefault("signer", load_signer(settings))
-    with engine.connect() as conn:
-        status = key_status(conn, signer.key_id)
-    if status is None:
-        ensure_registered(settings, signer, local_identity(settings.dashboard.user))
-    return AuditLog.open(settings, engine=engine, **kwargs)
+    owned = engine is None
+    engine = engine or connect(settings, role)
+    try:
+        signer = kwargs.setdefault("signer", load_signer(settings))
+        with engine.connect() as conn:
+            status = key_status(conn, signer.key_id)
+        if status is None:
+            ensure_registered(settings, signer, local_identity(settings.dashboard.user))
+        return AuditLog.open(settings, engine=engine, **kwargs)
+    except BaseException:
+        if owned:
+            engine.dispose()
+        raise
