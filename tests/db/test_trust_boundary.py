@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import URL, Engine
 
 from auditlog.db.server import make_engine
-from auditlog.errors import AppendRefused, SigningKeyRefused
+from auditlog.errors import AppendRefused, InvalidEvent, SigningKeyRefused
 from auditlog.integrity.database import verify_database
 from auditlog.integrity.keyadmin import register_key, retire_key
 from auditlog.integrity.keys import Signer, public_pem
@@ -26,7 +29,8 @@ from auditlog.model import utc_text
 from auditlog.settings import Settings
 from auditlog.store import AuditLog, prepare
 from tests.support.database import reader_of
-from tests.support.factories import valid
+from tests.support.factories import json_values, valid
+from tests.support.hostile import HOSTILE
 from tests.support.retention import LEAD
 
 LOGINS = {
@@ -40,17 +44,18 @@ LOGINS = {
 
 @pytest.fixture
 def as_role(db_url: URL) -> Iterator[Any]:
-    """``as_role(name)``: an engine logged in as that login role, acting as its group."""
-    made: list[Engine] = []
+    """``as_role(name)``: an engine logged in as that login role, acting as its group (one
+    per role for the test)."""
+    made: dict[str, Engine] = {}
 
     def make(name: str) -> Engine:
-        login, role = LOGINS[name]
-        engine = make_engine(db_url.set(username=login), role)  # type: ignore[arg-type]
-        made.append(engine)
-        return engine
+        if name not in made:
+            login, role = LOGINS[name]
+            made[name] = make_engine(db_url.set(username=login), role)  # type: ignore[arg-type]
+        return made[name]
 
     yield make
-    for engine in made:
+    for engine in made.values():
         engine.dispose()
 
 
@@ -463,3 +468,52 @@ def test_a_retired_key_signs_no_more_checkpoints_whoever_inserts_them(
     assert "was retired" in (refusal or "")
     with pytest.raises(SigningKeyRefused, match="retired"):
         AuditLog(log.engine, log.settings, signer=other)
+
+
+@hypothesis_settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    delta=st.sampled_from([0, 0, -1, 1, 2, -1000]),
+    late=st.sampled_from([None, None, -400 * 86400.0, -1.0, 60.0]),
+    prev=st.sampled_from(["head", "head", "zero", "other"]),
+    details=st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    hostile=st.sampled_from(HOSTILE),
+)
+def test_a_hand_built_row_is_stored_only_when_it_extends_the_chain(
+    log: AuditLog,
+    as_role: Any,
+    delta: int,
+    late: float | None,
+    prev: str,
+    details: dict[str, Any],
+    hostile: str,
+) -> None:
+    """The whole class of hand-built rows, with hostile content: seq off by any amount, a
+    recorded_at from anywhere but this transaction's clock, any other prev_hash. Exactly the
+    rows that extend the chain are stored, and the log verifies after every attempt."""
+    content = {"details": details, "user_agent": hostile[:512] or None}
+    try:
+        prepare(valid(**content), log.settings)
+    except InvalidEvent:
+        assume(False)  # content the library refuses cannot be hand-built through it either
+    ingest = as_role("ingest")
+    if seq_of(ingest) == 0:
+        log.record(valid())
+    before = seq_of(ingest)
+    with ingest.connect() as conn:
+        head_hash = head(conn, "configuration")[1]
+    prev_hash = {"head": head_hash, "zero": bytes(32), "other": hashlib.sha256(b"x").digest()}
+    when = None if late is None else datetime.now(UTC) + timedelta(seconds=late)
+    refusal = forge(
+        ingest,
+        log.settings,
+        seq=before + 1 + delta,
+        prev=prev_hash[prev],
+        recorded_at=when,
+        **content,
+    )
+    valid_row = delta == 0 and late is None and prev == "head"
+    assert (refusal is None) == valid_row, refusal
+    assert seq_of(ingest) == before + valid_row
+    assert verify_database(reader_of(ingest)).ok
