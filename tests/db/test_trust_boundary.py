@@ -492,7 +492,7 @@ def test_a_hand_built_row_is_stored_only_when_it_extends_the_chain(
     """The whole class of hand-built rows, with hostile content: seq off by any amount, a
     recorded_at from anywhere but this transaction's clock, any other prev_hash. Exactly the
     rows that extend the chain are stored, and the log verifies after every attempt."""
-    content = {"details": details, "user_agent": hostile[:512] or None}
+    content: dict[str, Any] = {"details": details, "user_agent": hostile[:512] or None}
     try:
         prepare(valid(**content), log.settings)
     except InvalidEvent:
