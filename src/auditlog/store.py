@@ -350,7 +350,10 @@ class AuditLog:
             raise AppendRefused(exc.diag.message_primary or str(exc)) from None
         else:
             return batch.receipts
-        return self._append([(0, batch.all)], prepared=True, careful=True)
+        # Validated again rather than kept: holding every event of a batch until its end would
+        # free them all at once, after the commit, while the server waits for the next batch.
+        again = [p for _, chunk in chunks for p in batch.prepare(chunk, 0)]
+        return self._append([(0, again)], prepared=True, careful=True)
 
     def _maybe_checkpoint(
         self,
@@ -480,11 +483,12 @@ class _Batch:
         self.log, self.prepared, self.careful = log, prepared, careful
         self.receipts: list[Receipt] = []
         self.errors: dict[int, InvalidEvent] = {}
-        self.seen: dict[str, tuple[Prepared, Receipt]] = {}
+        # event_id -> (the record's texts around its chain fields, receipt): a repeat within the
+        # batch must say the same; the Prepared itself is let go once its row is written
+        self.seen: dict[str, tuple[tuple[str, str, str], Receipt]] = {}
         self.heads: dict[str, tuple[int, bytes]] = {}
         self.written: dict[str, int] = {}
         self.existing: dict[str, Receipt] = {}
-        self.all: list[Prepared] = []  # every valid event, for a careful second attempt
 
     def prepare(self, chunk: Sequence[Any], offset: int) -> list[Prepared]:
         if self.prepared:
@@ -492,7 +496,6 @@ class _Batch:
         else:
             good, bad = prepare_many(chunk, self.log.settings, self.log.resolve)
             self.errors.update({offset + i: e for i, e in bad.items()})
-        self.all.extend(good)
         return good
 
     def start(self, cur: psycopg.Cursor[Any], categories: Sequence[str]) -> None:
@@ -533,7 +536,6 @@ class _Batch:
                     self.write(copy, itertools.islice(rows, STRIDE))
             if not self.errors:
                 self.write(copy, rows)
-        self.all.extend(good)
         return [] if self.errors else good  # on errors: validate on, to name every bad event
 
     def write(self, copy: Any, chunk: Iterable[Prepared]) -> None:
@@ -542,14 +544,15 @@ class _Batch:
         for p in chunk:
             eid = p.event_id
             known = self.seen.get(eid)
+            texts = (p.head, p.middle, p.tail)
             if known is not None:
-                if known[0].texts != p.texts:
+                if known[0] != texts:
                     raise EventConflict(eid, " (twice in this batch)")
                 self.receipts.append(known[1]._replace(duplicate=True))
                 continue
             stored = self.existing.get(eid)
             if stored is not None:
-                self.seen[eid] = (p, stored)
+                self.seen[eid] = (texts, stored)
                 self.receipts.append(stored)
                 continue
             seq, prev = self.heads[p.category]
@@ -561,7 +564,7 @@ class _Batch:
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
             receipt = Receipt(eid, p.category, seq, entry)
-            self.seen[eid] = (p, receipt)
+            self.seen[eid] = (texts, receipt)
             self.receipts.append(receipt)
 
     def finish(self, cur: psycopg.Cursor[Any]) -> None:
