@@ -142,7 +142,7 @@ def test_consistency_from_the_empty_tree_and_to_the_same_tree() -> None:
 def test_the_rfc_6962_reference_root_of_the_first_leaves() -> None:
     # certificate-transparency's reference vectors: leaves are the data blocks below
     data = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"]  # fmt: skip
+            bytes(range(0x50, 0x58)), bytes(range(0x60, 0x70))]  # fmt: skip
     leaves = [hashlib.sha256(b"\x00" + d).digest() for d in data]
     assert root_of(leaves).hex() == (
         "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
