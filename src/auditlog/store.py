@@ -36,6 +36,8 @@ from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
 from auditlog.integrity.keys import Signer, key_status, load_signer, not_registered
 from auditlog.integrity.rule import ZERO_HASH
 from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_event, utc_text
+from auditlog.proofs.merkle import CompactRange, leaf_hash
+from auditlog.proofs.tree import STORED_LEVEL, TreeReader, store_nodes
 from auditlog.settings import Settings, load_settings
 
 _LOG = logging.getLogger(__name__)
@@ -270,6 +272,10 @@ class AuditLog:
         # the append check (session_replication_role = replica) can store them.
         self.clock = clock
         self._signing: threading.Event | None = None
+        # the right edge of each chain's Merkle tree as this process last committed it, by
+        # (seq, entry_hash) of the head it belongs to; reread whenever the head moved
+        self._edges: dict[str, tuple[int, bytes, CompactRange]] = {}
+        self._edges_lock = threading.Lock()
         self._check_key()
 
     @classmethod
@@ -349,6 +355,7 @@ class AuditLog:
             # the append check (auditlog_append_check) refused a row; nothing was stored
             raise AppendRefused(exc.diag.message_primary or str(exc)) from None
         else:
+            self._keep_edges(batch)
             return batch.receipts
         # Validated again rather than kept: holding every event of a batch until its end would
         # free them all at once, after the commit, while the server waits for the next batch.
@@ -380,6 +387,28 @@ class AuditLog:
         )
         if due:
             _insert_checkpoint(cur, self.signer, category, seq, head, last, clock)
+
+    def _edge(
+        self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes
+    ) -> CompactRange | None:
+        """The tree's right edge at the head ``(seq, head)``: this process's own copy when
+        nothing was appended since it committed, else read from the database."""
+        with self._edges_lock:
+            kept = self._edges.get(category)
+        if kept is not None and kept[0] == seq and kept[1] == head:
+            return CompactRange(seq, kept[2].nodes)
+        try:
+            return TreeReader(cur, category).edge(seq)
+        except KeyError:  # a prefix purged before the tree existed: no leaves to build on
+            _LOG.warning("%s has no Merkle tree (a prefix purged before migration 010)", category)
+            return None
+
+    def _keep_edges(self, batch: _Batch) -> None:
+        with self._edges_lock:
+            for cat, (seq, head) in batch.heads.items():
+                edge = batch.edges[cat]
+                if edge is not None:
+                    self._edges[cat] = (seq, head, edge)
 
     def _now(self, cur: psycopg.Cursor[Any]) -> datetime:
         return self.clock() if self.clock is not None else _server_clock(cur)
@@ -487,6 +516,8 @@ class _Batch:
         # batch must say the same; the Prepared itself is let go once its row is written
         self.seen: dict[str, tuple[tuple[str, str, str], Receipt]] = {}
         self.heads: dict[str, tuple[int, bytes]] = {}
+        self.edges: dict[str, CompactRange | None] = {}
+        self.nodes: dict[str, list[tuple[int, int, bytes]]] = {}  # completed, to store
         self.written: dict[str, int] = {}
         self.existing: dict[str, Receipt] = {}
 
@@ -504,6 +535,7 @@ class _Batch:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
             seq, head, at = _head(cur, cat)
             self.heads[cat] = (seq, head)
+            self.edges[cat] = self.log._edge(cur, cat, seq, head)
             last_at = at if last_at is None or (at and at > last_at) else last_at
         now = self.log._now(cur)
         self.now = max(now, last_at) if last_at else now
@@ -561,6 +593,11 @@ class _Batch:
             record = p.record_text(flagged, rec_text, seq)
             entry = sha256(prev + record.encode()).digest()
             copy.write_row((record, prev, entry))
+            edge = self.edges[p.category]
+            if edge is not None:
+                done = edge.append(leaf_hash(entry))
+                if len(done) > STORED_LEVEL:
+                    self.nodes.setdefault(p.category, []).extend(done[STORED_LEVEL:])
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
             receipt = Receipt(eid, p.category, seq, entry)
@@ -568,6 +605,8 @@ class _Batch:
             self.receipts.append(receipt)
 
     def finish(self, cur: psycopg.Cursor[Any]) -> None:
+        for cat, nodes in sorted(self.nodes.items()):
+            store_nodes(cur, cat, nodes)
         for cat, seq in sorted(self.written.items()):
             self.log._maybe_checkpoint(cur, cat, seq, self.heads[cat][1], self.server_now)
             cur.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,16 @@ from auditlog.db.tables import schema_migrations
 from auditlog.errors import ConfigError
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def _build_trees(raw: Any) -> None:
+    from auditlog.proofs.tree import build_trees  # the tree of the entries already stored
+
+    build_trees(raw)
+
+
+# Steps a migration needs beyond its SQL, run in the same transaction right after it.
+_AFTER: dict[int, Callable[[Any], None]] = {10: _build_trees}
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -56,6 +67,8 @@ def upgrade(engine: Engine) -> list[str]:
             raw: Any = conn.connection.driver_connection  # a file holds many statements
             with raw.cursor() as cur:
                 cur.execute(sql)
+            if version in _AFTER:
+                _AFTER[version](raw)
             conn.execute(sa.insert(schema_migrations).values(version=version, name=name))
             applied.append(name)
     return applied

@@ -290,3 +290,22 @@ siem_redrives = sa.Table(
     _col("error", sa.Text, nullable=True),
     _col("attempted_at", _TS, server_default=_NOW),
 )
+
+# --- 010_merkle -----------------------------------------------------------------------------
+# Complete subtrees of 256 leaves and more of each chain's Merkle tree; insert-only.
+merkle_nodes = sa.Table(
+    "merkle_nodes",
+    metadata,
+    _col("category", sa.Text, primary_key=True),
+    _col("level", sa.SmallInteger, primary_key=True),
+    _col("idx", sa.BigInteger, primary_key=True),
+    _col("hash", sa.LargeBinary),
+)
+# The entry hashes of purged prefixes, a run of at most one tile per row; insert-only.
+merkle_purged_leaves = sa.Table(
+    "merkle_purged_leaves",
+    metadata,
+    _col("category", sa.Text, primary_key=True),
+    _col("first_seq", sa.BigInteger, primary_key=True),
+    _col("entry_hashes", sa.LargeBinary),
+)

@@ -21,6 +21,7 @@ from auditlog.integrity.verifier import (
     VerifyReport,
 )
 from auditlog.model import utc_text
+from auditlog.proofs.tree import TreeCheck, TreeReader
 
 # --- the database ------------------------------------------------------------------------
 
@@ -110,14 +111,33 @@ def verify_category(
         cur.itersize = batch
         cur.execute(_CHAIN_SQL, (category,))
         feed = verifier.feed_stored
+        tree = _tree_check(conn, category, verifier.start_seq)
+        add = tree.add if tree else (lambda _: None)
         for seq, prev, stored, record in cur:
             if not feed(seq, prev, stored, record):
                 break
+            add(stored)
+    if tree is not None and verifier.result.problem is None:
+        with conn.cursor() as cur:
+            wrong = tree.first_wrong(cur, category)
+        conn.commit()
+        if wrong:
+            verifier.result.problem = Problem(category, wrong[0], "tree node wrong", wrong[1])
     verifier.check_checkpoints(checkpoints, keys)
     _check_span(conn, verifier, span or SpanPolicy())
     _check_columns(conn, category, verifier.result)
     verifier.result.problem = db_anchor_problem(conn, category, keys) or verifier.result.problem
     return verifier.result
+
+
+def _tree_check(conn: Any, category: str, start_seq: int) -> TreeCheck | None:
+    """The Merkle tree check from the chain's first stored entry on (the edge of a purged
+    prefix read from the store), or None for a chain purged before the tree existed."""
+    try:
+        edge = TreeReader(conn.cursor(), category).edge(start_seq)
+    except KeyError:
+        return None
+    return TreeCheck(edge)
 
 
 def _check_span(conn: Any, verifier: ChainVerifier, span: SpanPolicy) -> None:

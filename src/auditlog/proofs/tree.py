@@ -1,0 +1,202 @@
+"""The stored Merkle tree of a chain: reading subtree hashes, and keeping them as rows append.
+
+Level 0 is the entries (their entry_hash, from ``events`` or, for a purged prefix, from
+``merkle_purged_leaves``); ``merkle_nodes`` keeps every complete subtree of
+``2**STORED_LEVEL`` leaves and more. A hash below that level is computed from the entries of
+its tile; a stored node that is missing (a database older than the tree) from its children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from auditlog.proofs.merkle import (
+    CompactRange,
+    consistency_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    node_hash,
+    perfect_cover,
+    range_hash,
+)
+
+STORED_LEVEL = 8  # subtrees of 256 leaves and more are stored
+TILE = 1 << STORED_LEVEL
+Cursor = psycopg.Cursor[Any]
+
+
+class TreeReader:
+    """Perfect-subtree hashes of one category's tree, read in few queries and memoised."""
+
+    def __init__(self, cur: Cursor, category: str) -> None:
+        self.cur, self.category = cur, category
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        self._tiles: dict[int, list[bytes]] = {}
+
+    # --- reading -----------------------------------------------------------------------
+    def prefetch(self, wanted: Iterable[tuple[int, int]]) -> None:
+        """Load the stored nodes and the entry tiles that ``wanted`` subtrees need."""
+        stored = [(lv, i) for lv, i in wanted if lv >= STORED_LEVEL and (lv, i) not in self._nodes]
+        low = {(i << lv) // TILE for lv, i in wanted if lv < STORED_LEVEL}
+        if stored:
+            self.cur.execute(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE category = %s AND (level, idx)"
+                " IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))",
+                (self.category, [lv for lv, _ in stored], [i for _, i in stored]),
+            )
+            for lv, i, h in self.cur.fetchall():
+                self._nodes[(int(lv), int(i))] = bytes(h)
+        self._load_tiles(sorted(t for t in low if t not in self._tiles))
+
+    def _load_tiles(self, tiles: Sequence[int]) -> None:
+        if not tiles:
+            return
+        # entries are seq = leaf index + 1; a tile is leaves [t*TILE, (t+1)*TILE)
+        # by seq ranges, so each tile is one range scan of the (category, seq) key
+        self.cur.execute(
+            "SELECT e.seq, e.entry_hash FROM unnest(%s::bigint[]) AS t(tile) JOIN events e"
+            " ON e.category = %s AND e.seq BETWEEN t.tile * %s + 1 AND t.tile * %s + %s",
+            (list(tiles), self.category, TILE, TILE, TILE),
+        )
+        found: dict[int, bytes] = {int(s) - 1: bytes(h) for s, h in self.cur.fetchall()}
+        self.cur.execute(
+            "SELECT p.first_seq, p.entry_hashes FROM unnest(%s::bigint[]) AS t(tile)"
+            " JOIN merkle_purged_leaves p ON p.category = %s"
+            " AND p.first_seq BETWEEN t.tile * %s + 1 AND t.tile * %s + %s",
+            (list(tiles), self.category, TILE, TILE, TILE),
+        )
+        for first, blob in self.cur.fetchall():
+            data = bytes(blob)
+            for k in range(len(data) // 32):
+                found.setdefault(int(first) - 1 + k, data[32 * k : 32 * k + 32])
+        for t in tiles:
+            lo = t * TILE
+            leaves = []
+            for i in range(lo, lo + TILE):
+                if i not in found:
+                    break
+                leaves.append(leaf_hash(found[i]))
+            self._tiles[t] = leaves
+
+    def node(self, level: int, index: int) -> bytes:
+        """The hash of the perfect subtree ``(level, index)``; KeyError if its leaves are not
+        all in the log (yet)."""
+        key = (level, index)
+        if key in self._nodes:
+            return self._nodes[key]
+        if level < STORED_LEVEL:
+            h = self._low(level, index)
+        else:
+            self.prefetch([(level - 1, 2 * index), (level - 1, 2 * index + 1)])
+            h = node_hash(self.node(level - 1, 2 * index), self.node(level - 1, 2 * index + 1))
+        self._nodes[key] = h
+        return h
+
+    def _low(self, level: int, index: int) -> bytes:
+        lo = index << level
+        tile = lo // TILE
+        if tile not in self._tiles:
+            self._load_tiles([tile])
+        leaves = self._tiles[tile]
+        start, end = lo - tile * TILE, lo - tile * TILE + (1 << level)
+        if end > len(leaves):
+            last = lo + (1 << level) - 1
+            raise KeyError(f"{self.category}: leaves {lo}..{last} are not all stored")
+        part = leaves[start:end]
+        while len(part) > 1:
+            part = [node_hash(part[i], part[i + 1]) for i in range(0, len(part), 2)]
+        return part[0]
+
+    # --- what proofs need ------------------------------------------------------------------
+    def hash_of(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """MTH of each leaf range (as the RFC's recursion produces them)."""
+        self.prefetch([c for lo, hi in ranges for c in perfect_cover(lo, hi)])
+        return [range_hash(lo, hi, self.node) for lo, hi in ranges]
+
+    def root(self, size: int) -> bytes:
+        """The root of the tree of the first ``size`` leaves."""
+        return self.hash_of([(0, size)])[0]
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        """The audit path of leaf ``index`` in the tree of ``size`` leaves."""
+        return self.hash_of(inclusion_ranges(index, size))
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        """The consistency proof from the tree of ``old`` leaves to that of ``new``."""
+        return self.hash_of(consistency_ranges(old, new))
+
+    def edge(self, size: int) -> CompactRange:
+        """The compact range (right edge) of the tree of ``size`` leaves, to append to."""
+        cover = perfect_cover(0, size)
+        self.prefetch(cover)
+        return CompactRange(size, [self.node(lv, i) for lv, i in cover])
+
+
+def store_nodes(cur: Cursor, category: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+    """Insert completed subtrees of ``STORED_LEVEL`` and above. A node already there is
+    left as it is (only a forged row can be there first; ``verify`` reports it)."""
+    rows = [(lv, i, h) for lv, i, h in nodes if lv >= STORED_LEVEL]
+    if not rows:
+        return
+    cur.execute(
+        "INSERT INTO merkle_nodes (category, level, idx, hash)"
+        " SELECT %s, * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+        " ON CONFLICT DO NOTHING",
+        (category, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+    )
+
+
+def build_trees(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Store the nodes of the entries already in the log (a database from before the tree);
+    return the leaves each chain's tree now holds. A chain whose prefix was purged before
+    the tree existed has lost those leaves: it gets no tree (the count says -1), and its
+    checkpoints stay without a root."""
+    cur = conn.cursor()
+    cur.execute("SELECT DISTINCT category FROM events ORDER BY 1")
+    out: dict[str, int] = {}
+    for (category,) in cur.fetchall():
+        cur.execute("SELECT 1 FROM purge_anchors WHERE category = %s LIMIT 1", (category,))
+        if cur.fetchone() is not None:
+            out[category] = -1
+            continue
+        edge, pending = CompactRange(), []
+        with conn.cursor(name="auditlog_build_tree") as rows:
+            rows.execute(
+                "SELECT entry_hash FROM events WHERE category = %s ORDER BY seq", (category,)
+            )
+            for (entry,) in rows:
+                pending += edge.append(leaf_hash(bytes(entry)))[STORED_LEVEL:]
+                if len(pending) >= 10_000:
+                    store_nodes(cur, category, pending)
+                    pending = []
+        store_nodes(cur, category, pending)
+        out[category] = edge.size
+    return out
+
+
+class TreeCheck:
+    """Recomputes, from the entries as verification reads them, every node the store keeps;
+    :meth:`first_wrong` names the first stored node that differs or is missing."""
+
+    def __init__(self, edge: CompactRange) -> None:
+        self.edge = edge
+        self.nodes: list[tuple[int, int, bytes]] = []
+
+    def add(self, entry: bytes) -> None:
+        done = self.edge.append(leaf_hash(entry))
+        if len(done) > STORED_LEVEL:
+            self.nodes.extend(done[STORED_LEVEL:])
+
+    def first_wrong(self, cur: Cursor, category: str) -> tuple[int, str] | None:
+        """(last seq the node covers, what is wrong) of the first bad node, or None."""
+        cur.execute("SELECT level, idx, hash FROM merkle_nodes WHERE category = %s", (category,))
+        stored = {(int(lv), int(i)): bytes(h) for lv, i, h in cur.fetchall()}
+        for level, index, h in sorted(self.nodes, key=lambda n: ((n[1] + 1) << n[0], n[0])):
+            got = stored.get((level, index))
+            if got != h:
+                what = "missing" if got is None else "does not match the entries"
+                return ((index + 1) << level, f"tree node (level {level}, index {index}) {what}")
+        return None
