@@ -144,9 +144,10 @@ def test_bytes_that_are_no_token_are_refused_as_such(tsa: LocalTSA, garbage: byt
         verify_timestamp(garbage, CHECKPOINT, [tsa.anchor])
 
 
-def test_a_truncated_token_is_refused(tsa: LocalTSA, token: bytes) -> None:
-    with pytest.raises(TimestampInvalid):
-        verify_timestamp(token[:-1], CHECKPOINT, [tsa.anchor])
+def test_a_truncated_or_extended_token_is_refused(tsa: LocalTSA, token: bytes) -> None:
+    for forged in (token[:-1], token + b"\x00", token + token):
+        with pytest.raises(TimestampInvalid, match="not a DER TimeStampToken"):
+            verify_timestamp(forged, CHECKPOINT, [tsa.anchor])
 
 
 def test_a_certificate_of_the_ca_without_the_timestamping_eku_cannot_sign_tokens(
