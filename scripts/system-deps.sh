@@ -2,7 +2,8 @@
 # Installs the Debian packages the test-suite talks to, when they are missing.
 # Runs unattended (CI has no stdin). Needs root or passwordless sudo; otherwise it says what to install.
 set -euo pipefail
-# chromium: the real-browser dashboard test; rsyslog (+gnutls): the SIEM delivery tests.
+# chromium: the real-browser dashboard test; rsyslog (+gnutls): the SIEM delivery tests;
+# openssl: the time-stamp tests' local TSA (`openssl ts -reply`, `openssl cms`).
 PKGS=(${AUDITLOG_SYSTEM_PKGS:-chromium rsyslog rsyslog-gnutls ca-certificates openssl})
 missing=()
 for p in "${PKGS[@]}"; do
