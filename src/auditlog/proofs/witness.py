@@ -111,21 +111,31 @@ def load_witness_key(state_dir: Path) -> Ed25519PrivateKey:
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = state_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key(path)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
+    if not path.exists():
+        _create_key(path)
+    return _read_key(path)
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key beside ``path`` and link it into place: a concurrent reader sees no
+    key or a whole one, and of two processes creating it, one key wins."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return key
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made the key first: use theirs
+    finally:
+        tmp.unlink()
 
 
 def _read_key(path: Path) -> Ed25519PrivateKey:
@@ -260,7 +270,7 @@ class Witness:
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] = _stderr,
     ) -> None:
-        key_hash(name, b"")  # refuses a name with spaces or '+'
+        self.vkey = witness_vkey(name, private)  # also refuses a name with spaces or '+'
         self.name, self.private, self.store = name, private, store
         self.logs = {origin: tuple(keys) for origin, keys in logs.items()}
         self.clock, self.report = clock, log
@@ -385,7 +395,7 @@ def serve(
 
     logs = log_keys(vkeys)
     witness = Witness(name, load_witness_key(state_dir), logs, StateStore(state_dir))
-    _stderr(f"witness {witness_vkey(name, witness.private)} on http://{host}:{port}")
+    _stderr(f"witness {witness.vkey} on http://{host}:{port}")
     uvicorn.run(make_app(witness), host=host, port=port, log_level="warning", access_log=False)
 
 
