@@ -18,6 +18,7 @@ from auditlog.cli.keys import checkpoint_app, keys_app
 from auditlog.cli.retention import archive_app, retention_app
 from auditlog.cli.siem import siem_app, stream
 from auditlog.cli.verify import verify
+from auditlog.cli.witness import witness_app
 from auditlog.errors import AuditLogError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(archive_app, name="archive")
 app.command()(export)
 app.add_typer(siem_app, name="siem")
 app.command()(stream)
+app.add_typer(witness_app, name="witness")
 
 
 def main() -> None:
