@@ -10,6 +10,7 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     │   ├── InvalidPolicy         a retention setting outside its bounds or malformed
     │   ├── InvalidFile           an input file (principals CSV) has a bad row (line, column)
     │   ├── InvalidKey            a PEM key is unreadable or not Ed25519
+    │   ├── NoteError             a signed note, checkpoint, vkey or proof text is malformed
     │   └── InvalidDestination    a SIEM destination setting is wrong (also a ConfigError)
     ├── BatchRejected             invalid events of a batch, by index; nothing stored
     ├── EventConflict             an event_id was reused with different content
@@ -20,11 +21,22 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     ├── PermissionDenied          the caller's role may not do this (status 403)
     ├── NotFound                  a named thing does not exist (status 404)
     ├── IntegrityFailure          verification found tampering (see VerifyReport)
+    │   └── TimestampInvalid      a time-stamp token does not prove what it should (also below)
     ├── GraphError                Microsoft Graph or its token endpoint failed (status 502)
     ├── ExportTooLarge            an export over the row cap, refused (status 413)
     ├── RetentionRefused          a retention change or purge not allowed now (status 409)
     ├── DeliveryFailed            a SIEM receiver refused or could not be reached
     ├── LeaseHeld                 another ``auditlog stream`` holds a destination's lease (409)
+    ├── TimestampError            an RFC 3161 time-stamp could not be had or is not valid
+    │   ├── TimestampUnavailable  the TSA cannot be reached or timed out (503)
+    │   ├── TimestampHTTPError    the TSA answered with an HTTP error status
+    │   ├── TimestampRejected     the TSA refused the request (its PKIStatus and text)
+    │   ├── TimestampBadReply     the reply is malformed, or its nonce or imprint differ
+    │   └── TimestampInvalid      verification of a token failed (``reason``)
+    ├── WitnessError              a witness did not cosign a checkpoint (502)
+    │   ├── WitnessConflict       409: the witness is at another tree ``size``
+    │   ├── WitnessRefused        any other refusal: ``status`` and the witness's ``reason``
+    │   └── WitnessUnavailable    network error, time-out, or 502/503/504
     ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
     └── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
 
@@ -265,3 +277,100 @@ class DatabaseUnavailable(AuditLogError):
             f"{f' ({detail})' if detail else ''}; check that PostgreSQL is running and that "
             "AUDITLOG_DATABASE_URL points at it, then retry"
         )
+
+
+class TimestampError(AuditLogError):
+    """The time-stamp authority gave no usable token, or a stored token does not verify."""
+
+    status = 502
+
+
+class TimestampUnavailable(TimestampError):
+    """The TSA could not be reached (refused, unresolvable, timed out)."""
+
+    status = 503
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(
+            f"the time-stamp authority at {url} could not be reached ({detail}); "
+            "check the TSA URL and the network, then retry"
+        )
+
+
+class TimestampHTTPError(TimestampError):
+    """The TSA answered with an HTTP status other than 200; ``http_status`` says which."""
+
+    def __init__(self, url: str, http_status: int, text: str) -> None:
+        self.url, self.http_status = url, http_status
+        said = f": {text}" if text else ""
+        super().__init__(
+            f"the time-stamp authority at {url} answered HTTP {http_status}{said}; "
+            "nothing was time-stamped, retry later or ask the TSA's operator"
+        )
+
+
+class TimestampRejected(TimestampError):
+    """The TSA refused the request: a PKIStatus other than granted, with the TSA's text."""
+
+    def __init__(self, url: str, pki_status: int, name: str, text: str) -> None:
+        self.url, self.pki_status = url, pki_status
+        said = f": {text}" if text else " (it gave no reason)"
+        super().__init__(f"the time-stamp authority at {url} refused the request, {name}{said}")
+
+
+class TimestampBadReply(TimestampError):
+    """The TSA's reply is undecodable or answers another request (nonce or imprint differ)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(
+            f"the reply of the time-stamp authority at {url} is not a token for this request: "
+            f"{reason}; it was not kept"
+        )
+
+
+class TimestampInvalid(TimestampError, IntegrityFailure):
+    """A time-stamp token failed verification; ``reason`` names the check that failed."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"time-stamp token refused: {reason}")
+
+
+class NoteError(FieldError):
+    """A signed note, checkpoint, vkey or proof text is malformed: ``field`` names the part
+    (``note line 4``, ``checkpoint size``...), ``reason`` says what is wrong."""
+
+
+class WitnessError(AuditLogError):
+    """A witness did not cosign a checkpoint."""
+
+    status = 502
+
+
+class WitnessConflict(WitnessError):
+    """The witness's latest cosigned size is not the old size sent: prove from ``size``."""
+
+    status = 409
+
+    def __init__(self, size: int, witness: str = "the witness") -> None:
+        self.size = size
+        super().__init__(
+            f"{witness} is at tree size {size}: send a consistency proof from size {size}"
+        )
+
+
+class WitnessRefused(WitnessError):
+    """The witness refused the checkpoint (``status``, and its one-line ``reason``)."""
+
+    def __init__(self, status: int, reason: str, witness: str = "the witness") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{witness} refused the checkpoint ({status}): {reason}")
+
+
+class WitnessUnavailable(WitnessError):
+    """The witness could not be reached, timed out, or is temporarily failing."""
+
+    status = 503

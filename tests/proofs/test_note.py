@@ -10,12 +10,12 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from auditlog.errors import NoteError
 from auditlog.proofs.merkle import NodeSource, inclusion_proof, leaf_hash, root_of, verify_inclusion
 from auditlog.proofs.note import (
     ALG_COSIGNATURE,
     CheckpointBody,
     Note,
-    NoteError,
     NoteSignature,
     cosign,
     cosignature_time,

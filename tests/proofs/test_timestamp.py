@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from auditlog.errors import ConfigError, FieldError, IntegrityFailure
-from auditlog.proofs.timestamp import (
-    Stamp,
+from auditlog.errors import (
+    ConfigError,
+    FieldError,
+    IntegrityFailure,
     TimestampBadReply,
     TimestampHTTPError,
     TimestampInvalid,
     TimestampRejected,
     TimestampUnavailable,
+)
+from auditlog.proofs.timestamp import (
+    Stamp,
     load_anchors,
     request_timestamp,
     verify_timestamp,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from auditlog.errors import WitnessConflict, WitnessRefused, WitnessUnavailable
 from auditlog.proofs.merkle import consistency_proof, leaf_hash, root_of
 from auditlog.proofs.note import (
     CheckpointBody,
@@ -35,9 +36,6 @@ from auditlog.proofs.note import (
 )
 from auditlog.proofs.witness import (
     WitnessClient,
-    WitnessConflict,
-    WitnessRefused,
-    WitnessUnavailable,
     origin_hash,
 )
 from tests.support.rsyslog import free_port

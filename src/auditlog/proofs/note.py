@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from auditlog.errors import FieldError
+from auditlog.errors import NoteError
 
 ALG_ED25519 = 0x01  # signed-note: Ed25519 note signatures
 ALG_COSIGNATURE = 0x04  # tlog-cosignature: timestamped Ed25519 cosignatures (cosignature/v1)
@@ -38,11 +38,6 @@ EM_DASH = "\u2014"
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")  # ASCII only: \d would take other scripts' digits
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-
-
-class NoteError(FieldError):
-    """A signed note, checkpoint, vkey or proof text is malformed: ``field`` names the part
-    (``note line 4``, ``checkpoint size``...), ``reason`` says what is wrong."""
 
 
 # --- small strict codecs ------------------------------------------------------------------

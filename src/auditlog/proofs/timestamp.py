@@ -4,17 +4,8 @@ The ASN.1 and the CMS verification are ``rfc3161-client`` (Trail of Bits, used b
 this module adds the HTTP exchange, the checks a stored token needs and errors that say which
 check failed (docs/timestamps.md).
 
-    TimestampError (AuditLogError)   the TSA could not give a usable token, or a token is bad
-    ├── TimestampUnavailable         the TSA could not be reached or timed out (503)
-    ├── TimestampHTTPError           the TSA answered an HTTP status other than 200
-    ├── TimestampRejected            the TSA answered a PKIStatus other than granted, with its text
-    ├── TimestampBadReply            the reply is undecodable or does not answer this request
-    │                                (nonce or message imprint differ)
-    └── TimestampInvalid             a stored token failed verification (also IntegrityFailure)
-
-Bad trust anchors (unreadable file, no certificate) raise :class:`auditlog.errors.ConfigError`.
-The error classes depend on nothing of this module (the callers flatten a peer's text), so they
-can move into :mod:`auditlog.errors` as they are.
+Its errors (TimestampError and subclasses) are in :mod:`auditlog.errors`; bad trust anchors
+(unreadable file, no certificate) raise :class:`auditlog.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -37,71 +28,20 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
-from auditlog.errors import AuditLogError, ConfigError, FieldError, IntegrityFailure
+from auditlog.errors import (
+    ConfigError,
+    FieldError,
+    TimestampBadReply,
+    TimestampHTTPError,
+    TimestampInvalid,
+    TimestampRejected,
+    TimestampUnavailable,
+)
 
 SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 QUERY_TYPE = "application/timestamp-query"
 GRANTED = {PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS}  # RFC 3161 2.4.2: a token follows
 SHOWN = 200  # characters of a TSA's own text kept in a message
-
-
-class TimestampError(AuditLogError):
-    """The time-stamp authority gave no usable token, or a stored token does not verify."""
-
-    status = 502
-
-
-class TimestampUnavailable(TimestampError):
-    """The TSA could not be reached (refused, unresolvable, timed out)."""
-
-    status = 503
-
-    def __init__(self, url: str, detail: str) -> None:
-        self.url = url
-        super().__init__(
-            f"the time-stamp authority at {url} could not be reached ({detail}); "
-            "check the TSA URL and the network, then retry"
-        )
-
-
-class TimestampHTTPError(TimestampError):
-    """The TSA answered with an HTTP status other than 200; ``http_status`` says which."""
-
-    def __init__(self, url: str, http_status: int, text: str) -> None:
-        self.url, self.http_status = url, http_status
-        said = f": {text}" if text else ""
-        super().__init__(
-            f"the time-stamp authority at {url} answered HTTP {http_status}{said}; "
-            "nothing was time-stamped, retry later or ask the TSA's operator"
-        )
-
-
-class TimestampRejected(TimestampError):
-    """The TSA refused the request: a PKIStatus other than granted, with the TSA's text."""
-
-    def __init__(self, url: str, pki_status: int, name: str, text: str) -> None:
-        self.url, self.pki_status = url, pki_status
-        said = f": {text}" if text else " (it gave no reason)"
-        super().__init__(f"the time-stamp authority at {url} refused the request, {name}{said}")
-
-
-class TimestampBadReply(TimestampError):
-    """The TSA's reply is undecodable or answers another request (nonce or imprint differ)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url, self.reason = url, reason
-        super().__init__(
-            f"the reply of the time-stamp authority at {url} is not a token for this request: "
-            f"{reason}; it was not kept"
-        )
-
-
-class TimestampInvalid(TimestampError, IntegrityFailure):
-    """A time-stamp token failed verification; ``reason`` names the check that failed."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"time-stamp token refused: {reason}")
 
 
 @dataclass(frozen=True)

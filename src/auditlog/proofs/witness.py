@@ -6,12 +6,7 @@ key configured for its origin and extends, by a verified consistency proof, the 
 checkpoint it cosigned for that origin; the check and the update of its state happen under
 one lock per origin, so two concurrent submissions cannot both advance it (docs/witness.md).
 
-The client's errors (to move into ``auditlog.errors`` with the rest of the hierarchy):
-
-    WitnessError (AuditLogError)   base class: a witness did not cosign
-    ├── WitnessConflict            409 text/x.tlog.size: the witness is at ``size``
-    ├── WitnessRefused             any other refusal: ``status`` and the witness's ``reason``
-    └── WitnessUnavailable         network error, time-out, or 502/503/504
+The client's errors (WitnessError and its subclasses) are in :mod:`auditlog.errors`.
 """
 
 from __future__ import annotations
@@ -38,14 +33,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auditlog.errors import AuditLogError, ConfigError
+from auditlog.errors import (
+    ConfigError,
+    NoteError,
+    WitnessConflict,
+    WitnessError,
+    WitnessRefused,
+    WitnessUnavailable,
+)
 from auditlog.proofs.merkle import EMPTY_ROOT, verify_consistency
 from auditlog.proofs.note import (
     ALG_COSIGNATURE,
     ALG_ED25519,
     ConsistencyProof,
     Note,
-    NoteError,
     NoteSignature,
     cosign,
     cosignature_time,
@@ -63,39 +64,6 @@ KEY_FILE = "witness_key.pem"
 LOGS_DIR = "logs"
 SIZE_TYPE = "text/x.tlog.size"
 MAX_BODY = 256 * 1024  # 63 hashes and a checkpoint with 64 post-quantum signatures fit
-
-
-class WitnessError(AuditLogError):
-    """A witness did not cosign a checkpoint."""
-
-    status = 502
-
-
-class WitnessConflict(WitnessError):
-    """The witness's latest cosigned size is not the old size sent: prove from ``size``."""
-
-    status = 409
-
-    def __init__(self, size: int, witness: str = "the witness") -> None:
-        self.size = size
-        super().__init__(
-            f"{witness} is at tree size {size}: send a consistency proof from size {size}"
-        )
-
-
-class WitnessRefused(WitnessError):
-    """The witness refused the checkpoint (``status``, and its one-line ``reason``)."""
-
-    def __init__(self, status: int, reason: str, witness: str = "the witness") -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(f"{witness} refused the checkpoint ({status}): {reason}")
-
-
-class WitnessUnavailable(WitnessError):
-    """The witness could not be reached, timed out, or is temporarily failing."""
-
-    status = 503
 
 
 # --- the witness's key ----------------------------------------------------------------------
