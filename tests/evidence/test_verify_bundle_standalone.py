@@ -232,6 +232,23 @@ def _inserted_row(b: Path, s: Signer) -> Path:
     return rewrite(b, on_rows(forge))
 
 
+def _rehashed_row(b: Path, s: Signer) -> Path:
+    """Configuration seq 8 changed and its entry_hash recomputed: the link to seq 9 breaks."""
+    cells = csv_rows(zipfile.ZipFile(b).read(CSV))[8]
+    col = {name: i for i, name in enumerate(vb.CSV_COLUMNS)}
+    cells[col["details"]] = '{"n": 700}'
+    rec = csv_record(cells)
+    rec["entry_hash"] = chain_hash(bytes.fromhex(rec["prev_hash"]), record_bytes(rec)).hex()
+    cells[col["entry_hash"]] = rec["entry_hash"]
+    tail = f',"prev_hash":"{rec["prev_hash"]}","entry_hash":"{rec["entry_hash"]}"}}\n'
+    line = record_bytes(rec)[:-1] + tail.encode()
+
+    def forge(rows: list[Any]) -> list[Any]:
+        return [*rows[:7], line if isinstance(rows[0], bytes) else cells, *rows[8:]]
+
+    return rewrite(b, on_rows(forge))
+
+
 def _replaced_checkpoint(b: Path, s: Signer) -> Path:
     """The first configuration checkpoint re-signed over another row's hash (key holder)."""
 
@@ -294,6 +311,7 @@ TAMPERING: dict[str, Callable[[Path, Signer], Path]] = {
     "reordered rows": _reordered_rows,
     "truncated rows": _truncated_rows,
     "inserted row": _inserted_row,
+    "replaced row with its hash redone": _rehashed_row,
     "replaced checkpoint": _replaced_checkpoint,
     "checkpoint changed without its key": _unsigned_checkpoint,
     "changed manifest": _changed_manifest,
@@ -697,3 +715,47 @@ def test_consistency_verification_agrees_with_the_package(
         (old, new, new_root, old_root, proof),
     ):
         assert vb.verify_consistency(*args) == merkle.verify_consistency(*args)
+
+
+# --- hostile manifests: a finding, never a crash ------------------------------------------------
+
+HOSTILE_MANIFESTS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "runs not pairs": lambda m: m["chains"]["governance"].update(runs=[[1], "x", [2, None]]),
+    "chains a list": lambda m: m.update(chains=[1, 2]),
+    "checkpoints of the wrong types": lambda m: m.update(
+        checkpoints=[None, 7, {"seq": "1"}, {"category": [], "seq": 1, "version": "x"}]
+    ),
+    "checkpoint hex that is not hex": lambda m: m["checkpoints"][0].update(signature="zz" * 64),
+    "public keys a list": lambda m: m.update(public_keys=["-----BEGIN PUBLIC KEY-----"]),
+    "public key not a key": lambda m: m["public_keys"].update(
+        {m["manifest_key_id"]: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}
+    ),
+    "files a list": lambda m: m.update(files=[CSV, ND]),
+    "manifest not an object": lambda m: m.clear(),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_MANIFESTS)
+def test_a_hostile_manifest_signed_by_its_key_is_a_finding_not_a_crash(
+    case: str, bundle: Path, signer: Signer, key_pem: Path, tmp_path: Path
+) -> None:
+    forged = resealed(bundle, signer, HOSTILE_MANIFESTS[case])
+    pinned = {signer.key_id: vb.pem_public_key(key_pem.read_text())}
+    # the bundle's own keys are ignored once keys are pinned: then they cannot do harm
+    for keys in (None,) if case.startswith("public key") else (None, pinned):
+        assert not vb.verify(forged, vb.Options(keys, pure=True)).ok
+        pins = ("--public-key", str(key_pem)) if keys else ()
+        code, out = run(forged, *pins, cwd=outside(tmp_path))
+        assert code == 1, out
+        assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("garbage", [b"[]", b'"x"', b'{"key_id": [], "signature": "00"}'])
+def test_a_garbage_signature_file_is_a_forged_manifest(
+    garbage: bytes, bundle: Path, key_pem: Path
+) -> None:
+    raw = vb.pem_public_key(key_pem.read_text())
+    report = vb.verify(
+        rewrite(bundle, {SIG: lambda _: garbage}), vb.Options({vb.key_id_of(raw): raw})
+    )
+    assert [p.kind for p in report.problems] == ["forged manifest"]

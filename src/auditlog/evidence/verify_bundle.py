@@ -523,10 +523,19 @@ def _no_constant(name: str) -> Any:
 
 
 class _Screen:
-    """Decodes JSON cells and remembers whether the fast JCS path still applies."""
+    """Decodes JSON cells, noting whether the fast JCS path still applies to the row.
+
+    One decoder, made once: building one per cell costs more than decoding a small cell.
+    Its C scanner is called directly; the decoder itself handles anything else (surrounding
+    whitespace, trailing data) and raises the errors.
+    """
 
     def __init__(self) -> None:
         self.plain = True
+        self._decoder = json.JSONDecoder(
+            parse_float=self._float, parse_int=self._int, parse_constant=_no_constant
+        )
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
 
     def _float(self, text: str) -> float:
         self.plain = False
@@ -542,43 +551,65 @@ class _Screen:
             raise ValueError(f"nests deeper than {MAX_DEPTH} levels, more than this verifier reads")
         if "\\u" in cell or not (cell.isascii() or max(cell) < "\ue000"):
             self.plain = False
-        return json.loads(
-            cell, parse_float=self._float, parse_int=self._int, parse_constant=_no_constant
-        )
+        try:
+            value, end = self._scan(cell, 0)
+        except StopIteration:
+            end = -1
+        return value if end == len(cell) else self._decoder.decode(cell)
 
 
-def _unescape(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") else cell
-
-
-def _decode(kind: str, cell: str, screen: _Screen) -> Any:
-    if kind == "nullable":
-        return None if cell == "" else _unescape(cell)
-    if cell == "":
+def _text(cell: str, screen: _Screen) -> str:
+    if not cell:
         raise ValueError("is empty")
-    cell = _unescape(cell)
-    if kind == "int":
-        return int(cell)
-    if kind == "bool":
-        if cell not in ("true", "false"):
-            raise ValueError(f"{cell[:20]!r} is not true or false")
-        return cell == "true"
-    if kind == "hex" and (len(cell) != 64 or cell.strip("0123456789abcdef")):
+    return cell[1:] if cell[0] == "'" else cell  # the formula escape, undone
+
+
+def _nullable(cell: str, screen: _Screen) -> str | None:
+    return _text(cell, screen) if cell else None
+
+
+def _int_cell(cell: str, screen: _Screen) -> int:
+    return int(_text(cell, screen))
+
+
+def _bool_cell(cell: str, screen: _Screen) -> bool:
+    text = _text(cell, screen)
+    if text not in ("true", "false"):
+        raise ValueError(f"{text[:20]!r} is not true or false")
+    return text == "true"
+
+
+def _hex_cell(cell: str, screen: _Screen) -> str:
+    text = _text(cell, screen)
+    if len(text) != 64 or text.strip("0123456789abcdef"):
         raise ValueError("is not 64 lower-case hex digits")
-    return screen.json(cell) if kind == "json" else cell
+    return text
 
 
-def csv_record(cells: list[str]) -> tuple[dict[str, Any], bool]:
+def _json_cell(cell: str, screen: _Screen) -> Any:
+    return screen.json(_text(cell, screen))
+
+
+_DECODERS: dict[str, Callable[[str, _Screen], Any]] = {
+    "text": _text, "nullable": _nullable, "int": _int_cell, "bool": _bool_cell,
+    "hex": _hex_cell, "json": _json_cell,
+}  # fmt: skip
+_COLUMNS = tuple((name, _DECODERS[kind]) for name, kind in CSV_KINDS.items())
+
+
+def csv_record(cells: list[str], screen: _Screen | None = None) -> tuple[dict[str, Any], bool]:
     """One CSV data row in record form (docs/evidence.md section 2), and whether the fast JCS
     path applies to it. ValueError naming the column when a cell cannot be read."""
-    if len(cells) != len(CSV_COLUMNS):
-        raise ValueError(f"has {len(cells)} cells, expected {len(CSV_COLUMNS)}")
-    screen, out = _Screen(), {}
-    for (name, kind), cell in zip(CSV_KINDS.items(), cells, strict=True):
-        try:
-            out[name] = _decode(kind, cell, screen)
-        except ValueError as exc:
-            raise ValueError(f"column {name}: {exc}") from None
+    if len(cells) != len(_COLUMNS):
+        raise ValueError(f"has {len(cells)} cells, expected {len(_COLUMNS)}")
+    screen = screen or _Screen()
+    screen.plain = True
+    out, name = {}, ""
+    try:
+        for (name, decode), cell in zip(_COLUMNS, cells, strict=True):
+            out[name] = decode(cell, screen)
+    except ValueError as exc:
+        raise ValueError(f"column {name}: {exc}") from None
     return out, screen.plain
 
 
@@ -723,6 +754,7 @@ class RowCheck:
         self.report, self.chains = report, report.chains
         self.last_cat: str | None = None
         self.nd_failed = self.cross_failed = False
+        self.screen = _Screen()
         self.watch: dict[str, set[int]] = {}
         for cp in manifest["checkpoints"] if isinstance(manifest["checkpoints"], list) else []:
             if isinstance(cp, dict) and isinstance(cp.get("seq"), int):
@@ -751,7 +783,7 @@ class RowCheck:
 
     def row(self, i: int, cells: list[str], line: bytes) -> None:
         try:
-            rec, plain = csv_record(cells)
+            rec, plain = csv_record(cells, self.screen)
             rb = record_bytes(rec, plain)
         except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
             why = "nests too deeply" if isinstance(exc, RecursionError) else str(exc)
@@ -1008,6 +1040,15 @@ def cosignatures(manifest: dict[str, Any]) -> int:
     return sum(len(c) for c in [*found, manifest.get("cosignatures")] if isinstance(c, list))
 
 
+def _listed_runs(entry: Any) -> list[list[int]] | None:
+    """A manifest chain's ``runs``, or None when they are not [first, last] pairs of seqs."""
+    runs = entry.get("runs", []) if isinstance(entry, dict) else []
+    ok = isinstance(runs, list) and all(
+        isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) for r in runs
+    )
+    return runs if ok else None
+
+
 def verify(path: Path, opts: Options) -> Report:
     """Check the bundle at ``path`` (a ZIP or a directory) by docs/evidence.md section 5."""
     report = Report()
@@ -1028,9 +1069,11 @@ def verify(path: Path, opts: Options) -> Report:
             chains = manifest["chains"] if isinstance(manifest["chains"], dict) else {}
             for cat in sorted(set(chains) | set(report.chains)):
                 st = report.chains.setdefault(cat, Chain())
-                entry = chains.get(cat)
-                listed = entry.get("runs", []) if isinstance(entry, dict) else []
-                if not st.failed:
+                listed = _listed_runs(chains.get(cat))
+                if listed is None:
+                    report.add("forged manifest", f"chains.{cat}.runs is not a list of "
+                               "[first, last] seq pairs", file=MANIFEST)  # fmt: skip
+                elif not st.failed:
                     compare_runs(cat, st, listed, report)
             check_checkpoints(manifest, keys, opts.pure, report)
             _explain_file_change(report)
@@ -1160,7 +1203,8 @@ def _lines(path: Path, opts: Options, report: Report) -> Iterator[str]:
     ]
     complete = [p for p in report.problems if p.kind in COMPLETENESS]
     yield ("integrity: OK: every file matches the signed manifest, every row's record and "
-           f"entry_hash verify, links hold, {report.signatures} signatures verify"
+           "entry_hash verify, links and checkpoint chains hold, "
+           f"{report.signatures} signatures verify"
            if not integrity else f"integrity: FAILED ({len(integrity)} problems)")  # fmt: skip
     yield ("completeness: OK: exactly the seqs the manifest lists are present"
            if not complete else f"completeness: FAILED ({len(complete)} problems)")  # fmt: skip
@@ -1189,7 +1233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"verify_bundle.py: error: {exc}", file=sys.stderr)
         return 2
-    report = verify(path, opts)
+    try:
+        report = verify(path, opts)
+    except Exception as exc:  # a bundle malformed beyond what the checks foresee: a finding
+        print(f"FAIL bundle: malformed bundle: could not be checked ({type(exc).__name__}: {exc})")
+        return 1
     for line in _lines(path, opts, report):
         print(line)
     return 0 if report.ok else 1
