@@ -54,6 +54,9 @@ from auditlog.store import AuditLog, Receipt
 
 CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig.json"
+# The stand-alone verifier (standard library only) a bundle may carry; docs/evidence.md.
+VERIFIER = "verify_bundle.py"
+VERIFIER_PATH = Path(__file__).with_name(VERIFIER)
 BUNDLE_FORMAT = "auditlog-evidence-bundle/1"
 CONTROLS = [
     {
@@ -191,6 +194,7 @@ class _Job:
     actor: Mapping[str, Any]
     now: datetime
     limits: ExportSettings
+    verifier: bool = False
 
 
 def _chains(runs: Runs) -> dict[str, Any]:
@@ -202,12 +206,22 @@ def _chains(runs: Runs) -> dict[str, Any]:
     return out
 
 
-def _manifest(job: _Job, tallies: dict[str, Tally], runs: Runs, conn: Any) -> dict[str, Any]:
+def _verifier_entry(data: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "media_type": "text/x-python"}  # fmt: skip
+
+
+def _manifest(
+    job: _Job, tallies: dict[str, Tally], runs: Runs, conn: Any, script: bytes | None
+) -> dict[str, Any]:
     params, window = filter_record(job.filters, job.now)
     cps = _checkpoints(conn, runs)
     keys = _public_keys(conn, {cp.key_id for cp in cps})
     keys[job.log.signer.key_id] = public_pem(job.log.signer.public)
     files = {CSV_NAME: "csv", NDJSON_NAME: "ndjson"}
+    entries = {name: _file_entry(tallies[name], MEDIA_TYPES[fmt]) for name, fmt in files.items()}
+    if script is not None:
+        entries[VERIFIER] = _verifier_entry(script)
     return {
         "format": BUNDLE_FORMAT,
         "exported_at": utc_text(job.now),
@@ -215,8 +229,7 @@ def _manifest(job: _Job, tallies: dict[str, Tally], runs: Runs, conn: Any) -> di
         "filters": params,
         "window": window,
         "rows": tallies[CSV_NAME].rows,
-        "files": {name: _file_entry(tallies[name], MEDIA_TYPES[fmt])
-                  for name, fmt in files.items()},
+        "files": entries,
         "csv_columns": list(CSV_COLUMNS),
         "chains": _chains(runs),
         "checkpoints": [cp.to_json() for cp in cps],
@@ -250,14 +263,20 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
     ):
         _write_data(zf, job, conn, tallies, runs)
-        manifest = _manifest(job, tallies, runs, conn)
+        script = VERIFIER_PATH.read_bytes() if job.verifier else None
+        if script is not None:
+            zf.writestr(VERIFIER, script)
+        manifest = _manifest(job, tallies, runs, conn, script)
         body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode()
         digest = hashlib.sha256(body).hexdigest()
         sig = signer.sign(manifest_message(digest, signer.key_id))
         zf.writestr(MANIFEST, body)
         seal = {"key_id": signer.key_id, "manifest_sha256": digest, "signature": sig.hex()}
         zf.writestr(SIGNATURE, json.dumps(seal, indent=2))
-    return manifest, {name: t.sha256 for name, t in tallies.items()} | {MANIFEST: digest}
+    hashes = {name: t.sha256 for name, t in tallies.items()} | {MANIFEST: digest}
+    if script is not None:
+        hashes[VERIFIER] = manifest["files"][VERIFIER]["sha256"]
+    return manifest, hashes
 
 
 def write_bundle(
@@ -270,12 +289,15 @@ def write_bundle(
     context: Mapping[str, Any] | None = None,
     limits: ExportSettings | None = None,
     now: datetime | None = None,
+    include_verifier: bool = False,
 ) -> BundleResult:
     """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
 
     First signs the current chain heads (``log.checkpoint()``) so the exported rows are
     covered, then exports from one snapshot, signs the manifest with ``log.signer`` and
     records an ``export.downloaded`` event (format ``bundle``) with the ZIP's SHA-256.
+    ``include_verifier`` adds ``verify_bundle.py`` (standard library only), hashed in the
+    manifest like the data files; off until ``auditlog.evidence.verify`` accepts the member.
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
     job = _Job(
@@ -285,6 +307,7 @@ def write_bundle(
         actor,
         now or datetime.now(UTC),
         limits or ExportSettings(),
+        include_verifier,
     )
     params, window = filter_record(job.filters, job.now)
     name = Path(dest).name if isinstance(dest, str | Path) else export_filename("bundle", job.now)
