@@ -110,7 +110,7 @@ def problems(path: Path, keys: dict[str, Any] | None = None) -> list[tuple[Any, 
 
 def test_bundle_holds_csv_ndjson_and_a_manifest_of_what_it_proves(bundle: Path) -> None:
     with zipfile.ZipFile(bundle) as z:
-        assert sorted(z.namelist()) == sorted([CSV, ND, MANIFEST, SIG])
+        assert sorted(z.namelist()) == sorted([CSV, ND, MANIFEST, SIG, "verify_bundle.py"])
         m = json.loads(z.read(MANIFEST))
         data = {name: z.read(name) for name in (CSV, ND)}
     assert m["exported_by"] == ACTOR

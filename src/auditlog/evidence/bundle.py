@@ -289,7 +289,7 @@ def write_bundle(
     context: Mapping[str, Any] | None = None,
     limits: ExportSettings | None = None,
     now: datetime | None = None,
-    include_verifier: bool = False,
+    include_verifier: bool = True,
 ) -> BundleResult:
     """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
 
@@ -297,7 +297,7 @@ def write_bundle(
     covered, then exports from one snapshot, signs the manifest with ``log.signer`` and
     records an ``export.downloaded`` event (format ``bundle``) with the ZIP's SHA-256.
     ``include_verifier`` adds ``verify_bundle.py`` (standard library only), hashed in the
-    manifest like the data files; off until ``auditlog.evidence.verify`` accepts the member.
+    manifest like the data files (on by default).
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
     job = _Job(

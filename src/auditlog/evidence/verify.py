@@ -37,6 +37,7 @@ from auditlog.evidence.bundle import (
     NDJSON_NAME,
     NDJSON_TAIL,
     SIGNATURE,
+    VERIFIER,
     manifest_message,
 )
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
@@ -238,10 +239,11 @@ def _check_signature(
 def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], report: BundleReport) -> bool:
     """File hashes against the manifest; False when a data file cannot be read at all."""
     names = set(zf.namelist())
-    for name in sorted(names - {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE}):
+    for name in sorted(names - {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE, VERIFIER}):
         report.add("unexpected file", "not part of an evidence bundle", file=name)
     readable = True
-    for name in (CSV_NAME, NDJSON_NAME):
+    # the stand-alone verifier is optional (older bundles have none), but hashed when there
+    for name in (CSV_NAME, NDJSON_NAME, *([VERIFIER] if VERIFIER in names else [])):
         sha = hashlib.sha256()
         try:
             with zf.open(name) as fh:
