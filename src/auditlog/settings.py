@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -99,8 +100,21 @@ class StoreSettings:
         default=24,
         metadata={"help": "occurred_at at most this many hours after the validating clock"},
     )
+    # --- proofs (issue 11) -------------------------------------------------------------------
+    origin: str = field(
+        default="auditlog.local",
+        metadata={
+            "help": "this deployment's name in checkpoint notes: each chain's origin is "
+            "<origin>/<category> (a host-like name, e.g. auditlog.example.com)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[!-~]+", self.origin) or "+" in self.origin:
+            raise ConfigError(
+                "setting store.origin: printable ASCII without spaces or '+', e.g. "
+                f"auditlog.example.com (got {self.origin!r})"
+            )
         # the depth ceiling keeps every recursive walk (encoders, verifiers) far from Python's
         # recursion limit
         for name, top in (("max_json_depth", 256), ("max_object_keys", 10**6)):

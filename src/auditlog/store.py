@@ -369,6 +369,7 @@ class AuditLog:
         seq: int,
         head: bytes,
         clock: datetime | None,
+        edge: CompactRange | None,
     ) -> None:
         """Sign the head if due: N entries or T seconds (server clock) since the last one.
 
@@ -386,7 +387,8 @@ class AuditLog:
             or clock - last.signed_at >= timedelta(seconds=self.settings.store.checkpoint_seconds)
         )
         if due:
-            _insert_checkpoint(cur, self.signer, category, seq, head, last, clock)
+            origin = self.settings.store.origin
+            _insert_checkpoint(cur, self.signer, category, seq, head, last, clock, origin, edge)
 
     def _edge(
         self, cur: psycopg.Cursor[Any], category: str, seq: int, head: bytes
@@ -450,7 +452,12 @@ class AuditLog:
                 last = _last_checkpoint(cur, cat)
                 if seq > (last.seq if last else 0):
                     clock = _server_clock(cur)
-                    done.append(_insert_checkpoint(cur, self.signer, cat, seq, head, last, clock))
+                    edge = self._edge(cur, cat, seq, head)
+                    origin = self.settings.store.origin
+                    cp = _insert_checkpoint(
+                        cur, self.signer, cat, seq, head, last, clock, origin, edge
+                    )
+                    done.append(cp)
         return done
 
 
@@ -608,7 +615,8 @@ class _Batch:
         for cat, nodes in sorted(self.nodes.items()):
             store_nodes(cur, cat, nodes)
         for cat, seq in sorted(self.written.items()):
-            self.log._maybe_checkpoint(cur, cat, seq, self.heads[cat][1], self.server_now)
+            head, edge = self.heads[cat][1], self.edges[cat]
+            self.log._maybe_checkpoint(cur, cat, seq, head, self.server_now, edge)
             cur.execute(
                 "SELECT pg_notify(%s, %s)",
                 (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})),
@@ -659,23 +667,26 @@ def _insert_checkpoint(
     head: bytes,
     last: _LastCheckpoint | None,
     signed_at: datetime,
+    origin: str,
+    edge: CompactRange | None,
 ) -> Checkpoint:
     """Sign (category, seq, head) chained to ``last`` and add it through the database's
-    checking function (the writer has no INSERT on checkpoints)."""
+    checking function (the writer has no INSERT on checkpoints): a version-3 note over the
+    tree's root at seq, or version 2 for a chain without a tree (purged before it existed)."""
     prev, count = (last.hash, last.count + 1) if last else (ZERO_HASH, 1)
-    cp = sign_checkpoint(signer, category, seq, head, signed_at, prev, count)
-    cur.execute(
-        "SELECT auditlog_add_checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            cp.category,
-            cp.seq,
-            cp.entry_hash,
-            signed_at,
-            cp.key_id,
-            cp.signature,
-            prev,
-            count,
-            cp.message().decode("utf-8"),
-        ),
-    )
+    if edge is None:
+        cp = sign_checkpoint(signer, category, seq, head, signed_at, prev, count)
+    else:
+        assert edge.size == seq, "the tree's edge must be at the signed head"
+        name = f"{origin}/{category}"
+        cp = sign_checkpoint(signer, category, seq, head, signed_at, prev, count, name, edge.root())
+    args = [cp.category, cp.seq, cp.entry_hash, signed_at, cp.key_id, cp.signature, prev, count]
+    args.append(cp.message().decode("utf-8"))
+    if cp.version == 3:
+        cur.execute(
+            "SELECT auditlog_add_checkpoint_v3(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (*args, cp.origin, cp.root),
+        )
+    else:
+        cur.execute("SELECT auditlog_add_checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)", args)
     return cp

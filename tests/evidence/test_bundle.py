@@ -3,6 +3,7 @@ kind of tampering is named at the right row; an auditor's own verifier agrees wi
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -317,6 +318,19 @@ SIGNED = {
 }
 
 
+def signed_text(cp: dict[str, Any]) -> bytes:
+    """What a checkpoint's signature covers: JCS of fields (versions 1, 2) or the note text
+    (version 3, docs/integrity.md section 9)."""
+    version = cp.get("version", 1)
+    if version in SIGNED:
+        return rfc8785.dumps({k: cp[k] for k in SIGNED[version]})
+    root = base64.b64encode(bytes.fromhex(cp["root"])).decode()
+    return (
+        f"{cp['origin']}\n{cp['seq']}\n{root}\nhead {cp['entry_hash']}\n"
+        f"prev {cp['prev_hash']}\ncount {cp['count']}\ntime {cp['signed_at']}\n"
+    ).encode()
+
+
 def auditor_verify(path: Path, public_pem: bytes) -> list[str]:
     """Written from docs/evidence.md with hashlib, csv, json, rfc8785 and cryptography only."""
     key: Any = serialization.load_pem_public_key(public_pem)
@@ -328,16 +342,12 @@ def auditor_verify(path: Path, public_pem: bytes) -> list[str]:
         "manifest_sha256": digest,
         "key_id": seal["key_id"],
     }
-    for what, sig, msg in [("manifest", seal["signature"], signed)] + [
-        (
-            f"checkpoint {cp['category']} {cp['seq']}",
-            cp["signature"],
-            {k: cp[k] for k in SIGNED[cp.get("version", 1)]},
-        )
+    for what, sig, msg in [("manifest", seal["signature"], rfc8785.dumps(signed))] + [
+        (f"checkpoint {cp['category']} {cp['seq']}", cp["signature"], signed_text(cp))
         for cp in m["checkpoints"]
     ]:
         try:
-            key.verify(bytes.fromhex(sig), rfc8785.dumps(msg))
+            key.verify(bytes.fromhex(sig), msg)
         except InvalidSignature:
             bad.append(f"{what}: bad signature")
     for name in ("events.csv", "events.ndjson"):

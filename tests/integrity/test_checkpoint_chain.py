@@ -72,7 +72,7 @@ def test_each_checkpoint_signs_the_previous_ones_hash_and_a_running_count(
 ) -> None:
     fill_in_fives(every5, 3)
     cps = checkpoints(every5.engine)
-    assert [(c.seq, c.count, c.version) for c in cps] == [(5, 1, 2), (10, 2, 2), (15, 3, 2)]
+    assert [(c.seq, c.count, c.version) for c in cps] == [(5, 1, 3), (10, 2, 3), (15, 3, 3)]
     assert cps[0].prev_hash == ZERO_HASH
     assert [c.prev_hash for c in cps[1:]] == [c.hash() for c in cps[:-1]]
     signer.public.verify(cps[2].signature, cps[2].message())  # raises if it does not verify

@@ -134,8 +134,10 @@ def test_checkpoints_follow_the_events_they_cover_and_verify(
         assert msg.msgid == "CHECKPOINT"
         cp = msg.json()
         assert (cp["category"], cp["seq"]) in seen  # its events came first
-        checkpoint = Checkpoint.from_json(cp)  # with the chain fields (version 2)
-        assert checkpoint.version == 2
+        checkpoint = Checkpoint.from_json(cp)  # a note over the tree, chained (version 3)
+        assert checkpoint.version == 3
+        assert checkpoint.root is not None
+        assert checkpoint.origin == f"auditlog.local/{cp['category']}"
         assert signature_ok(checkpoint, keys)
         checkpoints += 1
     assert checkpoints == n_cp >= 2

@@ -910,8 +910,16 @@ class Checkpoint:
     version: int
     prev_hash: bytes | None
     count: int | None
+    origin: str | None = None  # version 3: a C2SP checkpoint note over the Merkle root
+    root: bytes | None = None
 
     def message(self) -> bytes:
+        if self.version == 3:  # docs/integrity.md section 9: the note text
+            return (
+                f"{self.origin}\n{self.seq}\n{base64.b64encode(self.root or b'').decode()}\n"
+                f"head {self.entry_hash.hex()}\nprev {(self.prev_hash or b'').hex()}\n"
+                f"count {self.count}\ntime {self.signed_at}\n"
+            ).encode()
         body: dict[str, Any] = {"category": self.category, "seq": self.seq,
                                 "entry_hash": self.entry_hash.hex(), "signed_at": self.signed_at,
                                 "key_id": self.key_id}  # fmt: skip
@@ -941,15 +949,21 @@ def _hex(value: Any, name: str, size: int) -> bytes:
 def parse_checkpoint(item: Any) -> Checkpoint:
     """A manifest's checkpoint; KeyError, TypeError or ValueError naming a bad field."""
     version = int(item.get("version", 1))
-    if version not in (1, 2):
-        raise ValueError(f"version {version} is not 1 or 2")
-    v2 = version == 2
+    if version not in (1, 2, 3):
+        raise ValueError(f"version {version} is not 1, 2 or 3")
+    v2, v3 = version >= 2, version == 3
+    origin = str(item["origin"]) if v3 else None
+    if origin is not None and (
+        not origin.endswith("/" + str(item["category"])) or any(c in origin for c in " \n")
+    ):
+        raise ValueError(f"origin {origin!r} is not <deployment>/<category>")
     cp = Checkpoint(
         str(item["category"]), _whole(item["seq"], "seq"),
         _hex(item["entry_hash"], "entry_hash", 32), str(item["signed_at"]), str(item["key_id"]),
         _hex(item["signature"], "signature", 64), version,
         _hex(item["prev_hash"], "prev_hash", 32) if v2 else None,
         _whole(item["count"], "count") if v2 else None,
+        origin, _hex(item["root"], "root", 32) if v3 else None,
     )  # fmt: skip
     if v2 and "hash" in item and _hex(item["hash"], "hash", 32) != cp.hash():
         raise ValueError("hash is not SHA-256 of the checkpoint's message")

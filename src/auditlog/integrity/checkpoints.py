@@ -6,6 +6,11 @@ its ``hash`` is SHA-256 of that message, and the next checkpoint of the category
 ``prev_hash``, so the checkpoints form a chain of their own (docs/integrity.md, section 3).
 Version-1 checkpoints (written before migration 006) signed
 JCS({category, seq, entry_hash, signed_at, key_id}) and still verify.
+
+A version-3 checkpoint (migration 011) is a C2SP tlog-checkpoint signed note over the chain's
+Merkle tree: origin, tree size (= seq), base64 root, then ``head``, ``prev``, ``count`` and
+``time`` lines; its ``hash`` is SHA-256 of that text, chained exactly as version 2
+(docs/integrity.md, section 9).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.canonical import jcs
 from auditlog.integrity.keys import Signer
 from auditlog.integrity.rule import ZERO_HASH
 from auditlog.model import utc_text
+from auditlog.proofs.note import CheckpointBody, Note, NoteSignature, format_note, key_hash
 
 
 def checkpoint_message(
@@ -39,6 +46,26 @@ def checkpoint_message(
             "key_id": key_id,
         }
     )
+
+
+def checkpoint_message_v3(
+    origin: str,
+    seq: int,
+    root: bytes,
+    entry_hash: bytes,
+    prev_hash: bytes,
+    count: int,
+    signed_at: datetime | str,
+) -> bytes:
+    """The exact text (UTF-8) a version-3 checkpoint's note signature covers."""
+    when = utc_text(signed_at) if isinstance(signed_at, datetime) else signed_at
+    body = CheckpointBody(
+        origin,
+        seq,
+        root,
+        (f"head {entry_hash.hex()}", f"prev {prev_hash.hex()}", f"count {count}", f"time {when}"),
+    )
+    return body.text().encode("utf-8")
 
 
 def checkpoint_message_v2(
@@ -79,8 +106,20 @@ class Checkpoint:
     version: int = 1
     prev_hash: bytes | None = None
     count: int | None = None
+    origin: str | None = None  # version 3: the note's origin, "<deployment>/<category>"
+    root: bytes | None = None  # version 3: the Merkle tree's root at seq
 
     def message(self) -> bytes:
+        if self.version == 3:
+            return checkpoint_message_v3(
+                self.origin or "",
+                self.seq,
+                self.root or b"",
+                self.entry_hash,
+                self.prev_hash or b"",
+                self.count or 0,
+                self.signed_at,
+            )
         if self.version == 1:
             return checkpoint_message(
                 self.category, self.seq, self.entry_hash, self.signed_at, self.key_id
@@ -98,6 +137,15 @@ class Checkpoint:
     def hash(self) -> bytes:
         """SHA-256 of the signed message: what the next checkpoint's ``prev_hash`` must be."""
         return hashlib.sha256(self.message()).digest()
+
+    def note(self, public: Ed25519PublicKey) -> str:
+        """The version-3 checkpoint as the signed note an auditor keeps (C2SP signed-note: the
+        text, a blank line, the signature line of key name ``origin``)."""
+        if self.version != 3 or self.origin is None:
+            raise ValueError(f"{self.name()} is version {self.version}: it has no note form")
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        sig = NoteSignature(self.origin, key_hash(self.origin, raw), self.signature)
+        return format_note(Note(self.message().decode("utf-8"), (sig,)))
 
     def name(self) -> str:
         """How a finding names this checkpoint."""
@@ -119,6 +167,8 @@ class Checkpoint:
                 prev_hash=(self.prev_hash or b"").hex(),
                 count=self.count,
             )
+        if self.version == 3:
+            out.update(origin=self.origin, root=(self.root or b"").hex())
         return out
 
     @classmethod
@@ -127,9 +177,10 @@ class Checkpoint:
         sent to a SIEM). Raises KeyError, TypeError or ValueError when a field is missing or
         malformed."""
         version = int(item.get("version", 1))
-        if version not in (1, 2):
-            raise ValueError(f"version {version} is not 1 or 2")
-        v2 = version == 2
+        if version not in (1, 2, 3):
+            raise ValueError(f"version {version} is not 1, 2 or 3")
+        v2 = version >= 2
+        v3 = version == 3
         cp = cls(
             str(item["category"]),
             _whole(item["seq"], "seq"),
@@ -140,6 +191,8 @@ class Checkpoint:
             version,
             _hex(item["prev_hash"], "prev_hash", 32) if v2 else None,
             _whole(item["count"], "count") if v2 else None,
+            str(item["origin"]) if v3 else None,
+            _hex(item["root"], "root", 32) if v3 else None,
         )
         if v2 and "hash" in item and _hex(item["hash"], "hash", 32) != cp.hash():
             raise ValueError("hash is not SHA-256 of the checkpoint's message")
@@ -169,9 +222,18 @@ def sign_checkpoint(
     signed_at: datetime,
     prev_hash: bytes = ZERO_HASH,
     count: int = 1,
+    origin: str | None = None,
+    root: bytes | None = None,
 ) -> Checkpoint:
-    """A version-2 checkpoint of (category, seq, entry_hash), chained to ``prev_hash``."""
+    """A checkpoint of (category, seq, entry_hash), chained to ``prev_hash``: version 3 (a
+    signed note over the tree ``root``) when ``origin`` and ``root`` are given, else 2."""
     when = utc_text(signed_at)
+    if origin is not None and root is not None:
+        msg = checkpoint_message_v3(origin, seq, root, entry_hash, prev_hash, count, when)
+        return Checkpoint(
+            category, seq, entry_hash, when, signer.key_id, signer.sign(msg), 3,
+            prev_hash, count, origin, root,
+        )  # fmt: skip
     msg = checkpoint_message_v2(category, seq, entry_hash, when, signer.key_id, prev_hash, count)
     return Checkpoint(
         category, seq, entry_hash, when, signer.key_id, signer.sign(msg), 2, prev_hash, count

@@ -67,19 +67,20 @@ def db_public_keys(conn: Any) -> dict[str, Ed25519PublicKey]:
 
 
 def db_checkpoints(conn: Any, category: str) -> list[Checkpoint]:
-    """The category's checkpoints in chain order (seq, then id), version-1 and version-2."""
+    """The category's checkpoints in chain order (seq, then id), of every version."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT category, seq, entry_hash, signed_at, key_id, signature, version, prev_hash, "
-            "count FROM checkpoints WHERE category = %s ORDER BY seq, id",
+            "count, origin, root_hash FROM checkpoints WHERE category = %s ORDER BY seq, id",
             (category,),
         )
         return [
             Checkpoint(
                 c, int(s), bytes(h), utc_text(t), k, bytes(sig), int(v),
                 None if prev is None else bytes(prev), None if n is None else int(n),
+                origin, None if root is None else bytes(root),
             )
-            for c, s, h, t, k, sig, v, prev, n in cur.fetchall()
+            for c, s, h, t, k, sig, v, prev, n, origin, root in cur.fetchall()
         ]  # fmt: skip
 
 
@@ -112,6 +113,8 @@ def verify_category(
         cur.execute(_CHAIN_SQL, (category,))
         feed = verifier.feed_stored
         tree = _tree_check(conn, category, verifier.start_seq)
+        if tree is not None:
+            tree.watch = {cp.seq for cp in checkpoints if cp.root is not None}
         add = tree.add if tree else (lambda _: None)
         for seq, prev, stored, record in cur:
             if not feed(seq, prev, stored, record):
@@ -123,11 +126,40 @@ def verify_category(
         conn.commit()
         if wrong:
             verifier.result.problem = Problem(category, wrong[0], "tree node wrong", wrong[1])
+        else:
+            bad_root = _root_problem(conn, category, checkpoints, tree)
+            verifier.result.problem = bad_root or verifier.result.problem
     verifier.check_checkpoints(checkpoints, keys)
     _check_span(conn, verifier, span or SpanPolicy())
     _check_columns(conn, category, verifier.result)
     verifier.result.problem = db_anchor_problem(conn, category, keys) or verifier.result.problem
     return verifier.result
+
+
+def _root_problem(
+    conn: Any, category: str, checkpoints: list[Checkpoint], tree: TreeCheck
+) -> Problem | None:
+    """The first version-3 checkpoint whose root is not the tree's root at its size (the
+    tree recomputed from the entries read; below a purged prefix, from the kept hashes)."""
+    reader = TreeReader(conn.cursor(), category)
+    for cp in checkpoints:
+        if cp.root is None:
+            continue
+        got = tree.roots.get(cp.seq)
+        if got is None:
+            try:
+                got = reader.root(cp.seq)
+            except KeyError:
+                why = f"{cp.name()}: the tree of {cp.seq} entries cannot be rebuilt"
+                return Problem(category, cp.seq, "checkpoint root wrong", why)
+        if got != cp.root:
+            return Problem(
+                category, cp.seq, "checkpoint root wrong",
+                f"{cp.name()} signs a Merkle root that is not the root of the first "
+                f"{cp.seq} entries: the entries or the tree differ from what was signed",
+            )  # fmt: skip
+    conn.commit()
+    return None
 
 
 def _tree_check(conn: Any, category: str, start_seq: int) -> TreeCheck | None:

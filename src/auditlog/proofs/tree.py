@@ -184,11 +184,15 @@ class TreeCheck:
     def __init__(self, edge: CompactRange) -> None:
         self.edge = edge
         self.nodes: list[tuple[int, int, bytes]] = []
+        self.watch: set[int] = set()  # tree sizes whose root to keep (signed checkpoints)
+        self.roots: dict[int, bytes] = {}
 
     def add(self, entry: bytes) -> None:
         done = self.edge.append(leaf_hash(entry))
         if len(done) > STORED_LEVEL:
             self.nodes.extend(done[STORED_LEVEL:])
+        if self.edge.size in self.watch:
+            self.roots[self.edge.size] = self.edge.root()
 
     def first_wrong(self, cur: Cursor, category: str) -> tuple[int, str] | None:
         """(last seq the node covers, what is wrong) of the first bad node, or None."""

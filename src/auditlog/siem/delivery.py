@@ -156,19 +156,21 @@ def fetch_checkpoints(conn: Connection, after: int, covered: Positions, limit: i
     cur = _cursor(conn)
     cur.execute(
         "SELECT id, category, seq, entry_hash, signed_at, key_id, signature, version, prev_hash, "
-        "count FROM checkpoints "
+        "count, origin, root_hash FROM checkpoints "
         "WHERE id > %s AND category = ANY(%s) ORDER BY id LIMIT %s",
         (after, list(covered), limit),
     )
+    rows = cur.fetchall()
     items = []
-    for cid, cat, seq, head, signed, key_id, sig, version, prev, count in cur.fetchall():
+    for cid, cat, seq, head, signed, key_id, sig, version, prev, count, origin, root in rows:
         if seq > covered[cat]:
             break
         cp = Checkpoint(
             cat, seq, bytes(head), utc_text(signed), key_id, bytes(sig), version,
             None if prev is None else bytes(prev), count,
+            origin, None if root is None else bytes(root),
         )  # fmt: skip
-        data = cp.to_json()  # version 2 also carries prev_hash, count and hash
+        data = cp.to_json()  # versions 2 and 3 also carry prev_hash, count and hash
         items.append(Item("checkpoint", "checkpoints", cid, data))
     return items
 
