@@ -64,16 +64,16 @@ def test_export_holds_the_newest_checkpoint_of_each_chain_with_its_key(
     fill(every5, 2)
     every5.record(valid(category="user_activity"))
     out = tmp_path / "kept.json"
-    result = cli("checkpoint", "export", "--out", str(out))
+    result = cli("checkpoint", "export", "--format", "json", "--out", str(out))
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text("utf-8"))
     assert doc["format"] == "auditlog-checkpoints/1"
     by_cat = {cp["category"]: cp for cp in doc["checkpoints"]}
     assert set(by_cat) == {GOV, "user_activity"}
-    assert (by_cat[GOV]["seq"], by_cat[GOV]["count"], by_cat[GOV]["version"]) == (10, 2, 2)
+    assert (by_cat[GOV]["seq"], by_cat[GOV]["count"], by_cat[GOV]["version"]) == (10, 2, 3)
     assert doc["public_keys"] == {signer.key_id: public_pem(signer.public)}
     assert [(c.category, c.seq) for c in load_kept(out)] == [(GOV, 10), ("user_activity", 1)]
-    printed = cli("checkpoint", "export")  # to standard output
+    printed = cli("checkpoint", "export", "--format", "json")  # to standard output
     assert json.loads(printed.output)["checkpoints"] == doc["checkpoints"]
 
 

@@ -15,6 +15,7 @@ from auditlog.cli.export import export
 from auditlog.cli.identity import identity_app
 from auditlog.cli.ingest import ingest
 from auditlog.cli.keys import checkpoint_app, keys_app
+from auditlog.cli.proof import proof_app
 from auditlog.cli.retention import archive_app, retention_app
 from auditlog.cli.siem import siem_app, stream
 from auditlog.cli.verify import verify
@@ -40,6 +41,7 @@ app.command()(export)
 app.add_typer(siem_app, name="siem")
 app.command()(stream)
 app.add_typer(witness_app, name="witness")
+app.add_typer(proof_app, name="proof")
 
 
 def main() -> None:

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives import serialization
 
 from auditlog.cli._common import engine_session, errors, log_session, operator
 from auditlog.cli._common import settings as _settings
-from auditlog.integrity.kept import export_checkpoints
+from auditlog.integrity.kept import export_checkpoints, export_notes
 from auditlog.integrity.keyadmin import open_registered, register_key, retire_key
 from auditlog.integrity.keys import key_id_of, load_public_key, load_signer, public_pem
+from auditlog.model import CATEGORIES
+from auditlog.proofs.note import vkey
 
 keys_app = typer.Typer(help="Checkpoint signing keys.", no_args_is_help=True)
 checkpoint_app = typer.Typer(
@@ -37,14 +40,31 @@ def checkpoint(ctx: typer.Context) -> None:
 @checkpoint_app.command("export")
 def checkpoint_export(
     out: Annotated[
-        Path | None, typer.Option(help="write the JSON here instead of standard output")
+        Path | None, typer.Option(help="write them here instead of standard output")
     ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="note: C2SP checkpoint notes (signed text); json: every field and the keys",
+        ),
+    ] = "note",
 ) -> None:
-    """The newest signed checkpoint of each chain and its public key, as JSON: keep it
-    outside the database and later check the log with `auditlog verify --since FILE`."""
+    """The newest signed checkpoint of each chain, as C2SP checkpoint notes (or JSON): keep
+    them outside the database and later check the log with `auditlog verify --since FILE`."""
+    if fmt not in ("note", "json"):
+        typer.echo(f"error: --format must be note or json, not {fmt!r}", err=True)
+        raise typer.Exit(2)
     with errors(), engine_session(_settings(), "reader") as engine:
         doc = export_checkpoints(engine)
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        notes, legacy = export_notes(engine) if fmt == "note" else ("", [])
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n" if fmt == "json" else notes
+    for cat in legacy:
+        typer.echo(
+            f"note: {cat}'s newest checkpoint is version 1 or 2 (no note form); "
+            "sign its head (`auditlog checkpoint`) or use --format json",
+            err=True,
+        )
     if out is None:
         typer.echo(text, nl=False)
         return
@@ -62,6 +82,17 @@ def checkpoint_export(
 def keys_export_public() -> None:
     """Print the public key that verifies this installation's checkpoints (PEM)."""
     typer.echo(public_pem(load_signer(_settings()).public), nl=False)
+
+
+@keys_app.command("vkeys")
+def keys_vkeys() -> None:
+    """Print this installation's note verifier key (C2SP vkey) for each chain's origin: what
+    a witness is configured with (`auditlog witness serve --log VKEY`)."""
+    s = _settings()
+    public = load_signer(s).public
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    for cat in CATEGORIES:
+        typer.echo(vkey(f"{s.store.origin}/{cat}", raw))
 
 
 @keys_app.command("register")

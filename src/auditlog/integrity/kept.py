@@ -1,7 +1,9 @@
 """Checkpoints kept outside the database: the export an auditor keeps, and the check that
 today's log still holds and extends them (``auditlog verify --since FILE``).
 
-    export_checkpoints(engine)         -> the JSON document of ``auditlog checkpoint export``
+    export_notes(engine)               -> the C2SP checkpoint notes ``auditlog checkpoint export``
+                                          prints (one per chain, blank-line separated)
+    export_checkpoints(engine)         -> the same as a JSON document (``--format json``)
     load_kept(path)                    -> [Checkpoint] from an export, a bundle (ZIP or its
                                           manifest.json) or SIEM copies (JSON, NDJSON, syslog)
     check_kept(engine, kept, keys)     -> [Problem], each naming the kept checkpoint
@@ -14,20 +16,27 @@ and a version-2 one must still be in the database's checkpoint chain at its coun
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.db.server import driver_errors
-from auditlog.errors import InvalidFile
+from auditlog.errors import InvalidFile, NoteError
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.database import db_anchor, db_checkpoints
+from auditlog.integrity.keys import load_public_key
 from auditlog.integrity.verifier import Problem
 from auditlog.model import CATEGORIES, utc_text
+from auditlog.proofs.merkle import verify_consistency
+from auditlog.proofs.note import key_hash, parse_checkpoint, parse_note
+from auditlog.proofs.tree import TreeReader
 
 EXPORT_FORMAT = "auditlog-checkpoints/1"
 _BUNDLE_MANIFEST = "manifest.json"
@@ -56,6 +65,20 @@ def export_checkpoints(engine: Any) -> dict[str, Any]:
     }
 
 
+def export_notes(engine: Any) -> tuple[str, list[str]]:
+    """(the newest version-3 checkpoint of each chain as its signed note, blank-line
+    separated; the chains whose newest checkpoint has no note form: version 1 or 2)."""
+    doc = export_checkpoints(engine)
+    notes, legacy = [], []
+    for item in doc["checkpoints"]:
+        cp = Checkpoint.from_json(item)
+        if cp.version != 3:
+            legacy.append(cp.category)
+            continue
+        notes.append(cp.note(load_public_key(doc["public_keys"][cp.key_id])))
+    return "\n".join(notes), legacy
+
+
 # --- reading what was kept ----------------------------------------------------------------
 
 
@@ -82,6 +105,9 @@ def load_kept(path: Path) -> list[Checkpoint]:
 
 
 def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
+    if _NOTE_START.match(text):
+        yield from _notes_in(name, text)
+        return
     try:
         whole = json.loads(text)
     except ValueError:
@@ -94,6 +120,60 @@ def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
         if line.strip():
             for item in _items(_json_of(name, n, line)):
                 yield _checkpoint(name, n, item)
+
+
+# A file of C2SP checkpoint notes (``auditlog checkpoint export``, a witness's copy): each note
+# is its text, a blank line and signature lines ("— name base64"); notes are separated by a
+# blank line. Cosignature lines (a witness's) may follow the log's signature.
+_NOTE_START = re.compile(r"\A[!-~]+/[a-z_]+\n\d+\n")
+_SIG = "\u2014 "
+
+
+def _notes_in(name: str, text: str) -> Iterator[Checkpoint]:
+    block: list[str] = []
+    start = 1
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line and block and block[-1].startswith(_SIG):
+            yield _from_note(name, start, "\n".join(block) + "\n")
+            block, start = [], n + 1
+        elif line or block:
+            block.append(line)
+    if any(b.strip() for b in block):  # the last note, or a broken one the parser names
+        yield _from_note(name, start, "\n".join(block).rstrip("\n") + "\n")
+
+
+def _from_note(name: str, line: int, note_text: str) -> Checkpoint:
+    """A version-3 checkpoint from its signed note; ``key_id`` is ``note:<key hash>`` until
+    :func:`check_kept` finds the trusted key it names."""
+    try:
+        note = parse_note(note_text)
+        body = parse_checkpoint(note.text)
+        fields = dict(e.split(" ", 1) for e in body.extensions if " " in e)
+        sig = next(s for s in note.signatures if s.name == body.origin)
+        return Checkpoint(
+            body.origin.rsplit("/", 1)[1], body.size, bytes.fromhex(fields["head"]),
+            fields["time"], f"note:{sig.key_hash.hex()}", sig.signature, 3,
+            bytes.fromhex(fields["prev"]), int(fields["count"]), body.origin, body.root,
+        )  # fmt: skip
+    except NoteError as exc:
+        raise InvalidFile(name, line, exc.field, exc.reason) from None
+    except StopIteration:
+        raise InvalidFile(name, line, "note", "has no signature by its origin") from None
+    except (KeyError, ValueError) as exc:
+        raise InvalidFile(
+            name, line, "checkpoint", f"is not an auditlog checkpoint ({exc})"
+        ) from None
+
+
+def _resolve_note_key(cp: Checkpoint, keys: Mapping[str, Ed25519PublicKey]) -> Checkpoint:
+    """The note's key hash matched against the trusted keys (by the origin's key name)."""
+    if not cp.key_id.startswith("note:") or cp.origin is None:
+        return cp
+    for key_id, public in keys.items():
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if key_hash(cp.origin, raw).hex() == cp.key_id[5:]:
+            return dataclasses.replace(cp, key_id=key_id)
+    return cp
 
 
 def _json_of(name: str, n: int, line: str) -> Any:
@@ -163,12 +243,17 @@ def _kept_problem(
     """(kind, message) when today's log does not hold and extend ``cp``."""
     if cp.category not in CATEGORIES:
         return "untrusted checkpoint", f"{cp.name()}: {cp.category!r} is not a category"
+    cp = _resolve_note_key(cp, keys)
     if not signature_ok(cp, keys):
         why = f"unknown key {cp.key_id}" if cp.key_id not in keys else "does not verify"
         return "untrusted checkpoint", f"{cp.name()}: its signature {why} (pin with --public-key)"
     head = _held(conn, cp)
     if head is not None:
         return head
+    if cp.root is not None:
+        rewritten = _extends(conn, cp, chain)
+        if rewritten is not None:
+            return rewritten
     if cp.version == 1 or cp.count is None:
         return None
     same = [c for c in chain if c.count == cp.count]
@@ -185,6 +270,27 @@ def _kept_problem(
             f"{cp.name()}: the log's checkpoint count {cp.count} is now {same[0].name()}",
         )
     return None
+
+
+def _extends(conn: Any, cp: Checkpoint, chain: list[Checkpoint]) -> tuple[str, str] | None:
+    """Whether today's tree extends the kept one, by an RFC 9162 consistency proof from the
+    kept size to today's newest signed root (logarithmic: no re-read of the chain)."""
+    newest = next((c for c in reversed(chain) if c.root is not None and c.seq >= cp.seq), None)
+    if newest is None or newest.root is None or cp.root is None:
+        return None  # nothing newer signs a root: the head check above is what holds
+    try:
+        with conn.cursor() as cur:
+            proof = TreeReader(cur, cp.category).consistency(cp.seq, newest.seq)
+    except KeyError:
+        proof = []
+    if verify_consistency(cp.seq, newest.seq, cp.root, newest.root, proof):
+        return None
+    return (
+        "tree rewritten",
+        f"{cp.name()}: today's tree ({newest.name()}) does not extend the kept tree of "
+        f"{cp.seq} entries (the consistency proof fails): entries up to seq {cp.seq} were "
+        "rewritten, and the checkpoints re-signed",
+    )
 
 
 def _held(conn: Any, cp: Checkpoint) -> tuple[str, str] | None:
