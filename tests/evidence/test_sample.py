@@ -88,9 +88,12 @@ def auditor_redraw(seed: str, event_ids: list[str], size: int) -> list[str]:
 def test_same_seed_draws_the_same_rows_and_another_seed_other_rows(
     filled: AuditLog, reader_engine: Engine, tmp_path: Path
 ) -> None:
+    # Not user_activity: each sample's own export.downloaded event joins that population.
+    filters = Filters(categories=("configuration", "governance"))
+
     def ids(name: str, seed: str) -> list[str]:
         path = tmp_path / name
-        sample(filled, reader_engine, path, Filters(), 10, seed)
+        sample(filled, reader_engine, path, filters, 10, seed)
         return sorted(r["event_id"] for r in ndjson_rows(path))
 
     first, again, other = ids("a.zip", "Q3-2026"), ids("b.zip", "Q3-2026"), ids("c.zip", "Q4")
@@ -169,6 +172,23 @@ def test_a_cherry_picked_sample_is_found_by_redrawing(
     assert auditor_redraw("fair", everyone, 5) != picked
 
 
+def test_a_population_that_grew_is_redrawn_from_the_recorded_heads(
+    filled: AuditLog, reader_engine: Engine, admin_engine: Engine, tmp_path: Path
+) -> None:
+    """Later rows (here the sample's own export event, and more) join the filters' matches;
+    the rows up to the manifest's heads are still exactly the population drawn from."""
+    res = sample(filled, reader_engine, tmp_path / "s.zip", Filters(), 10, "grown")
+    filled.record_many([valid(category=c, details={"late": c}) for c in CATEGORIES])
+    section = res.manifest["sample"]
+    heads = section["heads"]
+    with admin_engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT event_id::text, category, seq FROM events").all()
+    now = [str(e) for e, _, _ in rows]
+    then = [str(e) for e, cat, seq in rows if seq <= heads[cat]]
+    assert len(now) > len(then) == section["population"] == 72
+    assert auditor_redraw("grown", then, 10) == section["event_ids"]
+
+
 def test_size_larger_than_the_population_takes_all_and_says_so(
     filled: AuditLog, reader_engine: Engine, tmp_path: Path
 ) -> None:
@@ -218,12 +238,13 @@ def test_the_statement_says_what_is_proven_and_what_is_not(
 def test_an_omitted_seed_is_drawn_recorded_and_redraws_the_same_rows(
     filled: AuditLog, reader_engine: Engine, tmp_path: Path
 ) -> None:
-    first = sample(filled, reader_engine, tmp_path / "a.zip", Filters(), 6, None)
+    governance = Filters(categories=("governance",))
+    first = sample(filled, reader_engine, tmp_path / "a.zip", governance, 6, None)
     seed = first.manifest["sample"]["seed"]
     assert first.manifest["sample"]["seed_drawn"] is True
     assert len(seed) == 32
     assert int(seed, 16) >= 0
-    again = sample(filled, reader_engine, tmp_path / "b.zip", Filters(), 6, seed)
+    again = sample(filled, reader_engine, tmp_path / "b.zip", governance, 6, seed)
     assert again.manifest["sample"]["seed_drawn"] is False
     assert again.manifest["sample"]["event_ids"] == first.manifest["sample"]["event_ids"]
     assert Sampling(6).seed != Sampling(6).seed

@@ -5,6 +5,7 @@ Public API::
     Sampling(size, seed=None)        a validated request; a missing seed is drawn (secrets)
     rank(seed, event_id) -> str      the selection rule in Python (what an auditor re-implements)
     event_details(section) -> dict   what the export.downloaded event keeps of a sample
+    sample_filename(now) -> str      auditlog-sample-<UTC stamp>.zip
     SAMPLE_RULE, MAX_SAMPLE_SIZE
 
 A sample is written by :func:`auditlog.evidence.bundle.write_bundle` with ``sample=``: inside
@@ -23,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -105,16 +106,14 @@ class Sampling:
 
     size: int
     seed: str | None = None
-    seed_drawn: bool = False
+    seed_drawn: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         """Validate; raises FieldError naming ``sample size`` or ``sample seed``."""
         put = object.__setattr__
         put(self, "size", _check_size(self.size))
-        if self.seed is None:
-            put(self, "seed", secrets.token_hex(16))
-            put(self, "seed_drawn", True)
-        put(self, "seed", _check_seed(self.seed))
+        put(self, "seed_drawn", self.seed is None)
+        put(self, "seed", _check_seed(secrets.token_hex(16) if self.seed is None else self.seed))
 
     @property
     def key(self) -> str:
@@ -146,6 +145,12 @@ class Sampling:
         """What the ``export.downloaded`` event records of the request."""
         return {"rule": SAMPLE_RULE, "seed": self.key, "seed_drawn": self.seed_drawn,
                 "size_requested": self.size}  # fmt: skip
+
+
+def sample_filename(now: datetime | None = None) -> str:
+    """``auditlog-sample-20261128T091502Z.zip``."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"auditlog-sample-{stamp}.zip"
 
 
 def event_details(section: Mapping[str, Any]) -> dict[str, Any]:
