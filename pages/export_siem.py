@@ -87,6 +87,8 @@ elif access.allowed(user.role, "export.download"):
         icon=":material/verified:",
         help="CSV + NDJSON + manifest signed with the checkpoint key",
     )
+if access.allowed(user.role, "export.download"):
+    xd.sample_panel(s, frozen, now, user.identity.actor(), vk)
 
 st.subheader("SIEM destinations")
 if done := st.session_state.pop("siem.done", None):

@@ -16,8 +16,10 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from auditlog.errors import AuditLogError
 from auditlog.evidence.bundle import write_bundle
 from auditlog.evidence.export import Export, export_filename
+from auditlog.evidence.sample import MAX_SAMPLE_SIZE, Sampling, sample_filename
 from auditlog.integrity import status as integrity
 from auditlog.integrity.verifier import VerifyReport
 from auditlog.model import CATEGORIES
@@ -74,6 +76,61 @@ def bundle_download(s: Settings, params: Params, now: datetime, actor: dict[str,
             limits=s.export,
         )
         return path.read_bytes()
+
+
+def sample_download(
+    s: Settings, params: Params, now: datetime, actor: dict[str, Any], size: int, seed: str | None
+) -> tuple[bytes, dict[str, Any]]:
+    """A reproducible sample of the view as a signed bundle (ZIP), and its ``sample`` section."""
+    request = Sampling(size, seed)  # refuses a bad size or seed before any work
+    with tempfile.TemporaryDirectory(prefix="auditlog-sample-") as tmp:
+        path = Path(tmp) / "sample.zip"
+        res = write_bundle(
+            data.reader(s),
+            path,
+            data.thaw(params),
+            log=data.writer(s),
+            actor=actor,
+            context=CONTEXT,
+            now=now,
+            limits=s.export,
+            sample=request,
+        )
+        return path.read_bytes(), res.manifest["sample"]
+
+
+def sample_panel(
+    s: Settings, params: Params, now: datetime, actor: dict[str, Any], view: str
+) -> None:
+    """The auditor-sample form; once drawn, what was drawn and its download (for ``view``)."""
+    st.caption("Auditor sample: a reproducible random draw from these events, as a bundle")
+    if (asked := sample_form()) is not None:
+        try:
+            got = sample_download(s, params, now, actor, *asked)
+            st.session_state["export.sample"] = (view, *got)
+        except AuditLogError as exc:
+            st.error(str(exc))
+    kept = st.session_state.get("export.sample")
+    if not kept or kept[0] != view:
+        return
+    zip_bytes, drawn = kept[1], kept[2]
+    st.success(
+        f"Sampled {drawn['size']:,} of {drawn['population']:,} events, seed `{drawn['seed']}`"
+    )
+    st.caption(drawn["statement"])
+    st.download_button("Download the sample (ZIP)", zip_bytes, sample_filename(now),
+                       "application/zip", icon=":material/download:")  # fmt: skip
+
+
+def sample_form() -> tuple[int, str | None] | None:
+    """Size and seed of an auditor sample (seed None: drawn at random) when submitted."""
+    with st.form("evidence-sample"):
+        a, b = st.columns([1, 2])
+        size = a.number_input("Sample size", 1, MAX_SAMPLE_SIZE, 25, step=1)
+        seed = b.text_input("Seed (blank: drawn at random and recorded)", max_chars=256)
+        if not st.form_submit_button("Draw a sample", icon=":material/casino:"):
+            return None
+    return int(size), seed or None
 
 
 # --- SIEM -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from auditlog.cli.ingest import ingest
 from auditlog.cli.keys import checkpoint_app, keys_app
 from auditlog.cli.proof import proof_app
 from auditlog.cli.retention import archive_app, retention_app
+from auditlog.cli.sample import sample
 from auditlog.cli.siem import siem_app, stream
 from auditlog.cli.verify import verify
 from auditlog.cli.witness import witness_app
@@ -38,6 +39,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(retention_app, name="retention")
 app.add_typer(archive_app, name="archive")
 app.command()(export)
+app.command()(sample)
 app.add_typer(siem_app, name="siem")
 app.command()(stream)
 app.add_typer(witness_app, name="witness")

@@ -23,7 +23,23 @@ FORMATS = ("csv", "ndjson", "bundle")
 CLI_CONTEXT = {"user_agent": "auditlog-cli"}
 
 Opt = typer.Option
+# The filter options, shared with `auditlog sample` (cli/sample.py).
 ListOpt = Annotated[list[str] | None, Opt(help="repeatable")]
+FromOpt = Annotated[str | None, Opt("--from", help="RFC 3339, inclusive")]
+ToOpt = Annotated[str | None, Opt("--to", help="RFC 3339, exclusive")]
+LastOpt = Annotated[str | None, Opt(help="15m, 1h, 24h, 7d, 30d, 90d or 1y")]
+ActorOpt = Annotated[str | None, Opt(help="UPN, id, object id or display-name prefix")]
+TextOpt = Annotated[str | None, Opt()]
+TargetNameOpt = Annotated[str | None, Opt(help="substring")]
+IpOpt = Annotated[str | None, Opt(help="address or CIDR network")]
+QOpt = Annotated[str | None, Opt("--text", "-q", help="substring of before/after/details")]
+_URL_KEYS = {"time_from": "from", "time_to": "to", "text": "q"}  # option -> URL parameter
+
+
+def filters_of(**given: Any) -> Filters:
+    """The Filters of the filter options given (by parameter name); None means not given."""
+    params = {_URL_KEYS.get(k, k): v for k, v in given.items() if v is not None}
+    return Filters.from_query_params(params)
 
 
 def export(
@@ -31,21 +47,19 @@ def export(
     output: Annotated[
         str | None, Opt("--output", "-o", help="file; '-' = stdout (csv, ndjson)")
     ] = None,
-    time_from: Annotated[str | None, Opt("--from", help="RFC 3339, inclusive")] = None,
-    time_to: Annotated[str | None, Opt("--to", help="RFC 3339, exclusive")] = None,
-    last: Annotated[str | None, Opt(help="15m, 1h, 24h, 7d, 30d, 90d or 1y")] = None,
+    time_from: FromOpt = None,
+    time_to: ToOpt = None,
+    last: LastOpt = None,
     category: ListOpt = None,
     action: ListOpt = None,
     outcome: ListOpt = None,
-    actor: Annotated[str | None, Opt(help="UPN, id, object id or display-name prefix")] = None,
-    target_type: Annotated[str | None, Opt()] = None,
-    target_id: Annotated[str | None, Opt()] = None,
-    target_name: Annotated[str | None, Opt(help="substring")] = None,
-    ip: Annotated[str | None, Opt(help="address or CIDR network")] = None,
-    correlation_id: Annotated[str | None, Opt()] = None,
-    text: Annotated[
-        str | None, Opt("--text", "-q", help="substring of before/after/details")
-    ] = None,
+    actor: ActorOpt = None,
+    target_type: TextOpt = None,
+    target_id: TextOpt = None,
+    target_name: TargetNameOpt = None,
+    ip: IpOpt = None,
+    correlation_id: TextOpt = None,
+    text: QOpt = None,
 ) -> None:
     """Export the events the filters select (all by default), in (category, seq) order.
 
@@ -56,11 +70,10 @@ def export(
         raise typer.BadParameter(
             f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
         )
-    given = {"from": time_from, "to": time_to, "last": last, "category": category,
-             "action": action, "outcome": outcome, "actor": actor, "target_type": target_type,
-             "target_id": target_id, "target_name": target_name, "ip": ip,
-             "correlation_id": correlation_id, "q": text}  # fmt: skip
-    filters = Filters.from_query_params({k: v for k, v in given.items() if v is not None})
+    filters = filters_of(time_from=time_from, time_to=time_to, last=last, category=category,
+                         action=action, outcome=outcome, actor=actor, target_type=target_type,
+                         target_id=target_id, target_name=target_name, ip=ip,
+                         correlation_id=correlation_id, text=text)  # fmt: skip
     if output == "-" and format == "bundle":
         raise typer.BadParameter("a bundle must be written to a file", param_hint="--output")
     target = output or export_filename(format)

@@ -2,7 +2,7 @@
 
 Public API::
 
-    write_bundle(engine, dest, filters, log=..., actor=...) -> BundleResult
+    write_bundle(engine, dest, filters, log=..., actor=..., sample=None) -> BundleResult
     verify_bundle(path, public_keys=None) -> BundleReport   in auditlog.bundle_verify
     CONTROLS                                 the compliance controls a bundle is evidence for
 
@@ -44,6 +44,7 @@ from auditlog.evidence.export import (
     ndjson_blobs,
     snapshot,
 )
+from auditlog.evidence.sample import Drawn, Sampling, event_details
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_checkpoints
 from auditlog.integrity.keys import public_pem
@@ -195,6 +196,7 @@ class _Job:
     now: datetime
     limits: ExportSettings
     verifier: bool = False
+    sample: Sampling | None = None
 
 
 def _chains(runs: Runs) -> dict[str, Any]:
@@ -241,14 +243,20 @@ def _manifest(
 
 
 def _write_data(
-    zf: zipfile.ZipFile, job: _Job, conn: Any, tallies: dict[str, Tally], runs: Runs
+    zf: zipfile.ZipFile,
+    job: _Job,
+    conn: Any,
+    tallies: dict[str, Tally],
+    runs: Runs,
+    drawn: Drawn | None = None,
 ) -> None:
-    expected = count_rows(conn, job.filters, job.now)
+    where = drawn.where() if drawn else ()  # a sample: only its rows, same snapshot
+    expected = count_rows(conn, job.filters, job.now, where)
     check_cap(expected, job.limits)
     args = (conn, job.filters, job.now)
     chunk = job.limits.export_chunk_bytes
-    _write_member(zf, CSV_NAME, csv_blobs(*args, tallies[CSV_NAME], chunk))
-    nd = ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add)
+    _write_member(zf, CSV_NAME, csv_blobs(*args, tallies[CSV_NAME], chunk, where))
+    nd = ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add, where=where)
     _write_member(zf, NDJSON_NAME, nd)
     if not tallies[CSV_NAME].rows == tallies[NDJSON_NAME].rows == expected:
         raise AuditLogError("bundle files disagree on the row count; nothing valid was written")
@@ -262,11 +270,14 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
         snapshot(job.engine, job.limits) as conn,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
     ):
-        _write_data(zf, job, conn, tallies, runs)
+        drawn = job.sample.draw(conn, job.filters, job.now) if job.sample else None
+        _write_data(zf, job, conn, tallies, runs, drawn)
         script = VERIFIER_PATH.read_bytes() if job.verifier else None
         if script is not None:
             zf.writestr(VERIFIER, script)
         manifest = _manifest(job, tallies, runs, conn, script)
+        if drawn is not None:
+            manifest["sample"] = drawn.manifest(manifest["filters"], manifest["window"])
         body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode()
         digest = hashlib.sha256(body).hexdigest()
         sig = signer.sign(manifest_message(digest, signer.key_id))
@@ -290,6 +301,7 @@ def write_bundle(
     limits: ExportSettings | None = None,
     now: datetime | None = None,
     include_verifier: bool = True,
+    sample: Sampling | None = None,
 ) -> BundleResult:
     """Write the evidence bundle of ``filters`` to ``dest`` (a path or a binary stream).
 
@@ -297,7 +309,10 @@ def write_bundle(
     covered, then exports from one snapshot, signs the manifest with ``log.signer`` and
     records an ``export.downloaded`` event (format ``bundle``) with the ZIP's SHA-256.
     ``include_verifier`` adds ``verify_bundle.py`` (standard library only), hashed in the
-    manifest like the data files (on by default).
+    manifest like the data files (on by default). ``sample`` restricts the bundle to a
+    reproducible sample of the filtered rows, drawn in the same snapshot, and adds the
+    manifest's ``sample`` section (auditlog.evidence.sample); the event's format is then
+    ``sample``.
     Raises ExportTooLarge (recorded as ``denied``) when more rows match than the cap.
     """
     job = _Job(
@@ -308,11 +323,14 @@ def write_bundle(
         now or datetime.now(UTC),
         limits or ExportSettings(),
         include_verifier,
+        sample,
     )
     params, window = filter_record(job.filters, job.now)
     name = Path(dest).name if isinstance(dest, str | Path) else export_filename("bundle", job.now)
-    details: dict[str, Any] = {"format": "bundle", "file": name}
+    details: dict[str, Any] = {"format": "sample" if sample else "bundle", "file": name}
     details |= {"filters": params, "window": window}
+    if sample is not None:
+        details["sample"] = sample.details()
 
     def record(outcome: OutcomeName, target_id: str) -> Receipt:
         return log.record(export_event(actor, outcome, details, target_id, context))
@@ -332,6 +350,8 @@ def write_bundle(
         raise
     t = writer.tally
     details |= {"rows": manifest["rows"], "bytes": t.size, "sha256": t.sha256, "files": files}
+    if "sample" in manifest:
+        details["sample"] = event_details(manifest["sample"])
     return BundleResult(
         manifest["rows"], t.size, t.sha256, files, manifest, record("success", t.sha256)
     )

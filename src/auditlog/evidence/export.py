@@ -22,7 +22,7 @@ Errors: :class:`ExportTooLarge` (more rows match than ``max_export_rows``), ``In
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +48,7 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson
 # The leading characters that make a spreadsheet evaluate a cell (OWASP), and the quote
 # that marks an escaped cell; an empty text value is written as a lone quote.
 FORMULA_TRIGGERS = "=+-@\t\r'"
-
+Where = Sequence[sa.ColumnElement[bool]]  # extra WHERE clauses, ANDed with the filters
 
 # --- SQL ------------------------------------------------------------------------------------
 
@@ -110,24 +110,30 @@ def _compile(stmt: sa.Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any
     return str(compiled), dict(compiled.params)
 
 
-def _filtered(stmt: sa.Select[Any], filters: Filters, now: datetime) -> sa.Select[Any]:
+def _filtered(
+    stmt: sa.Select[Any], filters: Filters, now: datetime, where: Where = ()
+) -> sa.Select[Any]:
     # The timeline's own filter -> WHERE translation (bound parameters), so an export holds
-    # exactly what the filtered view shows.
-    return stmt.select_from(_events).where(*where_clauses(filters, now))
+    # exactly what the filtered view shows; ``where`` narrows further (a sample's rows).
+    return stmt.select_from(_events).where(*where_clauses(filters, now), *where)
 
 
-def csv_sql(filters: Filters, now: datetime, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+def csv_sql(
+    filters: Filters, now: datetime, dialect: Dialect, where: Where = ()
+) -> tuple[str, dict[str, Any]]:
     """The ``COPY ... TO STDOUT (FORMAT csv, HEADER)`` statement of an export, and its params."""
     cols = [expr.label(name) for name, expr in CSV_SELECT.items()]
-    stmt = _filtered(sa.select(*cols), filters, now).order_by(_c.category, _c.seq)
+    stmt = _filtered(sa.select(*cols), filters, now, where).order_by(_c.category, _c.seq)
     sql, params = _compile(stmt, dialect)
     return f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)", params
 
 
-def ndjson_sql(filters: Filters, now: datetime, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+def ndjson_sql(
+    filters: Filters, now: datetime, dialect: Dialect, where: Where = ()
+) -> tuple[str, dict[str, Any]]:
     """SELECT category, seq, line (one NDJSON line, no newline) in (category, seq) order."""
     stmt = sa.select(_c.category, _c.seq, _NDJSON_LINE.label("line"))
-    return _compile(_filtered(stmt, filters, now).order_by(_c.category, _c.seq), dialect)
+    return _compile(_filtered(stmt, filters, now, where).order_by(_c.category, _c.seq), dialect)
 
 
 # --- streaming ------------------------------------------------------------------------------
@@ -169,8 +175,10 @@ def snapshot(engine: Engine, limits: ExportSettings) -> Iterator[psycopg.Connect
             yield conn
 
 
-def count_rows(conn: psycopg.Connection[Any], filters: Filters, now: datetime) -> int:
-    stmt = _filtered(sa.select(sa.func.count()), filters, now)
+def count_rows(
+    conn: psycopg.Connection[Any], filters: Filters, now: datetime, where: Where = ()
+) -> int:
+    stmt = _filtered(sa.select(sa.func.count()), filters, now, where)
     sql, params = _compile(stmt, _dialect())
     row = conn.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
@@ -188,14 +196,19 @@ def _dialect() -> Dialect:
 
 
 def csv_blobs(
-    conn: psycopg.Connection[Any], filters: Filters, now: datetime, tally: Tally, chunk: int
+    conn: psycopg.Connection[Any],
+    filters: Filters,
+    now: datetime,
+    tally: Tally,
+    chunk: int,
+    where: Where = (),
 ) -> Iterator[bytes]:
     """The CSV file in chunks of about ``chunk`` bytes, rows ending in CRLF (RFC 4180).
 
     PostgreSQL sends one COPY message per row (header first), each ending in LF; an LF
     inside a quoted cell is part of the value and stays as it is.
     """
-    sql, params = csv_sql(filters, now, _dialect())
+    sql, params = csv_sql(filters, now, _dialect(), where)
     parts: list[Any] = []
     size, header = 0, 1
     with conn.cursor() as cur, cur.copy(sql, params) as copy:
@@ -218,9 +231,10 @@ def ndjson_blobs(
     tally: Tally,
     chunk: int,
     on_row: Any = None,
+    where: Where = (),
 ) -> Iterator[bytes]:
     """The NDJSON file in chunks; ``on_row(category, seq)`` is called for every row."""
-    sql, params = ndjson_sql(filters, now, _dialect())
+    sql, params = ndjson_sql(filters, now, _dialect(), where)
     lines: list[str] = []
     size = 0
     with conn.cursor(name="auditlog_export_ndjson") as cur:
