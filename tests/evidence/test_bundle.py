@@ -111,7 +111,8 @@ def problems(path: Path, keys: dict[str, Any] | None = None) -> list[tuple[Any, 
 
 def test_bundle_holds_csv_ndjson_and_a_manifest_of_what_it_proves(bundle: Path) -> None:
     with zipfile.ZipFile(bundle) as z:
-        assert sorted(z.namelist()) == sorted([CSV, ND, MANIFEST, SIG, "verify_bundle.py"])
+        names = [CSV, ND, MANIFEST, SIG, "verify_bundle.py", "proofs.ndjson"]
+        assert sorted(z.namelist()) == sorted(names)
         m = json.loads(z.read(MANIFEST))
         data = {name: z.read(name) for name in (CSV, ND)}
     assert m["exported_by"] == ACTOR

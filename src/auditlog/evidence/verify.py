@@ -40,6 +40,8 @@ from auditlog.evidence.bundle import (
     VERIFIER,
     manifest_message,
 )
+from auditlog.evidence.membership import check_proofs
+from auditlog.evidence.proofs import PROOFS_NAME
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.keys import key_id_of, load_public_key
 from auditlog.integrity.rule import ZERO_HASH, record_bytes, record_seq
@@ -171,6 +173,7 @@ class BundleReport:
     rows: int = 0
     key_pinned: bool = False
     manifest: dict[str, Any] | None = None
+    proven: dict[str, int] = field(default_factory=dict)  # rows with a membership proof
 
     @property
     def ok(self) -> bool:
@@ -239,11 +242,13 @@ def _check_signature(
 def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], report: BundleReport) -> bool:
     """File hashes against the manifest; False when a data file cannot be read at all."""
     names = set(zf.namelist())
-    for name in sorted(names - {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE, VERIFIER}):
+    allowed = {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE, VERIFIER, PROOFS_NAME}
+    for name in sorted(names - allowed):
         report.add("unexpected file", "not part of an evidence bundle", file=name)
     readable = True
-    # the stand-alone verifier is optional (older bundles have none), but hashed when there
-    for name in (CSV_NAME, NDJSON_NAME, *([VERIFIER] if VERIFIER in names else [])):
+    # the verifier and the proofs are optional (older bundles have none), hashed when there
+    optional = [n for n in (VERIFIER, PROOFS_NAME) if n in names]
+    for name in (CSV_NAME, NDJSON_NAME, *optional):
         sha = hashlib.sha256()
         try:
             with zf.open(name) as fh:
@@ -517,5 +522,6 @@ def verify_bundle(
                 if not st.failed:
                     _compare_runs(cat, st, chains.get(cat, {}).get("runs", []), report)
             _check_checkpoints(manifest, keys, report)
+            report.proven = check_proofs(zf, manifest, keys, report, NDJSON_NAME)
             _explain_file_change(report)
     return report

@@ -110,6 +110,22 @@ class TreeReader:
             part = [node_hash(part[i], part[i + 1]) for i in range(0, len(part), 2)]
         return part[0]
 
+    def prefetch_for(self, indexes: Sequence[int], size: int) -> None:
+        """Load, in a few queries, everything the inclusion proofs of ``indexes`` in the tree
+        of ``size`` leaves need: every stored node below ``size`` and the tiles of the leaves
+        and of the tree's right edge (for proofs of many rows, as a bundle has)."""
+        self.cur.execute(
+            "SELECT level, idx, hash FROM merkle_nodes WHERE category = %s"
+            " AND (idx + 1) * (1::bigint << level) <= %s",
+            (self.category, size),
+        )
+        for lv, i, h in self.cur.fetchall():
+            self._nodes[(int(lv), int(i))] = bytes(h)
+        tiles = {i // TILE for i in indexes} | {(size - 1) // TILE} if size else set()
+        todo = sorted(t for t in tiles if t not in self._tiles)
+        for k in range(0, len(todo), 2000):
+            self._load_tiles(todo[k : k + 2000])
+
     # --- what proofs need ------------------------------------------------------------------
     def hash_of(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """MTH of each leaf range (as the RFC's recursion produces them)."""

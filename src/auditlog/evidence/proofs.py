@@ -1,0 +1,69 @@
+"""The bundle's membership proofs: for every exported row, its RFC 9162 inclusion proof in the
+tree signed by its chain's newest version-3 checkpoint (``proofs.ndjson``; docs/evidence.md).
+
+One line per proven row, in (category, seq) order::
+
+    {"category": ..., "seq": S, "size": N, "proof": ["<hex>", ...]}
+
+``size`` is the signing checkpoint's seq (its tree size); the leaf is SHA-256(0x00 ||
+entry_hash) at index S - 1. A row appended after the bundle signed the heads has no signed
+tree yet and no line; the manifest counts such rows as unproven.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from typing import Any
+
+from auditlog.evidence.export import Tally
+from auditlog.integrity.checkpoints import Checkpoint
+from auditlog.integrity.database import db_checkpoints
+from auditlog.proofs.tree import TreeReader
+
+PROOFS_NAME = "proofs.ndjson"
+
+
+def _seqs(pairs: list[list[int]], top: int) -> list[int]:
+    return [s for a, b in pairs for s in range(a, min(b, top) + 1)]
+
+
+def newest_tree(conn: Any, category: str) -> Checkpoint | None:
+    """The category's newest checkpoint if it signs a tree (version 3), else None."""
+    cps = db_checkpoints(conn, category)
+    return cps[-1] if cps and cps[-1].root is not None else None
+
+
+def write_proofs(
+    zf: zipfile.ZipFile, conn: Any, runs: Any, chunk: int
+) -> tuple[Tally, dict[str, Any]]:
+    """Write ``proofs.ndjson`` for the rows in ``runs``; return its tally and, per category,
+    the checkpoint the proofs lead to and how many rows are (not) proven."""
+    tally, summary = Tally(), {}
+    with zf.open(PROOFS_NAME, "w", force_zip64=True) as member:
+        for cat in sorted(runs.by_cat):
+            pairs = runs.pairs(cat)
+            total = sum(b - a + 1 for a, b in pairs)
+            cp = newest_tree(conn, cat)
+            seqs = _seqs(pairs, cp.seq) if cp is not None else []
+            summary[cat] = {
+                "checkpoint": None if cp is None else {"seq": cp.seq, "count": cp.count},
+                "rows_proven": len(seqs),
+                "rows_unproven": total - len(seqs),
+            }
+            if cp is None or not seqs:
+                continue
+            with conn.cursor() as cur:
+                tree = TreeReader(cur, cat)
+                tree.prefetch_for([s - 1 for s in seqs], cp.seq)
+                lines: list[str] = []
+                for seq in seqs:
+                    proof = [h.hex() for h in tree.inclusion(seq - 1, cp.seq)]
+                    line = {"category": cat, "seq": seq, "size": cp.seq, "proof": proof}
+                    lines.append(json.dumps(line, separators=(",", ":")))
+                    if len(lines) >= chunk:
+                        member.write(tally.take(("\n".join(lines) + "\n").encode(), len(lines)))
+                        lines = []
+                if lines:
+                    member.write(tally.take(("\n".join(lines) + "\n").encode(), len(lines)))
+    return tally, summary
