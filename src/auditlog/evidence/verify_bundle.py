@@ -44,6 +44,7 @@ except Exception:  # ImportError, or a broken binding: the standard library path
 
 CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
 MANIFEST, SIGNATURE, SCRIPT = "manifest.json", "manifest.sig.json", "verify_bundle.py"
+PROOFS = "proofs.ndjson"  # each row's RFC 9162 inclusion proof (docs/evidence.md)
 CSV_KINDS = {
     "category": "text", "seq": "int", "event_id": "text", "occurred_at": "text",
     "occurred_offset": "int", "recorded_at": "text", "clock_skew": "bool", "action": "text",
@@ -475,6 +476,8 @@ class Report:
     rows: int = 0
     manifest: dict[str, Any] | None = None
     signatures: int = 0
+    trees: dict[tuple[str, int], bytes] = field(default_factory=dict)  # signed roots
+    proven: int = 0  # rows whose inclusion proof checked
 
     @property
     def ok(self) -> bool:
@@ -708,11 +711,12 @@ def check_signature(src: Source, body: bytes, keys: Mapping[str, bytes], pinned:
 def check_members(src: Source, manifest: dict[str, Any], report: Report) -> bool:
     """Member hashes against the manifest; False when a data file cannot be read at all."""
     files = manifest["files"] if isinstance(manifest["files"], dict) else {}
-    allowed = {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE} | ({SCRIPT} & set(files))
+    optional = {SCRIPT, PROOFS} & set(files)
+    allowed = {CSV_NAME, NDJSON_NAME, MANIFEST, SIGNATURE} | optional
     for name in sorted(set(src.names()) - allowed):
         report.add("unexpected file", "not part of an evidence bundle", file=name)
     readable = True
-    for name in (CSV_NAME, NDJSON_NAME, *sorted({SCRIPT} & set(files))):
+    for name in (CSV_NAME, NDJSON_NAME, *sorted(optional)):
         sha = hashlib.sha256()
         try:
             with src.open(name) as fh:
@@ -1021,6 +1025,8 @@ def check_checkpoints(manifest: dict[str, Any], keys: Mapping[str, bytes], pure:
             continue
         report.signatures += 1
         good.append(cp)
+        if cp.root is not None:
+            report.trees[(cp.category, cp.seq)] = cp.root
         if st is not None and cp.seq in st.hashes:
             if st.hashes[cp.seq] != cp.entry_hash:
                 report.add("checkpoint mismatch", "entry_hash differs from the signed checkpoint",
@@ -1090,6 +1096,7 @@ def verify(path: Path, opts: Options) -> Report:
                 elif not st.failed:
                     compare_runs(cat, st, listed, report)
             check_checkpoints(manifest, keys, opts.pure, report)
+            check_proofs(src, report)
             _explain_file_change(report)
         if opts.quorum and cosignatures(manifest) < opts.quorum:
             report.add("not witnessed", f"{opts.quorum} witness cosignature(s) required; this "
@@ -1097,6 +1104,38 @@ def verify(path: Path, opts: Options) -> Report:
     finally:
         src.close()
     return report
+
+
+def check_proofs(src: Source, report: Report) -> None:
+    """Each line of proofs.ndjson proves its row's entry_hash into a signed tree; a line whose
+    row is not in the bundle, or whose checkpoint's signature failed, is left to those checks."""
+    if PROOFS not in src.names():
+        return
+    entries: dict[tuple[str, int], bytes] = {}
+    with src.open(NDJSON_NAME) as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                entries[(row["category"], int(row["seq"]))] = bytes.fromhex(row["entry_hash"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    with src.open(PROOFS) as fh:
+        for n, line in enumerate(fh, start=1):
+            try:
+                item = json.loads(line)
+                cat, seq, size = str(item["category"]), int(item["seq"]), int(item["size"])
+                proof = [bytes.fromhex(h) for h in item["proof"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                report.add("proof fails", f"not a proof line ({exc})", file=PROOFS, row=n)
+                continue
+            entry, root = entries.get((cat, seq)), report.trees.get((cat, size))
+            if entry is None or root is None:
+                continue  # the row check or the checkpoint check names why
+            if not verify_inclusion(seq - 1, size, leaf_hash(entry), proof, root):
+                why = f"does not prove {cat} seq {seq} in the tree of {size} entries"
+                report.add("proof fails", why, file=PROOFS, row=n, category=cat, seq=seq)
+            else:
+                report.proven += 1
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -1220,6 +1259,12 @@ def _lines(path: Path, opts: Options, report: Report) -> Iterator[str]:
            "entry_hash verify, links and checkpoint chains hold, "
            f"{report.signatures} signatures verify"
            if not integrity else f"integrity: FAILED ({len(integrity)} problems)")  # fmt: skip
+    yield (
+        f"membership: {report.proven} of {report.rows} rows proven by an inclusion proof in a "
+        "signed tree"
+        if report.trees
+        else "membership: no signed tree (version-3 checkpoint)"
+    )
     yield ("completeness: OK: exactly the seqs the manifest lists are present"
            if not complete else f"completeness: FAILED ({len(complete)} problems)")  # fmt: skip
     for cat, st in sorted(report.chains.items()):
