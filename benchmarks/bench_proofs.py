@@ -13,7 +13,11 @@ before):
   the worst case old = 1, new = size; each verified against the two roots; target <= 20 ms;
 - the root of each chain's whole tree (``TreeReader.root(size)``);
 - ``auditlog verify`` (``verify_database``, which also recomputes every stored tree node),
-  rows/s; target >= 50,000/s.
+  rows/s; target >= 50,000/s;
+- an evidence bundle of about 100,000 filtered rows (governance, the first tenth of the time
+  range), each row with its inclusion proof: rows/s written (target >= 20,000/s), and the
+  bundle's ``verify_bundle.py`` run with ``python3 -I`` (standard library only, ``--pure``;
+  target >= 20,000 rows/s) and with ``cryptography``.
 
 Usage: ``python benchmarks/bench_proofs.py [--events 1000000] [--samples 500]``.
 """
@@ -167,6 +171,59 @@ def verify_rate(reader: Engine) -> None:
     )
 
 
+def bundle_rates(url: Any, reader: Engine) -> None:
+    """A filtered bundle with proofs, written, then checked by the stand-alone script."""
+    import subprocess
+    import tempfile
+
+    import sqlalchemy as sa
+    from _common import writer_log
+
+    from auditlog.evidence.bundle import write_bundle
+    from auditlog.integrity.keys import Signer
+    from auditlog.query.filters import Filters
+    from auditlog.settings import ExportSettings, load_settings
+
+    with reader.connect() as conn:
+        lo, hi = conn.execute(
+            sa.text("SELECT min(occurred_at), max(occurred_at) FROM events")
+        ).one()
+    home = Path(tempfile.mkdtemp(prefix="bench-proofs-"))
+    signer = Signer.generate()
+    log = writer_log(url, load_settings(env={}, store={"home": home}), signer)
+    only = Filters(categories=("governance",), time_from=lo, time_to=lo + (hi - lo) / 9)
+    path = home / "bundle.zip"
+    start = time.perf_counter()
+    res = write_bundle(reader, path, only, log=log, actor={"type": "user", "id": "bench"},
+                       limits=ExportSettings(max_export_rows=0))  # fmt: skip
+    took = time.perf_counter() - start
+    proven = res.manifest["proofs"]["rows"]
+    print(
+        f"\nbundle with proofs: {res.rows:,} rows ({proven:,} proven), "
+        f"{res.size / 1e6:.0f} MB in {took:.1f} s = {rate(res.rows, took)} (target >= 20,000/s)"
+    )
+    pins = []  # every registered key: the loader's signed the older checkpoints
+    with reader.connect() as conn:
+        for n, (pem_bytes,) in enumerate(
+            conn.execute(sa.text("SELECT public_key FROM signing_keys"))
+        ):
+            pem = home / f"key{n}.pem"
+            pem.write_bytes(bytes(pem_bytes))
+            pins += ["--public-key", str(pem)]
+    script = Path(__file__).parents[1] / "src" / "auditlog" / "evidence" / "verify_bundle.py"
+    for flags, what in ((["--pure"], "standard library only"), ([], "with cryptography")):
+        cmd = ["/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
+               "-I", str(script), str(path), *pins, *flags]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=home)
+        took = time.perf_counter() - start
+        print(
+            f"verify_bundle.py ({what}): {res.rows:,} rows in {took:.1f} s = "
+            f"{rate(res.rows, took)}, exit {done.returncode} (target >= 20,000/s)"
+        )
+    log.engine.dispose()
+
+
 def proofs(reader: Engine, samples: int) -> None:
     with reader.connect() as sa_conn:
         conn = cast(psycopg.Connection[Any], sa_conn.connection.driver_connection)
@@ -200,6 +257,7 @@ def main() -> None:
     try:
         proofs(reader, args.samples)
         verify_rate(reader)
+        bundle_rates(url, reader)
     finally:
         reader.dispose()
 

@@ -110,3 +110,18 @@ def test_a_forged_proof_is_named_by_both_verifiers(
     assert done.returncode == 1
     assert "proofs.ndjson row 1" in done.stdout + done.stderr
     assert "proof fails" in done.stdout + done.stderr
+
+
+def test_the_only_entry_of_a_chain_is_proven_by_an_empty_path(
+    log: AuditLog, reader_engine: Engine, tmp_path: Path, signer: Signer
+) -> None:
+    log.record(valid(category="configuration"))
+    path = tmp_path / "one.zip"
+    only = Filters(categories=("configuration",))
+    write_bundle(reader_engine, path, only, log=log, actor=ACTOR, limits=LIMITS)
+    with zipfile.ZipFile(path) as z:
+        line = json.loads(z.read("proofs.ndjson"))
+    assert (line["seq"], line["size"], line["proof"]) == (1, 1, [])
+    report = verify_bundle(path, {signer.key_id: signer.public})
+    assert report.ok, report.problems
+    assert report.proven == {"configuration": 1}

@@ -171,3 +171,22 @@ def test_verify_names_a_stored_tree_node_that_does_not_match_the_entries(
     assert problem.kind == "tree node wrong"
     assert problem.seq == 512
     assert "level 8, index 1" in problem.message
+
+
+def test_the_readers_audit_paths_are_the_rfcs_for_every_leaf_and_size(
+    log: AuditLog, reader_engine: Engine
+) -> None:
+    from auditlog.proofs.merkle import inclusion_proof
+
+    fill_batches(log, [600])
+    leaves = [leaf_hash(e) for e in entries(reader_engine, "governance")]
+
+    def node(level: int, index: int) -> bytes:
+        return root_of(leaves[index << level : (index + 1) << level])
+
+    conn, tree = reader(reader_engine, "governance")
+    with conn:
+        for size in (1, 2, 3, 255, 256, 257, 300, 511, 512, 513, 600):
+            tree.prefetch_for(list(range(size)), size)
+            for i in sorted({0, 1, size // 2, size - 2, size - 1} & set(range(size))):
+                assert tree.inclusion(i, size) == inclusion_proof(i, size, node), (i, size)
