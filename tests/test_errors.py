@@ -37,6 +37,11 @@ def _package_modules() -> Iterator[object]:
         yield importlib.import_module(info.name)
 
 
+# The bundle's verifier is one self-contained file of the standard library: it imports nothing
+# of the package, so its own usage error stays inside it.
+STANDALONE = "auditlog.evidence.verify_bundle"
+
+
 def test_every_exception_class_of_the_package_is_defined_in_errors() -> None:
     elsewhere = [
         f"{module.__name__}.{name}"  # type: ignore[attr-defined]
@@ -46,6 +51,7 @@ def test_every_exception_class_of_the_package_is_defined_in_errors() -> None:
         and issubclass(obj, BaseException)
         and obj.__module__ == module.__name__  # type: ignore[attr-defined]
         and module is not errors
+        and module.__name__ != STANDALONE  # type: ignore[attr-defined]
     ]
     assert elsewhere == []
 

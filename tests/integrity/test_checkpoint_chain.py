@@ -3,6 +3,7 @@ verify names a removed, reordered or replaced checkpoint and an unsigned span.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
@@ -79,15 +80,32 @@ def test_each_checkpoint_signs_the_previous_ones_hash_and_a_running_count(
     assert verify_database(reader_of(every5.engine)).ok
 
 
-def test_the_stored_message_and_hash_are_the_signed_jcs_and_its_sha256(
+def test_the_stored_message_and_hash_are_the_signed_note_text_and_its_sha256(
     every5: AuditLog, reader_engine: Engine
 ) -> None:
     fill_in_fives(every5, 2)
     with reader_engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT message, hash FROM checkpoints ORDER BY seq")).all()
     for (message, digest), cp in zip(rows, checkpoints(every5.engine), strict=True):
-        assert message.encode() == cp.message() == rfc8785.dumps(cp_fields(cp))
+        assert message.encode() == cp.message() == note_text(cp)
         assert bytes(digest) == hashlib.sha256(message.encode()).digest()
+
+
+def note_text(cp: Checkpoint) -> bytes:
+    """docs/integrity.md section 9, written out."""
+    root = base64.b64encode(cp.root or b"").decode()
+    return (
+        f"auditlog.local/{cp.category}\n{cp.seq}\n{root}\nhead {cp.entry_hash.hex()}\n"
+        f"prev {(cp.prev_hash or b'').hex()}\ncount {cp.count}\ntime {cp.signed_at}\n"
+    ).encode()
+
+
+def test_a_version_2_checkpoint_still_signs_the_jcs_of_its_fields() -> None:
+    signer = Signer.generate()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    cp = sign_checkpoint(signer, GOV, 7, bytes(32), at, ZERO_HASH, 1)
+    assert cp.version == 2
+    assert cp.message() == rfc8785.dumps(cp_fields(cp))
 
 
 def cp_fields(cp: Checkpoint) -> dict[str, Any]:
@@ -128,7 +146,7 @@ def test_the_first_chained_checkpoint_links_to_the_last_legacy_one(
     fill(log, 1)
     log.checkpoint()
     legacy, last, new = checkpoints(log.engine)
-    assert (legacy.version, last.version, new.version) == (1, 1, 2)
+    assert (legacy.version, last.version, new.version) == (1, 1, 3)
     assert new.count == 3
     assert new.prev_hash == hashlib.sha256(last.message()).digest()
     assert verify_database(reader_of(log.engine)).ok
