@@ -17,6 +17,7 @@ from auditlog.cli.ingest import ingest
 from auditlog.cli.keys import checkpoint_app, keys_app
 from auditlog.cli.retention import archive_app, retention_app
 from auditlog.cli.siem import siem_app, stream
+from auditlog.cli.timestamp import timestamp
 from auditlog.cli.verify import verify
 from auditlog.cli.witness import witness_app
 from auditlog.errors import AuditLogError
@@ -40,6 +41,7 @@ app.command()(export)
 app.add_typer(siem_app, name="siem")
 app.command()(stream)
 app.add_typer(witness_app, name="witness")
+app.command()(timestamp)
 
 
 def main() -> None:
