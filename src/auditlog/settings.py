@@ -234,8 +234,10 @@ class TimestampSettings:
     )
     anchor: Path | None = field(
         default=None,
-        metadata={"help": "PEM file of the TSA's root CA certificate(s): tokens are verified "
-                  "against it before they are stored"},
+        metadata={
+            "help": "PEM file of the TSA's root CA certificate(s): tokens are verified "
+            "against it before they are stored"
+        },
     )
     timeout_seconds: float = field(
         default=10.0, metadata={"help": "how long to wait for the TSA's reply, seconds"}

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.engine import Connection, Engine
 
 from auditlog.db.tables import checkpoint_timestamps as stamps
@@ -162,7 +162,8 @@ def _store(engine: Engine, url: str, checkpoint_id: int, token: bytes, gen_time:
     """Keep one token and the TSA's success, in one transaction; 0 if another worker won."""
     row = {"checkpoint_id": checkpoint_id, "tsa_url": url, "token": token, "gen_time": gen_time}
     with engine.begin() as conn:
-        added = conn.execute(insert(stamps).values(row).on_conflict_do_nothing()).rowcount
+        statement = insert(stamps).values(row).on_conflict_do_nothing().returning(stamps.c.id)
+        added = len(conn.execute(statement).all())
         _upsert(conn, url, failures=0, last_success_at=sa.func.now(), last_round_at=sa.func.now())
     return int(added)
 
@@ -257,11 +258,14 @@ def _newest(conn: Connection) -> list[ChainStamp]:
     """Per category, the stamped checkpoint of the highest seq (its latest token)."""
     query = (
         sa.select(
-            checkpoints.c.category, checkpoints.c.seq, checkpoints.c.count,
-            stamps.c.gen_time, stamps.c.tsa_url,
-        )  # fmt: skip
+            checkpoints.c.category,
+            checkpoints.c.seq,
+            checkpoints.c.count,
+            stamps.c.gen_time,
+            stamps.c.tsa_url,
+        )
         .join(stamps, stamps.c.checkpoint_id == checkpoints.c.id)
-        .distinct(checkpoints.c.category)
+        .ext(distinct_on(checkpoints.c.category))
         .order_by(checkpoints.c.category, checkpoints.c.seq.desc(), stamps.c.gen_time.desc())
     )
     return [ChainStamp(c, int(s), n, t, u) for c, s, n, t, u in conn.execute(query)]
