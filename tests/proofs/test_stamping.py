@@ -105,7 +105,9 @@ def test_stamped_checkpoints_verify_and_the_newest_per_chain_carries_the_tsa_tim
 
     check = check_stamps(reader_engine, [tsa.anchor])
 
-    assert check.ok and check.checked and check.tokens == 3
+    assert check.ok
+    assert check.checked
+    assert check.tokens == 3
     assert set(check.newest) == {GOV, USERS}
     gov = check.newest[GOV]
     with reader_engine.connect() as conn:
@@ -120,7 +122,8 @@ def test_stamped_checkpoints_verify_and_the_newest_per_chain_carries_the_tsa_tim
             {"c": GOV, "s": top},
         )
     assert (gov.seq, gov.gen_time, gov.tsa_url) == (top, when, tsa.url)
-    assert gov.tsa is not None and "Local Test TSA" in gov.tsa
+    assert gov.tsa is not None
+    assert "Local Test TSA" in gov.tsa
 
 
 def test_a_token_moved_to_another_checkpoint_is_found_as_a_bad_time_stamp(
@@ -165,7 +168,8 @@ def test_a_token_from_a_tsa_not_under_the_anchor_is_found(
 
     check = check_stamps(reader_engine, [tsa.anchor])
 
-    assert check.tokens == 2 and len(check.problems) == 2
+    assert check.tokens == 2
+    assert len(check.problems) == 2
     assert all("signature or signer certificate" in p.message for p in check.problems)
 
 
@@ -175,8 +179,10 @@ def test_the_worker_stores_no_token_that_does_not_chain_to_its_configured_anchor
     make_checkpoints(log, GOV, 1)
     with LocalTSA(name="Rogue TSA") as rogue:
         done = stamp_round(stream, Stamper(rogue.url, (tsa.anchor,)))
-    assert done.stamped == 0 and done.waiting == 1
-    assert done.error is not None and "time-stamp token refused" in done.error
+    assert done.stamped == 0
+    assert done.waiting == 1
+    assert done.error is not None
+    assert "time-stamp token refused" in done.error
     assert stamp_rows(stream) == []
 
 
@@ -190,16 +196,15 @@ def test_a_tsa_that_is_down_is_retried_next_round_with_its_error_shown_and_nothi
     second = stamp_round(stream, down)
 
     assert (first.stamped, first.waiting) == (second.stamped, second.waiting) == (0, 2)
-    assert (
-        first.error is not None
-        and down.url in first.error
-        and "could not be reached" in first.error
-    )
+    assert first.error is not None
+    assert down.url in first.error
+    assert "could not be reached" in first.error
     assert stamp_rows(stream) == []
     status = stamp_status(reader_engine)
     (state,) = status.tsas
     assert (state.tsa_url, state.failures, state.last_success_at) == (down.url, 2, None)
-    assert state.last_error == second.error and state.last_error_at is not None
+    assert state.last_error == second.error
+    assert state.last_error_at is not None
     assert (status.tokens, status.waiting, status.newest) == (0, 2, [])
 
 
@@ -213,14 +218,16 @@ def test_a_tsa_failing_midway_leaves_the_stamped_ones_whole_and_the_rest_waiting
     failed = stamp_round(stream, stamper(tsa))
 
     assert (failed.stamped, failed.waiting) == (0, 2)
-    assert failed.error is not None and "HTTP 503" in failed.error
+    assert failed.error is not None
+    assert "HTTP 503" in failed.error
     assert len(stamp_rows(stream)) == 1
     assert check_stamps(reader_engine, [tsa.anchor]).ok
     tsa.http_status = 200
     recovered = stamp_round(stream, stamper(tsa))
     assert (recovered.stamped, recovered.waiting, recovered.error) == (2, 0, None)
     (state,) = stamp_status(reader_engine).tsas
-    assert state.failures == 0 and state.last_success_at is not None
+    assert state.failures == 0
+    assert state.last_success_at is not None
     assert state.last_error == failed.error  # the last error stays visible
 
 
@@ -230,7 +237,8 @@ def test_a_proxy_page_instead_of_a_reply_is_an_error_and_stores_nothing(
     make_checkpoints(log, GOV, 1)
     tsa.body = b"<html>please sign in</html>"
     done = stamp_round(stream, stamper(tsa))
-    assert done.error is not None and "not a token for this request" in done.error
+    assert done.error is not None
+    assert "not a token for this request" in done.error
     assert stamp_rows(stream) == []
 
 
@@ -257,7 +265,8 @@ def test_a_stored_gen_time_other_than_the_tokens_is_found(
         admin_engine, "UPDATE checkpoint_timestamps SET gen_time = gen_time - interval '1 day'"
     )
     (problem,) = check_stamps(reader_engine, [tsa.anchor]).problems
-    assert problem.kind == KIND and "is not the token's genTime" in problem.message
+    assert problem.kind == KIND
+    assert "is not the token's genTime" in problem.message
 
 
 def test_a_token_whose_checkpoint_was_deleted_is_found(
@@ -271,7 +280,8 @@ def test_a_token_whose_checkpoint_was_deleted_is_found(
         "UPDATE checkpoint_timestamps SET checkpoint_id = 999999",
     )
     (problem,) = check_stamps(reader_engine, [tsa.anchor]).problems
-    assert problem.kind == KIND and "999999, which does not exist" in problem.message
+    assert problem.kind == KIND
+    assert "999999, which does not exist" in problem.message
 
 
 def test_without_anchors_tokens_are_counted_and_not_checked(
