@@ -13,10 +13,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from auditlog.db.server import make_engine
 from auditlog.errors import ConfigError
 from auditlog.integrity.stamped import KIND, check_stamps
 from auditlog.proofs.stamping import (
+    Round,
     Stamper,
+    run_stamper,
     stamp_round,
     stamp_status,
     waiting,
@@ -343,3 +346,47 @@ def test_bad_timestamp_settings_are_refused_naming_the_setting(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_the_worker_runs_rounds_until_stopped_and_retries_after_a_failed_round(
+    log: AuditLog, stream: Engine, tsa: LocalTSA
+) -> None:
+    make_checkpoints(log, GOV, 2)
+    tsa.http_status = 503
+    seen: list[Round] = []
+    stop = threading.Event()
+
+    def on_round(outcome: Round) -> None:
+        seen.append(outcome)
+        tsa.http_status = 200  # the TSA is back for the next round
+        if outcome.stamped:
+            stop.set()
+
+    worker = threading.Thread(target=run_stamper, args=(stream, stamper(tsa), 0.05, stop, on_round))
+    worker.start()
+    worker.join(timeout=30)
+
+    assert not worker.is_alive()
+    assert seen[0].error is not None
+    assert "HTTP 503" in seen[0].error
+    assert (seen[-1].stamped, seen[-1].waiting, seen[-1].error) == (2, 0, None)
+    assert len(stamp_rows(stream)) == 2
+
+
+def test_the_worker_survives_a_database_out_of_reach_and_says_so(tsa: LocalTSA) -> None:
+    port = closed_port_url().rsplit(":", 1)[1].strip("/")
+    gone = make_engine(f"postgresql+psycopg://auditlog_stream@127.0.0.1:{port}/auditlog", "stream")
+    seen: list[Round] = []
+    stop = threading.Event()
+
+    def on_round(outcome: Round) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:
+            stop.set()
+
+    try:
+        run_stamper(gone, stamper(tsa), 0.01, stop, on_round)
+    finally:
+        gone.dispose()
+    assert [(r.stamped, r.waiting) for r in seen] == [(0, -1), (0, -1)]
+    assert all(r.error is not None and r.error.startswith("the database: ") for r in seen)

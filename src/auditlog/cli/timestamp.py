@@ -59,7 +59,8 @@ def timestamp(
 
 def _print_round(outcome: Round) -> None:
     """One line per round; the error, if any, on standard error."""
-    typer.echo(f"stamped {outcome.stamped} checkpoint(s); {outcome.waiting} waiting")
+    left = f"{outcome.waiting} waiting" if outcome.waiting >= 0 else "waiting unknown"
+    typer.echo(f"stamped {outcome.stamped} checkpoint(s); {left}")
     if outcome.error:
         typer.echo(f"error: {outcome.error}; retried next round", err=True)
 

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from auditlog.db.tables import checkpoint_timestamps as stamps
 from auditlog.db.tables import checkpoints
 from auditlog.db.tables import timestamp_state as state
-from auditlog.errors import ConfigError, TimestampError
+from auditlog.errors import ConfigError, DatabaseUnavailable, QueryTimeout, TimestampError
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.model import utc_text
 from auditlog.proofs.timestamp import Stamp, load_anchors, request_timestamp, verify_timestamp
@@ -94,7 +94,8 @@ class Stamper:
 
 @dataclass(frozen=True)
 class Round:
-    """What one round did: tokens stored, checkpoints still waiting, the error that ended it."""
+    """What one round did: tokens stored, checkpoints still waiting (-1: unknown, the database
+    was out of reach), the error that ended it."""
 
     stamped: int
     waiting: int
@@ -201,9 +202,13 @@ def run_stamper(
     on_round: Callable[[Round], None] | None = None,
 ) -> None:
     """Run rounds every ``poll_seconds`` until ``stop`` is set; a failed round is retried at
-    the next. ``on_round`` sees each round's outcome (the CLI prints it)."""
+    the next. ``on_round`` sees each round's outcome (the CLI prints it). The database out of
+    reach is such a failure too (it cannot be recorded there: only ``on_round`` sees it)."""
     while not stop.is_set():
-        outcome = stamp_round(engine, stamper)
+        try:
+            outcome = stamp_round(engine, stamper)
+        except (DatabaseUnavailable, QueryTimeout) as exc:
+            outcome = Round(0, -1, f"the database: {exc}")
         if on_round is not None:
             on_round(outcome)
         stop.wait(poll_seconds)
