@@ -8,6 +8,7 @@ Sections (each a frozen dataclass; every field has a default and a help line)::
     retention   floor, ceiling, two-person approval, archive directory
     graph       Microsoft Graph client credentials for ``auditlog identity sync``
     siem        the ``auditlog stream`` worker's polling cadence
+    timestamps  the RFC 3161 time-stamp authority of ``auditlog timestamp``
     roles       user / Entra group -> role (``[roles.users]``, ``[roles.groups]``)
 
 Precedence, per setting: environment variable > ``auditlog.toml`` > default. The file is
@@ -223,6 +224,41 @@ class SiemSettings:
     )
 
 
+@dataclass(frozen=True)
+class TimestampSettings:
+    """The ``auditlog timestamp`` worker: which time-stamp authority (TSA) stamps checkpoints."""
+
+    url: str | None = field(
+        default=None,
+        metadata={"help": "the TSA's http(s) URL (RFC 3161 over HTTP); unset = no stamping"},
+    )
+    anchor: Path | None = field(
+        default=None,
+        metadata={
+            "help": "PEM file of the TSA's root CA certificate(s): tokens are verified "
+            "against it before they are stored"
+        },
+    )
+    timeout_seconds: float = field(
+        default=10.0, metadata={"help": "how long to wait for the TSA's reply, seconds"}
+    )
+    poll_seconds: float = field(
+        default=30.0, metadata={"help": "the worker's round cadence (and retry delay), seconds"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not re.match(r"https?://[^\s]+$", self.url):
+            raise ConfigError(
+                f"setting timestamps.url (AUDITLOG_TIMESTAMPS_URL): {self.url!r} is not an "
+                "http:// or https:// URL; give the TSA's URL"
+            )
+        if self.timeout_seconds <= 0 or self.poll_seconds <= 0:
+            raise ConfigError(
+                "settings timestamps.timeout_seconds and timestamps.poll_seconds must be "
+                "above 0 seconds"
+            )
+
+
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -244,6 +280,7 @@ SECTIONS: dict[str, type] = {
     "retention": RetentionSettings,
     "graph": GraphSettings,
     "siem": SiemSettings,
+    "timestamps": TimestampSettings,
     "roles": RolesSettings,
 }
 
@@ -258,6 +295,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
+    timestamps: TimestampSettings = field(default_factory=TimestampSettings)
     roles: RolesSettings = field(default_factory=RolesSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:

@@ -19,6 +19,7 @@ from auditlog.cli.proof import proof_app
 from auditlog.cli.retention import archive_app, retention_app
 from auditlog.cli.sample import sample
 from auditlog.cli.siem import siem_app, stream
+from auditlog.cli.timestamp import timestamp
 from auditlog.cli.verify import verify
 from auditlog.cli.witness import witness_app
 from auditlog.errors import AuditLogError
@@ -44,6 +45,7 @@ app.add_typer(siem_app, name="siem")
 app.command()(stream)
 app.add_typer(witness_app, name="witness")
 app.add_typer(proof_app, name="proof")
+app.command()(timestamp)
 
 
 def main() -> None:

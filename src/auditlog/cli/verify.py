@@ -1,6 +1,7 @@
 """``auditlog verify``: the database, an evidence bundle (``--bundle``) or an archive
 (``--archive``); every problem named by its row, exit 1 when anything does not hold.
-``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier."""
+``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier;
+``--tsa-anchor PEM`` checks every stored time-stamp token against its checkpoint."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from auditlog.evidence.verify import BundleReport, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_public_keys, verify_database
 from auditlog.integrity.kept import check_kept, load_kept
+from auditlog.integrity.stamped import StampCheck, check_stamps
 from auditlog.integrity.verifier import Problem, SpanPolicy
+from auditlog.model import utc_text
+from auditlog.proofs.timestamp import load_anchors
 
 
 def verify(
@@ -39,6 +43,13 @@ def verify(
             "copy): fail unless today's log still holds and extends it"
         ),
     ] = None,
+    tsa_anchor: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM of the time-stamp authority's root CA: check every stored time-stamp "
+            "token (signature, imprint against its checkpoint, chain to this anchor)"
+        ),
+    ] = None,
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
     if bundle is not None:
@@ -49,9 +60,11 @@ def verify(
     pinned = trusted_keys(public_key)
     with errors():
         kept = load_kept(since) if since is not None else []
+        anchors = load_anchors(tsa_anchor) if tsa_anchor is not None else None
     with errors(), engine_session(config, "reader") as engine:
         report = verify_database(engine, pinned, SpanPolicy.of(config))
         kept_problems = check_kept(engine, kept, pinned or _db_keys(engine)) if kept else []
+        stamps = check_stamps(engine, anchors)
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
@@ -60,9 +73,35 @@ def verify(
         typer.echo(f"FAIL {problem}", err=True)
     if since is not None:
         _print_kept(since, kept, kept_problems, pinned is not None)
-    ok = report.ok and not kept_problems
+    print_stamps(stamps, tsa_anchor)
+    ok = report.ok and not kept_problems and stamps.ok
     typer.echo("verified: all chains intact" if ok else "verification FAILED")
     raise typer.Exit(0 if ok else 1)
+
+
+def print_stamps(check: StampCheck, anchor: Path | None) -> None:
+    """The time-stamp tokens: checked or not, each bad one, each chain's newest stamped time."""
+    if check.checked:
+        state = "FAIL" if check.problems else "ok"
+        good = check.tokens - len(check.problems)
+        typer.echo(
+            f"{state:4} time-stamps: {good} of {check.tokens} token(s) verify under {anchor}"
+        )
+    for problem in check.problems:
+        typer.echo(f"FAIL {problem}", err=True)
+    for chain in check.newest.values():
+        count = f" count {chain.count}" if chain.count is not None else ""
+        by = f"by {chain.tsa}" if chain.tsa else "stored, not checked"
+        typer.echo(
+            f"time {chain.category}: newest stamped checkpoint seq {chain.seq}{count}, "
+            f"TSA time {utc_text(chain.gen_time)} ({by}; {chain.tsa_url})"
+        )
+    if not check.checked and check.tokens:
+        typer.echo(
+            f"note: {check.tokens} time-stamp token(s) were not checked; give --tsa-anchor PEM "
+            "(the TSA's root CA) to check them",
+            err=True,
+        )
 
 
 def _db_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:

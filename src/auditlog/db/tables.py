@@ -312,3 +312,27 @@ merkle_purged_leaves = sa.Table(
     _col("first_seq", sa.BigInteger, primary_key=True),
     _col("entry_hashes", sa.LargeBinary),
 )
+
+# --- 013_timestamps --------------------------------------------------------------------------
+# RFC 3161 tokens of version-3 checkpoints, one per checkpoint and TSA; insert-only.
+checkpoint_timestamps = sa.Table(
+    "checkpoint_timestamps",
+    metadata,
+    _col("id", sa.BigInteger, primary_key=True),
+    _col("checkpoint_id", sa.BigInteger, sa.ForeignKey("checkpoints.id")),
+    _col("tsa_url", sa.Text),
+    _col("token", BYTEA),
+    _col("gen_time", _TS),
+    _col("stamped_at", _TS, server_default=_NOW),
+)
+# What the stamping worker last saw of each TSA (errors, last success); updatable state.
+timestamp_state = sa.Table(
+    "timestamp_state",
+    metadata,
+    _col("tsa_url", sa.Text, primary_key=True),
+    _col("failures", sa.BigInteger, server_default=sa.text("0")),
+    _col("last_error", sa.Text, nullable=True),
+    _col("last_error_at", _TS, nullable=True),
+    _col("last_success_at", _TS, nullable=True),
+    _col("last_round_at", _TS, nullable=True),
+)
