@@ -53,7 +53,7 @@ def verify(
 ) -> None:
     """Check every chain and checkpoint; name the first bad category/seq and why (exit 1)."""
     if bundle is not None:
-        _verify_bundle(bundle, public_key)
+        _verify_bundle(bundle, public_key, tsa_anchor)
     if archive is not None:
         _verify_archive(archive, public_key)
     config = _settings()
@@ -125,10 +125,21 @@ def _print_kept(since: Path, kept: list[Checkpoint], problems: list[Problem], pi
         )
 
 
-def _verify_bundle(bundle: Path, public_key: list[Path] | None) -> NoReturn:
+def _verify_bundle(
+    bundle: Path, public_key: list[Path] | None, tsa_anchor: Path | None
+) -> NoReturn:
     """Check an evidence bundle with nothing but the bundle; name the first bad row (exit 1)."""
-    report = verify_bundle(bundle, trusted_keys(public_key))
+    with errors():
+        anchors = load_anchors(tsa_anchor) if tsa_anchor is not None else None
+    report = verify_bundle(bundle, trusted_keys(public_key), anchors)
     print_report(report, bundle)
+    good, present = report.stamps
+    if present:
+        typer.echo(
+            f"time-stamps: {good} of {present} token(s) verified against {tsa_anchor}"
+            if tsa_anchor is not None
+            else f"time-stamps: {present} token(s) in the bundle, not checked (--tsa-anchor PEM)"
+        )
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -144,7 +155,8 @@ def print_report(report: BundleReport, path: Path) -> None:
         span = f"seq {st.runs[0][0]}..{st.runs[-1][1]} in {len(st.runs)} run(s)" if st.runs else "-"
         typer.echo(
             f"{state:4} {cat}: {st.rows} rows ({span}); {st.checkpoints} signed "
-            f"checkpoint(s) match, vouching for {st.covered} rows"
+            f"checkpoint(s) match, vouching for {st.covered} rows; "
+            f"{report.proven.get(cat, 0)} proven members of a signed tree"
         )
     for problem in report.problems:
         typer.echo(f"FAIL {problem}", err=True)

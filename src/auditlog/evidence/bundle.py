@@ -44,7 +44,7 @@ from auditlog.evidence.export import (
     ndjson_blobs,
     snapshot,
 )
-from auditlog.evidence.proofs import PROOFS_NAME, write_proofs
+from auditlog.evidence.proofs import PROOFS_NAME, attach_timestamps, write_proofs
 from auditlog.evidence.sample import Drawn, Sampling, event_details
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_checkpoints
@@ -320,6 +320,7 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
             zf.writestr(VERIFIER, script)
         manifest = _manifest(job, tallies, runs, conn, script)
         manifest["proofs"] = _proofs_section(proven, tallies[PROOFS_NAME])
+        manifest["proofs"]["timestamps"] = attach_timestamps(conn, manifest["checkpoints"])
         manifest["proven"] = _statement(manifest, proven)
         if drawn is not None:
             manifest["sample"] = drawn.manifest(manifest["filters"], manifest["window"])

@@ -7,16 +7,23 @@ a line is counted as not proven; a line that fails is a finding (``proof fails``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from auditlog.errors import TimestampInvalid
 from auditlog.evidence.proofs import PROOFS_NAME
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.proofs.merkle import leaf_hash, verify_inclusion
+from auditlog.proofs.timestamp import verify_timestamp
+
+MANIFEST = "manifest.json"
 
 
 def _trees(
@@ -88,3 +95,39 @@ def _check_line(
     if not verify_inclusion(seq - 1, size, leaf_hash(entry), proof, root):
         return f"does not prove {cat} seq {seq} in the tree of {size} entries", where
     return "", where
+
+
+def check_timestamps(
+    manifest: dict[str, Any], anchors: Sequence[x509.Certificate] | None, report: Any
+) -> tuple[int, int]:
+    """(tokens checked and good, tokens present) of the bundled checkpoints; each token must
+    prove its checkpoint's note text under one of ``anchors`` (none given: not checked)."""
+    good = present = 0
+    for item in manifest.get("checkpoints", []):
+        stamps = item.get("timestamps") if isinstance(item, dict) else None
+        if not isinstance(stamps, list):
+            continue
+        try:
+            cp = Checkpoint.from_json(item)
+        except (KeyError, TypeError, ValueError):
+            continue
+        for stamp in stamps:
+            present += 1
+            if anchors is None:
+                continue
+            try:
+                token = base64.b64decode(stamp["token"], validate=True)
+                verify_timestamp(token, cp.message(), anchors)
+            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+                why = f"{cp.name()}: unreadable time-stamp ({exc})"
+                report.add(
+                    "bad time-stamp", why, file="manifest.json", category=cp.category, seq=cp.seq
+                )
+            except TimestampInvalid as exc:
+                why = f"{cp.name()}: the time-stamp token does not prove it: {exc.reason}"
+                report.add(
+                    "bad time-stamp", why, file="manifest.json", category=cp.category, seq=cp.seq
+                )
+            else:
+                good += 1
+    return good, present

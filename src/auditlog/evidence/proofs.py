@@ -12,6 +12,7 @@ tree yet and no line; the manifest counts such rows as unproven.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import zipfile
@@ -20,6 +21,7 @@ from typing import Any
 from auditlog.evidence.export import Tally
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_checkpoints
+from auditlog.model import utc_text
 from auditlog.proofs.tree import TreeReader
 
 PROOFS_NAME = "proofs.ndjson"
@@ -71,3 +73,35 @@ def write_proofs(
                 if lines:
                     member.write(tally.take(("\n".join(lines) + "\n").encode(), len(lines)))
     return tally, summary
+
+
+def attach_timestamps(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
+    """Add to each bundled checkpoint its stored RFC 3161 tokens (``timestamps``: TSA URL,
+    genTime, the DER token in base64), so the time travels with the evidence; return how many."""
+    if not checkpoints:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('checkpoint_timestamps') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute(
+            "SELECT c.category, c.seq, c.count, t.tsa_url, t.gen_time, t.token"
+            " FROM checkpoint_timestamps t JOIN checkpoints c ON c.id = t.checkpoint_id"
+            " WHERE c.category = ANY(%s) ORDER BY t.id",
+            (sorted({cp["category"] for cp in checkpoints}),),
+        )
+        rows = cur.fetchall()
+    by_key = {(cp["category"], cp["seq"], cp.get("count")): cp for cp in checkpoints}
+    n = 0
+    for cat, seq, count, url, gen_time, token in rows:
+        cp = by_key.get((cat, seq, count))
+        if cp is not None:
+            cp.setdefault("timestamps", []).append(
+                {
+                    "tsa_url": url,
+                    "gen_time": utc_text(gen_time),
+                    "token": base64.b64encode(bytes(token)).decode("ascii"),
+                }
+            )
+            n += 1
+    return n

@@ -22,11 +22,12 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -40,7 +41,7 @@ from auditlog.evidence.bundle import (
     VERIFIER,
     manifest_message,
 )
-from auditlog.evidence.membership import check_proofs
+from auditlog.evidence.membership import check_proofs, check_timestamps
 from auditlog.evidence.proofs import PROOFS_NAME
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.keys import key_id_of, load_public_key
@@ -174,6 +175,7 @@ class BundleReport:
     key_pinned: bool = False
     manifest: dict[str, Any] | None = None
     proven: dict[str, int] = field(default_factory=dict)  # rows with a membership proof
+    stamps: tuple[int, int] = (0, 0)  # time-stamp tokens (checked good, present)
 
     @property
     def ok(self) -> bool:
@@ -490,7 +492,9 @@ def _explain_file_change(report: BundleReport) -> None:
 
 
 def verify_bundle(
-    path: str | Path | IO[bytes], public_keys: Mapping[str, Ed25519PublicKey] | None = None
+    path: str | Path | IO[bytes],
+    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    tsa_anchors: Sequence[x509.Certificate] | None = None,
 ) -> BundleReport:
     """Check an evidence bundle using nothing but its own bytes (and pinned keys, if given).
 
@@ -523,5 +527,6 @@ def verify_bundle(
                     _compare_runs(cat, st, chains.get(cat, {}).get("runs", []), report)
             _check_checkpoints(manifest, keys, report)
             report.proven = check_proofs(zf, manifest, keys, report, NDJSON_NAME)
+            report.stamps = check_timestamps(manifest, tsa_anchors, report)
             _explain_file_change(report)
     return report
