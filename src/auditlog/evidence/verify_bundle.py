@@ -1259,6 +1259,16 @@ def _lines(path: Path, opts: Options, report: Report) -> Iterator[str]:
            "entry_hash verify, links and checkpoint chains hold, "
            f"{report.signatures} signatures verify"
            if not integrity else f"integrity: FAILED ({len(integrity)} problems)")  # fmt: skip
+    cps = (report.manifest or {}).get("checkpoints")
+    tokens = sum(
+        len(c.get("timestamps") or []) for c in (cps if isinstance(cps, list) else [])
+        if isinstance(c, dict)
+    )  # fmt: skip
+    if tokens:
+        yield (
+            f"time-stamps: {tokens} RFC 3161 token(s) present, not checked here (CMS needs a "
+            "library): auditlog verify --bundle --tsa-anchor PEM, or openssl ts -verify"
+        )
     yield (
         f"membership: {report.proven} of {report.rows} rows proven by an inclusion proof in a "
         "signed tree"
