@@ -3,7 +3,9 @@ today's log still holds and extends them (``auditlog verify --since FILE``).
 
     export_checkpoints(engine)         -> the JSON document of ``auditlog checkpoint export``
     load_kept(path)                    -> [Checkpoint] from an export, a bundle (ZIP or its
-                                          manifest.json) or SIEM copies (JSON, NDJSON, syslog)
+                                          manifest.json), SIEM copies (JSON, NDJSON, syslog)
+                                          or C2SP checkpoint notes (a witness's, a monitor's)
+    bind_note_keys(kept, keys)         -> the notes' checkpoints named by their trusted key
     check_kept(engine, kept, keys)     -> [Problem], each naming the kept checkpoint
 
 A database superuser can delete the newest rows together with the checkpoints that cover
@@ -14,6 +16,7 @@ and a version-2 one must still be in the database's checkpoint chain at its coun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -23,13 +26,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.db.server import driver_errors
-from auditlog.errors import InvalidFile
+from auditlog.errors import InvalidFile, NoteError
 from auditlog.integrity.checkpoints import Checkpoint, signature_ok
 from auditlog.integrity.database import db_anchor, db_checkpoints
 from auditlog.integrity.verifier import Problem
 from auditlog.model import CATEGORIES, utc_text
+from auditlog.proofs.note import EM_DASH, key_hash, parse_checkpoint, parse_note
 
 EXPORT_FORMAT = "auditlog-checkpoints/1"
+NOTE_KEY = "note:"  # key_id of a checkpoint read from a note, until bind_note_keys names it
 _BUNDLE_MANIFEST = "manifest.json"
 
 
@@ -82,6 +87,9 @@ def load_kept(path: Path) -> list[Checkpoint]:
 
 
 def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
+    if f"\n\n{EM_DASH} " in text and not text.lstrip().startswith(("{", "[")):
+        yield from _notes_in(name, text)
+        return
     try:
         whole = json.loads(text)
     except ValueError:
@@ -136,6 +144,88 @@ def _checkpoint(name: str, line: int, item: Any) -> Checkpoint:
         raise InvalidFile(name, line, f"checkpoint.{exc.args[0]}", "is missing") from None
     except (TypeError, ValueError) as exc:
         raise InvalidFile(name, line, "checkpoint", str(exc)) from None
+
+
+# --- C2SP checkpoint notes ----------------------------------------------------------------
+
+
+def _notes_in(name: str, text: str) -> Iterator[Checkpoint]:
+    """Version-3 checkpoints from signed notes (``Checkpoint.note()``, a witness's copy with
+    cosignature lines), one after the other, each note's text and signature block separated
+    by a blank line as c2sp.org/signed-note writes them."""
+    blocks: list[tuple[int, list[str]]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            blocks.append((n + 1, []))
+        elif not blocks:
+            blocks.append((n, [line]))
+        else:
+            blocks[-1][1].append(line)
+    blocks = [(n, lines) for n, lines in blocks if lines]
+    body: tuple[int, list[str]] | None = None
+    for n, lines in blocks:
+        if all(line.startswith(EM_DASH + " ") for line in lines) and body is not None:
+            note = "\n".join(body[1]) + "\n\n" + "\n".join(lines) + "\n"
+            yield _note_checkpoint(name, body[0], note)
+            body = None
+        elif body is not None:
+            raise InvalidFile(name, body[0], "note", "has no signature lines after its text")
+        else:
+            body = (n, lines)
+    if body is not None:
+        raise InvalidFile(name, body[0], "note", "has no signature lines after its text")
+
+
+def _note_checkpoint(name: str, line: int, text: str) -> Checkpoint:
+    """The version-3 checkpoint a note holds, its key_id ``note:<key hash>`` until bound."""
+    try:
+        note = parse_note(text)
+        body = parse_checkpoint(note.text)
+    except NoteError as exc:
+        raise InvalidFile(name, line, exc.field, exc.reason) from None
+    fields = dict(e.split(" ", 1) for e in body.extensions if " " in e)
+    if [e.split(" ", 1)[0] for e in body.extensions] != ["head", "prev", "count", "time"]:
+        raise InvalidFile(name, line, "note", "is not an auditlog checkpoint (head, prev, "
+                          "count and time lines after the root)")  # fmt: skip
+    mine = [s for s in note.signatures if s.name == body.origin and len(s.signature) == 64]
+    if not mine:
+        raise InvalidFile(name, line, "note", f"carries no signature of its origin {body.origin!r}")
+    try:
+        cp = Checkpoint(
+            body.origin.rsplit("/", 1)[-1], body.size, _hex32(fields["head"]), fields["time"],
+            NOTE_KEY + mine[0].key_hash.hex(), mine[0].signature, 3, _hex32(fields["prev"]),
+            int(fields["count"]), body.origin, body.root,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InvalidFile(name, line, "note", str(exc)) from None
+    if cp.message().decode("utf-8") != note.text:
+        raise InvalidFile(name, line, "note", "is not in the exact form auditlog signs")
+    return cp
+
+
+def _hex32(text: str) -> bytes:
+    raw = bytes.fromhex(text)
+    if len(raw) != 32 or raw.hex() != text:
+        raise ValueError(f"{text[:70]!r} is not 64 lower-case hex digits")
+    return raw
+
+
+def bind_note_keys(
+    kept: list[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
+) -> list[Checkpoint]:
+    """The checkpoints read from notes with the key_id of the trusted key whose note key ID
+    (SHA-256 of origin and key, c2sp.org/signed-note) they carry; others unchanged (an
+    unknown ``note:`` key is then reported as untrusted)."""
+    out = []
+    for cp in kept:
+        if cp.key_id.startswith(NOTE_KEY) and cp.origin is not None:
+            wanted = bytes.fromhex(cp.key_id[len(NOTE_KEY) :])
+            for key_id, public in keys.items():
+                if key_hash(cp.origin, public.public_bytes_raw()) == wanted:
+                    cp = dataclasses.replace(cp, key_id=key_id)
+                    break
+        out.append(cp)
+    return out
 
 
 # --- checking them against today's log -------------------------------------------------------
