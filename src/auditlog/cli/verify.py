@@ -1,6 +1,7 @@
 """``auditlog verify``: the database, an evidence bundle (``--bundle``) or an archive
 (``--archive``); every problem named by its row, exit 1 when anything does not hold.
-``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier."""
+``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier;
+``--witness-key KEY ... [--quorum K]`` that each chain's newest checkpoint is witnessed."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ from auditlog.db.server import connect
 from auditlog.evidence.verify import BundleReport, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_public_keys, verify_database
-from auditlog.integrity.kept import check_kept, load_kept
+from auditlog.integrity.kept import bind_note_keys, check_kept, load_kept
 from auditlog.integrity.verifier import Problem, SpanPolicy
+from auditlog.integrity.witnessed import (
+    Witnessed,
+    check_witnessed,
+    resolve_quorum,
+    witness_keys,
+)
+from auditlog.proofs.note import VerifierKey
+from auditlog.settings import Settings
 
 
 def verify(
@@ -36,7 +45,21 @@ def verify(
         Path | None,
         typer.Option(
             help="a checkpoint kept earlier (auditlog checkpoint export, a bundle, or the SIEM "
-            "copy): fail unless today's log still holds and extends it"
+            "copy, or a C2SP checkpoint note such as a witness's): fail unless today's log "
+            "still holds and extends it"
+        ),
+    ] = None,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a witness's verifier key (vkey, type 0x04); repeat: each chain's newest "
+            "checkpoint must carry valid cosignatures from --quorum of them"
+        ),
+    ] = None,
+    quorum: Annotated[
+        int | None,
+        typer.Option(
+            help="cosignatures needed (default: [witness] quorum, else every --witness-key)"
         ),
     ] = None,
 ) -> None:
@@ -49,9 +72,13 @@ def verify(
     pinned = trusted_keys(public_key)
     with errors():
         kept = load_kept(since) if since is not None else []
+        witnesses, k = _witness_rule(config, witness_key, quorum)
     with errors(), engine_session(config, "reader") as engine:
         report = verify_database(engine, pinned, SpanPolicy.of(config))
-        kept_problems = check_kept(engine, kept, pinned or _db_keys(engine)) if kept else []
+        keys = pinned or _db_keys(engine)
+        kept_problems = check_kept(engine, bind_note_keys(kept, keys), keys) if kept else []
+        chains = [cat for cat, res in report.chains.items() if res.rows]
+        seen, unwitnessed = check_witnessed(engine, witnesses, k, chains) if witnesses else ([], [])
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
@@ -60,9 +87,30 @@ def verify(
         typer.echo(f"FAIL {problem}", err=True)
     if since is not None:
         _print_kept(since, kept, kept_problems, pinned is not None)
-    ok = report.ok and not kept_problems
+    _print_witnessed(seen, unwitnessed, k, len(witnesses))
+    ok = report.ok and not kept_problems and not unwitnessed
     typer.echo("verified: all chains intact" if ok else "verification FAILED")
     raise typer.Exit(0 if ok else 1)
+
+
+def _witness_rule(
+    config: Settings, texts: list[str] | None, quorum: int | None
+) -> tuple[list[VerifierKey], int]:
+    """The pinned witness keys and K (0 when no key was given)."""
+    if not texts:
+        if quorum is not None:
+            raise typer.BadParameter("--quorum needs --witness-key", param_hint="--quorum")
+        return [], 0
+    keys = witness_keys(texts)
+    return keys, resolve_quorum(quorum, config.witness.quorum, len(keys))
+
+
+def _print_witnessed(seen: list[Witnessed], problems: list[Problem], k: int, n: int) -> None:
+    """Per chain the newest checkpoint with a quorum of cosignatures and when; the findings."""
+    for chain in seen:
+        typer.echo(chain.line(k, n))
+    for problem in problems:
+        typer.echo(f"FAIL {problem}", err=True)
 
 
 def _db_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:
