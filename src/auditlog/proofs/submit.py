@@ -309,8 +309,15 @@ class Submitter:
                     why = "another worker holds this witness's lease"
                     out += [Outcome(target.name, c, skipped=why) for c in categories]
                     continue
-                out += [self._chain(conn, target.name, c, force) for c in categories]
+                out += [self._guarded(conn, target.name, c, force) for c in categories]
         return out
+
+    def _guarded(self, conn: Conn, witness: str, category: str, force: bool) -> Outcome:
+        try:
+            return self._chain(conn, witness, category, force)
+        except WitnessError as exc:  # the lease was lost: nothing was stored
+            conn.rollback()
+            return Outcome(witness, category, error=str(exc))
 
     def run(self, stop: threading.Event) -> None:
         """Pass after pass, every ``poll_seconds``, until ``stop`` is set."""
