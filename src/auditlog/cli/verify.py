@@ -126,12 +126,33 @@ def _print_kept(since: Path, kept: list[Checkpoint], problems: list[Problem], pi
             typer.echo(f"ok   since {since}: {cp.name()} is held and extended")
     for problem in problems:
         typer.echo(f"FAIL since {since}: {problem}", err=True)
+    for line in rewritten_spans(kept, problems):
+        typer.echo(f"FAIL since {since}: {line}", err=True)
     if not pinned:
         typer.echo(
             "note: the kept checkpoints were checked with the keys registered in the database; "
             "pin the key you obtained out of band with --public-key",
             err=True,
         )
+
+
+def rewritten_spans(kept: list[Checkpoint], problems: list[Problem]) -> list[str]:
+    """Where the first rewritten row of each chain lies: after the last kept checkpoint
+    whose head today's chain still holds, at or before the first whose head it replaced
+    (a head's entry_hash covers every row up to it, so the rows up to a held head are
+    untouched)."""
+    kinds = {(p.category, p.seq): p.kind for p in problems}
+    out = []
+    for cat in sorted({cp.category for cp in kept}):
+        mine = [(cp.seq, kinds.get((cp.category, cp.seq))) for cp in kept if cp.category == cat]
+        bad = [seq for seq, kind in mine if kind == "head replaced"]
+        if not bad:
+            continue
+        held = [seq for seq, kind in mine if kind in (None, "checkpoint replaced")]
+        first = max((seq for seq in held if seq < min(bad)), default=0) + 1
+        span = f"seq {first}" if first == min(bad) else f"seq {first}..{min(bad)}"
+        out.append(f"{cat}: the first rewritten row is {span}")
+    return out
 
 
 def _verify_bundle(bundle: Path, public_key: list[Path] | None) -> NoReturn:
