@@ -52,6 +52,9 @@ checkpoints = sa.Table(
     _col("count", sa.BigInteger, nullable=True),
     _col("message", sa.Text, nullable=True),
     _col("hash", BYTEA, nullable=True),
+    # 011_checkpoint_notes: version 3, a C2SP checkpoint note (NULL on older rows)
+    _col("origin", sa.Text, nullable=True),
+    _col("root_hash", BYTEA, nullable=True),
 )
 signing_keys = sa.Table(
     "signing_keys",
