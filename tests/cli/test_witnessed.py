@@ -12,6 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from auditlog.integrity.checkpoints import Checkpoint
+from auditlog.integrity.database import db_checkpoints
+from auditlog.integrity.kept import bind_note_keys, load_kept
 from auditlog.integrity.keys import Signer, public_pem
 from auditlog.integrity.rule import chain_hash, record_bytes, row_to_record
 from auditlog.settings import Settings
@@ -213,3 +216,47 @@ def test_submit_and_status_say_when_no_witness_is_configured(cli: Any) -> None:
         result = cli("witness", command, *(["--once"] if command == "submit" else []))
         assert result.exit_code == 1
         assert "no witness is configured: set [witness] servers" in result.output
+
+
+# --- kept notes -----------------------------------------------------------------------------
+
+
+def newest_checkpoint(admin: Engine) -> Checkpoint:
+    with admin.connect() as conn:
+        return db_checkpoints(conn.connection.driver_connection, GOV)[-1]
+
+
+def test_a_kept_note_reads_as_the_checkpoint_it_signs(
+    engine: Engine, admin_engine: Engine, settings: Settings, signer: Signer, tmp_path: Path
+) -> None:
+    fill(new_log(engine, settings, signer), 2)
+    cp = newest_checkpoint(admin_engine)
+    path = tmp_path / "cp.note"
+    path.write_text(cp.note(signer.public), "utf-8")
+    [read] = bind_note_keys(load_kept(path), {signer.key_id: signer.public})
+    assert read == cp
+
+
+def test_a_note_of_another_key_is_untrusted_and_a_malformed_one_is_one_line(
+    cli: Any,
+    engine: Engine,
+    admin_engine: Engine,
+    settings: Settings,
+    signer: Signer,
+    pin: Path,
+    tmp_path: Path,
+) -> None:
+    fill(new_log(engine, settings, signer), 1)
+    cp = newest_checkpoint(admin_engine)
+    other = tmp_path / "other.note"
+    other.write_text(cp.note(Signer.generate().public), "utf-8")  # a key ID of no trusted key
+    result = cli("verify", "--public-key", str(pin), "--since", str(other))
+    assert result.exit_code == 1
+    assert "untrusted checkpoint" in result.output
+    lines = cp.note(signer.public).split("\n")
+    bad = tmp_path / "bad.note"
+    bad.write_text("\n".join(lines[:3] + lines[4:]), "utf-8")  # the head line is gone
+    result = cli("verify", "--since", str(bad))
+    assert result.exit_code == 1
+    assert f"error: {bad} line 1, column note: is not an auditlog checkpoint" in result.output
+    assert "Traceback" not in result.output
