@@ -278,3 +278,24 @@ def test_quorum_two_of_three_holds_with_one_witness_down(
     _, problems = check_witnessed(admin_engine, keys, 3, [GOV])
     assert [p.kind for p in problems] == ["not witnessed"]
     assert "carries 2 valid cosignature(s)" in problems[0].message
+
+
+def test_a_witness_past_the_logs_newest_checkpoint_is_an_error_not_silence(
+    every5: AuditLog, stream: Engine, admin_engine: Engine, witnesses: Witnesses
+) -> None:
+    fill(every5, 2)
+    w = witnesses.make("witness.example/w1")
+    with Submitter(stream, [target(w)], FAST) as submitter:
+        submitter.run_pass()
+        with admin_engine.begin() as conn:  # a superuser removes the newest checkpoint
+            for table in ("witness_cosignatures", "checkpoints"):
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_update_delete"
+                )
+            conn.exec_driver_sql("DELETE FROM witness_state")
+            conn.exec_driver_sql("DELETE FROM witness_cosignatures")
+            conn.exec_driver_sql("DELETE FROM checkpoints WHERE seq = 10")
+        [outcome] = submitter.run_pass()
+    assert outcome.error is not None
+    assert "has cosigned tree size 10, past the log's newest checkpoint (seq 5)" in outcome.error
+    assert state(admin_engine, w.name)["last_error"] == outcome.error

@@ -139,10 +139,10 @@ def _chain(conn: Any, category: str, keys: Sequence[VerifierKey], quorum: int) -
         valid = valid_cosignatures(cp, sigs, keys)
         if n == 0:
             newest_valid = valid
-        if len(valid) >= quorum:
+        if len({k.name for k in valid}) >= quorum:  # witnesses, not keys: a rotation is one
             cosigned = (cp, datetime.fromtimestamp(max(valid.values()), UTC))
             break
-    names = tuple(sorted(k.name for k in newest_valid))
+    names = tuple(sorted({k.name for k in newest_valid}))
     newest = rows[0][0] if rows else None
     return Witnessed(
         category,

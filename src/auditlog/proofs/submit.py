@@ -362,11 +362,16 @@ class Submitter:
                 size = ahead.size
                 continue
             except WitnessError as exc:
-                self._failed(conn, witness, category, state.error_count, str(exc))
-                return Outcome(witness, category, tuple(done), error=str(exc))
+                return self._failed(conn, witness, category, state.error_count, str(exc), done)
             self._stored(conn, witness, item, sig)
             size = item.checkpoint.seq
             done.append(size)
+        if pending and size > pending[-1].checkpoint.seq:
+            why = (
+                f"witness {witness} has cosigned tree size {size}, past the log's newest "
+                f"checkpoint (seq {pending[-1].checkpoint.seq}): checkpoints or rows were removed"
+            )
+            return self._failed(conn, witness, category, state.error_count, why, done)
         return Outcome(witness, category, tuple(done))
 
     def _submit(self, conn: Conn, witness: str, item: Pending, size: int) -> NoteSignature:
@@ -404,7 +409,9 @@ class Submitter:
             )  # fmt: skip
         conn.commit()
 
-    def _failed(self, conn: Conn, witness: str, category: str, errors: int, message: str) -> None:
+    def _failed(
+        self, conn: Conn, witness: str, category: str, errors: int, message: str, done: list[int]
+    ) -> Outcome:
         """Record the error, the attempt and the next try (back-off doubling, jittered)."""
         now = self._now()
         base = self.section.retry_min_seconds * 2 ** min(errors, 30)
@@ -422,6 +429,7 @@ class Submitter:
             )
         conn.commit()
         log.warning("witness %s %s: %s", witness, category, message)
+        return Outcome(witness, category, tuple(done), error=message)
 
 
 # --- status -----------------------------------------------------------------------------------
