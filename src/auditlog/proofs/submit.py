@@ -34,7 +34,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
-from auditlog.errors import ConfigError, NoteError, WitnessError
+from auditlog.errors import ConfigError, NoteError, WitnessConflict, WitnessError
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_public_keys
 from auditlog.model import utc_text
@@ -190,14 +190,6 @@ class Outcome:
             return f"ok   {where}: nothing new to submit"
         seqs = ", ".join(str(s) for s in self.cosigned)
         return f"ok   {where}: cosigned checkpoint(s) at seq {seqs}"
-
-
-class _Ahead(Exception):
-    """The witness is at a size past the checkpoint being submitted."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
 
 
 # --- the submitter ----------------------------------------------------------------------------
@@ -358,11 +350,11 @@ class Submitter:
                 continue  # the witness is already past it
             try:
                 sig = self._submit(conn, witness, item, size)
-            except _Ahead as ahead:
-                size = ahead.size
-                continue
             except WitnessError as exc:
                 return self._failed(conn, witness, category, state.error_count, str(exc), done)
+            if isinstance(sig, int):
+                size = sig  # the witness is past this checkpoint: on to the next
+                continue
             self._stored(conn, witness, item, sig)
             size = item.checkpoint.seq
             done.append(size)
@@ -374,18 +366,24 @@ class Submitter:
             return self._failed(conn, witness, category, state.error_count, why, done)
         return Outcome(witness, category, tuple(done))
 
-    def _submit(self, conn: Conn, witness: str, item: Pending, size: int) -> NoteSignature:
-        new = item.checkpoint.seq
+    def _submit(self, conn: Conn, witness: str, item: Pending, size: int) -> NoteSignature | int:
+        """The cosignature, or the witness's size when it is already past this checkpoint.
+        On a 409 it proves again from the size the witness names, once."""
+        client, new = self.clients[witness], item.checkpoint.seq
+        try:
+            return client.add_checkpoint(size, self._proof(conn, item, size), item.note)
+        except WitnessConflict as conflict:
+            if conflict.size > new:
+                return conflict.size
+            proof = self._proof(conn, item, conflict.size)
+            return client.add_checkpoint(conflict.size, proof, item.note)
 
-        def proof_from(old: int) -> list[bytes]:
-            if old > new:
-                raise _Ahead(old)
-            with conn.cursor() as cur:
-                proof = TreeReader(cur, item.checkpoint.category).consistency(old, new)
-            conn.commit()
-            return proof
-
-        return self.clients[witness].submit(item.note, proof_from, size)
+    @staticmethod
+    def _proof(conn: Conn, item: Pending, old: int) -> list[bytes]:
+        with conn.cursor() as cur:
+            proof = TreeReader(cur, item.checkpoint.category).consistency(old, item.checkpoint.seq)
+        conn.commit()
+        return proof
 
     def _stored(self, conn: Conn, witness: str, item: Pending, sig: NoteSignature) -> None:
         """The cosignature and the witness's new size, in one transaction under the lease."""
