@@ -9,6 +9,7 @@ Sections (each a frozen dataclass; every field has a default and a help line)::
     graph       Microsoft Graph client credentials for ``auditlog identity sync``
     siem        the ``auditlog stream`` worker's polling cadence
     timestamps  the RFC 3161 time-stamp authority of ``auditlog timestamp``
+    witness     the witnesses ``auditlog witness submit`` asks to cosign, and the quorum
     roles       user / Entra group -> role (``[roles.users]``, ``[roles.groups]``)
 
 Precedence, per setting: environment variable > ``auditlog.toml`` > default. The file is
@@ -259,6 +260,35 @@ class TimestampSettings:
             )
 
 
+@dataclass(frozen=True)
+class WitnessSettings:
+    """The witnesses the log submits its checkpoints to (``auditlog witness submit``)."""
+
+    servers: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "one entry per witness: '<vkey> <url>' (its cosignature key, type 0x04, "
+            "whose name is the witness's name, then its URL)"
+        },
+    )
+    quorum: int = field(
+        default=0,
+        metadata={"help": "cosignatures a checkpoint needs to count as witnessed; 0 = all"},
+    )
+    timeout_seconds: float = field(
+        default=10.0, metadata={"help": "connect and read timeout per request, seconds"}
+    )
+    poll_seconds: float = field(
+        default=5.0, metadata={"help": "how often the submitter looks for new checkpoints"}
+    )
+    retry_min_seconds: float = field(
+        default=2.0, metadata={"help": "first back-off after a failed submission, seconds"}
+    )
+    retry_max_seconds: float = field(
+        default=300.0, metadata={"help": "longest back-off between attempts, seconds"}
+    )
+
+
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -281,6 +311,7 @@ SECTIONS: dict[str, type] = {
     "graph": GraphSettings,
     "siem": SiemSettings,
     "timestamps": TimestampSettings,
+    "witness": WitnessSettings,
     "roles": RolesSettings,
 }
 
@@ -296,6 +327,7 @@ class Settings:
     graph: GraphSettings = field(default_factory=GraphSettings)
     siem: SiemSettings = field(default_factory=SiemSettings)
     timestamps: TimestampSettings = field(default_factory=TimestampSettings)
+    witness: WitnessSettings = field(default_factory=WitnessSettings)
     roles: RolesSettings = field(default_factory=RolesSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:

@@ -1,7 +1,9 @@
 """``auditlog verify``: the database, an evidence bundle (``--bundle``) or an archive
 (``--archive``); every problem named by its row, exit 1 when anything does not hold.
 ``--since FILE`` also checks that today's log holds and extends checkpoints kept earlier;
-``--tsa-anchor PEM`` checks every stored time-stamp token against its checkpoint."""
+``--tsa-anchor PEM`` checks every stored time-stamp token against its checkpoint;
+
+``--witness-key KEY ... [--quorum K]`` that each chain's newest checkpoint is witnessed."""
 
 from __future__ import annotations
 
@@ -19,11 +21,19 @@ from auditlog.db.server import connect
 from auditlog.evidence.verify import BundleReport, verify_bundle
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_public_keys, verify_database
-from auditlog.integrity.kept import check_kept, load_kept
+from auditlog.integrity.kept import bind_note_keys, check_kept, load_kept
 from auditlog.integrity.stamped import StampCheck, check_stamps
 from auditlog.integrity.verifier import Problem, SpanPolicy
+from auditlog.integrity.witnessed import (
+    Witnessed,
+    check_witnessed,
+    resolve_quorum,
+    witness_keys,
+)
 from auditlog.model import utc_text
+from auditlog.proofs.note import VerifierKey
 from auditlog.proofs.timestamp import load_anchors
+from auditlog.settings import Settings
 
 
 def verify(
@@ -40,7 +50,21 @@ def verify(
         Path | None,
         typer.Option(
             help="a checkpoint kept earlier (auditlog checkpoint export, a bundle, or the SIEM "
-            "copy): fail unless today's log still holds and extends it"
+            "copy, or a C2SP checkpoint note such as a witness's): fail unless today's log "
+            "still holds and extends it"
+        ),
+    ] = None,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a witness's verifier key (vkey, type 0x04); repeat: each chain's newest "
+            "checkpoint must carry valid cosignatures from --quorum of them"
+        ),
+    ] = None,
+    quorum: Annotated[
+        int | None,
+        typer.Option(
+            help="cosignatures needed (default: [witness] quorum, else every --witness-key)"
         ),
     ] = None,
     tsa_anchor: Annotated[
@@ -61,10 +85,14 @@ def verify(
     with errors():
         kept = load_kept(since) if since is not None else []
         anchors = load_anchors(tsa_anchor) if tsa_anchor is not None else None
+        witnesses, k = _witness_rule(config, witness_key, quorum)
     with errors(), engine_session(config, "reader") as engine:
         report = verify_database(engine, pinned, SpanPolicy.of(config))
-        kept_problems = check_kept(engine, kept, pinned or _db_keys(engine)) if kept else []
+        keys = pinned or _db_keys(engine)
+        kept_problems = check_kept(engine, bind_note_keys(kept, keys), keys) if kept else []
         stamps = check_stamps(engine, anchors)
+        chains = [cat for cat, res in report.chains.items() if res.rows]
+        seen, unwitnessed = check_witnessed(engine, witnesses, k, chains) if witnesses else ([], [])
     for cat, res in report.chains.items():
         span = f"seq {res.first_seq}..{res.last_seq}" if res.rows else "empty"
         state = "FAIL" if res.problem else "ok"
@@ -74,7 +102,8 @@ def verify(
     if since is not None:
         _print_kept(since, kept, kept_problems, pinned is not None)
     print_stamps(stamps, tsa_anchor)
-    ok = report.ok and not kept_problems and stamps.ok
+    _print_witnessed(seen, unwitnessed, k, len(witnesses))
+    ok = report.ok and not kept_problems and stamps.ok and not unwitnessed
     typer.echo("verified: all chains intact" if ok else "verification FAILED")
     raise typer.Exit(0 if ok else 1)
 
@@ -104,6 +133,26 @@ def print_stamps(check: StampCheck, anchor: Path | None) -> None:
         )
 
 
+def _witness_rule(
+    config: Settings, texts: list[str] | None, quorum: int | None
+) -> tuple[list[VerifierKey], int]:
+    """The pinned witness keys and K (0 when no key was given)."""
+    if not texts:
+        if quorum is not None:
+            raise typer.BadParameter("--quorum needs --witness-key", param_hint="--quorum")
+        return [], 0
+    keys = witness_keys(texts)
+    return keys, resolve_quorum(quorum, config.witness.quorum, len(keys))
+
+
+def _print_witnessed(seen: list[Witnessed], problems: list[Problem], k: int, n: int) -> None:
+    """Per chain the newest checkpoint with a quorum of cosignatures and when; the findings."""
+    for chain in seen:
+        typer.echo(chain.line(k, n))
+    for problem in problems:
+        typer.echo(f"FAIL {problem}", err=True)
+
+
 def _db_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:
     with engine.connect() as conn:
         return db_public_keys(conn.connection.driver_connection)
@@ -117,12 +166,33 @@ def _print_kept(since: Path, kept: list[Checkpoint], problems: list[Problem], pi
             typer.echo(f"ok   since {since}: {cp.name()} is held and extended")
     for problem in problems:
         typer.echo(f"FAIL since {since}: {problem}", err=True)
+    for line in rewritten_spans(kept, problems):
+        typer.echo(f"FAIL since {since}: {line}", err=True)
     if not pinned:
         typer.echo(
             "note: the kept checkpoints were checked with the keys registered in the database; "
             "pin the key you obtained out of band with --public-key",
             err=True,
         )
+
+
+def rewritten_spans(kept: list[Checkpoint], problems: list[Problem]) -> list[str]:
+    """Where the first rewritten row of each chain lies: after the last kept checkpoint
+    whose head today's chain still holds, at or before the first whose head it replaced
+    (a head's entry_hash covers every row up to it, so the rows up to a held head are
+    untouched)."""
+    kinds = {(p.category, p.seq): p.kind for p in problems}
+    out = []
+    for cat in sorted({cp.category for cp in kept}):
+        mine = [(cp.seq, kinds.get((cp.category, cp.seq))) for cp in kept if cp.category == cat]
+        bad = [seq for seq, kind in mine if kind == "head replaced"]
+        if not bad:
+            continue
+        held = [seq for seq, kind in mine if kind in (None, "checkpoint replaced")]
+        first = max((seq for seq in held if seq < min(bad)), default=0) + 1
+        span = f"seq {first}" if first == min(bad) else f"seq {first}..{min(bad)}"
+        out.append(f"{cat}: the first rewritten row is {span}")
+    return out
 
 
 def _verify_bundle(

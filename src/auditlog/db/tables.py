@@ -336,3 +336,30 @@ timestamp_state = sa.Table(
     _col("last_success_at", _TS, nullable=True),
     _col("last_round_at", _TS, nullable=True),
 )
+# --- 012_witness ----------------------------------------------------------------------------
+# Each cosignature a witness returned, keyed by the checkpoint it cosigns; insert-only.
+witness_cosignatures = sa.Table(
+    "witness_cosignatures",
+    metadata,
+    _col("checkpoint_id", sa.BigInteger, sa.ForeignKey("checkpoints.id"), primary_key=True),
+    _col("witness", sa.Text, primary_key=True),
+    _col("key_hash", sa.LargeBinary, primary_key=True),
+    _col("signature", sa.LargeBinary),
+    _col("cosigned_at", _TS),
+    _col("received_at", _TS, server_default=_NOW),
+)
+# The submitter's progress per witness and chain: cosigned size, last attempt and error.
+witness_state = sa.Table(
+    "witness_state",
+    metadata,
+    _col("witness", sa.Text, primary_key=True),
+    _col("category", sa.Text, primary_key=True),
+    _col("cosigned_size", sa.BigInteger, server_default=sa.text("0")),
+    _col("cosigned_checkpoint_id", sa.BigInteger, sa.ForeignKey("checkpoints.id"), nullable=True),
+    _col("cosigned_at", _TS, nullable=True),
+    _col("last_attempt_at", _TS, nullable=True),
+    _col("last_error", sa.Text, nullable=True),
+    _col("last_error_at", _TS, nullable=True),
+    _col("error_count", sa.BigInteger, server_default=sa.text("0")),
+    _col("retry_at", _TS, nullable=True),
+)

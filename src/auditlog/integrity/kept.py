@@ -5,7 +5,9 @@ today's log still holds and extends them (``auditlog verify --since FILE``).
                                           prints (one per chain, blank-line separated)
     export_checkpoints(engine)         -> the same as a JSON document (``--format json``)
     load_kept(path)                    -> [Checkpoint] from an export, a bundle (ZIP or its
-                                          manifest.json) or SIEM copies (JSON, NDJSON, syslog)
+                                          manifest.json), SIEM copies (JSON, NDJSON, syslog)
+                                          or C2SP checkpoint notes (a witness's, a monitor's)
+    bind_note_keys(kept, keys)         -> the notes' checkpoints named by their trusted key
     check_kept(engine, kept, keys)     -> [Problem], each naming the kept checkpoint
 
 A database superuser can delete the newest rows together with the checkpoints that cover
@@ -18,13 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditlog.db.server import driver_errors
@@ -35,10 +35,11 @@ from auditlog.integrity.keys import load_public_key
 from auditlog.integrity.verifier import Problem
 from auditlog.model import CATEGORIES, utc_text
 from auditlog.proofs.merkle import verify_consistency
-from auditlog.proofs.note import key_hash, parse_checkpoint, parse_note
+from auditlog.proofs.note import EM_DASH, key_hash, parse_checkpoint, parse_note
 from auditlog.proofs.tree import TreeReader
 
 EXPORT_FORMAT = "auditlog-checkpoints/1"
+NOTE_KEY = "note:"  # key_id of a checkpoint read from a note, until bind_note_keys names it
 _BUNDLE_MANIFEST = "manifest.json"
 
 
@@ -105,7 +106,7 @@ def load_kept(path: Path) -> list[Checkpoint]:
 
 
 def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
-    if _NOTE_START.match(text):
+    if f"\n\n{EM_DASH} " in text and not text.lstrip().startswith(("{", "[")):
         yield from _notes_in(name, text)
         return
     try:
@@ -120,60 +121,6 @@ def _checkpoints_in(name: str, text: str) -> Iterator[Checkpoint]:
         if line.strip():
             for item in _items(_json_of(name, n, line)):
                 yield _checkpoint(name, n, item)
-
-
-# A file of C2SP checkpoint notes (``auditlog checkpoint export``, a witness's copy): each note
-# is its text, a blank line and signature lines ("— name base64"); notes are separated by a
-# blank line. Cosignature lines (a witness's) may follow the log's signature.
-_NOTE_START = re.compile(r"\A[!-~]+/[a-z_]+\n\d+\n")
-_SIG = "\u2014 "
-
-
-def _notes_in(name: str, text: str) -> Iterator[Checkpoint]:
-    block: list[str] = []
-    start = 1
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line and block and block[-1].startswith(_SIG):
-            yield _from_note(name, start, "\n".join(block) + "\n")
-            block, start = [], n + 1
-        elif line or block:
-            block.append(line)
-    if any(b.strip() for b in block):  # the last note, or a broken one the parser names
-        yield _from_note(name, start, "\n".join(block).rstrip("\n") + "\n")
-
-
-def _from_note(name: str, line: int, note_text: str) -> Checkpoint:
-    """A version-3 checkpoint from its signed note; ``key_id`` is ``note:<key hash>`` until
-    :func:`check_kept` finds the trusted key it names."""
-    try:
-        note = parse_note(note_text)
-        body = parse_checkpoint(note.text)
-        fields = dict(e.split(" ", 1) for e in body.extensions if " " in e)
-        sig = next(s for s in note.signatures if s.name == body.origin)
-        return Checkpoint(
-            body.origin.rsplit("/", 1)[1], body.size, bytes.fromhex(fields["head"]),
-            fields["time"], f"note:{sig.key_hash.hex()}", sig.signature, 3,
-            bytes.fromhex(fields["prev"]), int(fields["count"]), body.origin, body.root,
-        )  # fmt: skip
-    except NoteError as exc:
-        raise InvalidFile(name, line, exc.field, exc.reason) from None
-    except StopIteration:
-        raise InvalidFile(name, line, "note", "has no signature by its origin") from None
-    except (KeyError, ValueError) as exc:
-        raise InvalidFile(
-            name, line, "checkpoint", f"is not an auditlog checkpoint ({exc})"
-        ) from None
-
-
-def _resolve_note_key(cp: Checkpoint, keys: Mapping[str, Ed25519PublicKey]) -> Checkpoint:
-    """The note's key hash matched against the trusted keys (by the origin's key name)."""
-    if not cp.key_id.startswith("note:") or cp.origin is None:
-        return cp
-    for key_id, public in keys.items():
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        if key_hash(cp.origin, raw).hex() == cp.key_id[5:]:
-            return dataclasses.replace(cp, key_id=key_id)
-    return cp
 
 
 def _json_of(name: str, n: int, line: str) -> Any:
@@ -218,6 +165,88 @@ def _checkpoint(name: str, line: int, item: Any) -> Checkpoint:
         raise InvalidFile(name, line, "checkpoint", str(exc)) from None
 
 
+# --- C2SP checkpoint notes ----------------------------------------------------------------
+
+
+def _notes_in(name: str, text: str) -> Iterator[Checkpoint]:
+    """Version-3 checkpoints from signed notes (``Checkpoint.note()``, a witness's copy with
+    cosignature lines), one after the other, each note's text and signature block separated
+    by a blank line as c2sp.org/signed-note writes them."""
+    blocks: list[tuple[int, list[str]]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            blocks.append((n + 1, []))
+        elif not blocks:
+            blocks.append((n, [line]))
+        else:
+            blocks[-1][1].append(line)
+    blocks = [(n, lines) for n, lines in blocks if lines]
+    body: tuple[int, list[str]] | None = None
+    for n, lines in blocks:
+        if all(line.startswith(EM_DASH + " ") for line in lines) and body is not None:
+            note = "\n".join(body[1]) + "\n\n" + "\n".join(lines) + "\n"
+            yield _note_checkpoint(name, body[0], note)
+            body = None
+        elif body is not None:
+            raise InvalidFile(name, body[0], "note", "has no signature lines after its text")
+        else:
+            body = (n, lines)
+    if body is not None:
+        raise InvalidFile(name, body[0], "note", "has no signature lines after its text")
+
+
+def _note_checkpoint(name: str, line: int, text: str) -> Checkpoint:
+    """The version-3 checkpoint a note holds, its key_id ``note:<key hash>`` until bound."""
+    try:
+        note = parse_note(text)
+        body = parse_checkpoint(note.text)
+    except NoteError as exc:
+        raise InvalidFile(name, line, exc.field, exc.reason) from None
+    fields = dict(e.split(" ", 1) for e in body.extensions if " " in e)
+    if [e.split(" ", 1)[0] for e in body.extensions] != ["head", "prev", "count", "time"]:
+        raise InvalidFile(name, line, "note", "is not an auditlog checkpoint (head, prev, "
+                          "count and time lines after the root)")  # fmt: skip
+    mine = [s for s in note.signatures if s.name == body.origin and len(s.signature) == 64]
+    if not mine:
+        raise InvalidFile(name, line, "note", f"carries no signature of its origin {body.origin!r}")
+    try:
+        cp = Checkpoint(
+            body.origin.rsplit("/", 1)[-1], body.size, _hex32(fields["head"]), fields["time"],
+            NOTE_KEY + mine[0].key_hash.hex(), mine[0].signature, 3, _hex32(fields["prev"]),
+            int(fields["count"]), body.origin, body.root,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InvalidFile(name, line, "note", str(exc)) from None
+    if cp.message().decode("utf-8") != note.text:
+        raise InvalidFile(name, line, "note", "is not in the exact form auditlog signs")
+    return cp
+
+
+def _hex32(text: str) -> bytes:
+    raw = bytes.fromhex(text)
+    if len(raw) != 32 or raw.hex() != text:
+        raise ValueError(f"{text[:70]!r} is not 64 lower-case hex digits")
+    return raw
+
+
+def bind_note_keys(
+    kept: list[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
+) -> list[Checkpoint]:
+    """The checkpoints read from notes with the key_id of the trusted key whose note key ID
+    (SHA-256 of origin and key, c2sp.org/signed-note) they carry; others unchanged (an
+    unknown ``note:`` key is then reported as untrusted)."""
+    out = []
+    for cp in kept:
+        if cp.key_id.startswith(NOTE_KEY) and cp.origin is not None:
+            wanted = bytes.fromhex(cp.key_id[len(NOTE_KEY) :])
+            for key_id, public in keys.items():
+                if key_hash(cp.origin, public.public_bytes_raw()) == wanted:
+                    cp = dataclasses.replace(cp, key_id=key_id)
+                    break
+        out.append(cp)
+    return out
+
+
 # --- checking them against today's log -------------------------------------------------------
 
 
@@ -243,7 +272,7 @@ def _kept_problem(
     """(kind, message) when today's log does not hold and extend ``cp``."""
     if cp.category not in CATEGORIES:
         return "untrusted checkpoint", f"{cp.name()}: {cp.category!r} is not a category"
-    cp = _resolve_note_key(cp, keys)
+    cp = bind_note_keys([cp], keys)[0]
     if not signature_ok(cp, keys):
         why = f"unknown key {cp.key_id}" if cp.key_id not in keys else "does not verify"
         return "untrusted checkpoint", f"{cp.name()}: its signature {why} (pin with --public-key)"
