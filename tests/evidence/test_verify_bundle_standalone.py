@@ -180,7 +180,7 @@ def test_intact_bundle_verifies_with_both_signature_paths(
         assert code == 0, out
         assert "integrity: OK" in out
         assert "completeness: OK" in out
-        assert "no cosignatures are present in this bundle yet" in out
+        assert "no cosignatures are present in this bundle" in out
         assert "result: OK" in out
         for cat, k in LAYOUT.items():
             assert f"{cat}: seq 1..{k}: {k} rows, {k} vouched for" in out
@@ -501,8 +501,10 @@ def test_a_required_witness_quorum_fails_while_bundles_carry_no_cosignatures(
                     cwd=outside(tmp_path))  # fmt: skip
     assert code == 1
     assert "integrity: OK" in out
-    assert "no cosignatures are present in this bundle yet" in out
-    assert script_problems(out) == [("not witnessed", None, None, None, None)]
+    assert "no cosignatures are present in this bundle" in out
+    found = script_problems(out)
+    assert found
+    assert {w[0] for w in found} == {"not witnessed"}  # one per chain's newest signed tree
 
 
 def test_a_verifier_key_for_a_witness_is_read_and_checked() -> None:

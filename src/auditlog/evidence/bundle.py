@@ -44,7 +44,12 @@ from auditlog.evidence.export import (
     ndjson_blobs,
     snapshot,
 )
-from auditlog.evidence.proofs import PROOFS_NAME, attach_timestamps, write_proofs
+from auditlog.evidence.proofs import (
+    PROOFS_NAME,
+    attach_cosignatures,
+    attach_timestamps,
+    write_proofs,
+)
 from auditlog.evidence.sample import Drawn, Sampling, event_details
 from auditlog.integrity.checkpoints import Checkpoint
 from auditlog.integrity.database import db_checkpoints
@@ -321,6 +326,7 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
         manifest = _manifest(job, tallies, runs, conn, script)
         manifest["proofs"] = _proofs_section(proven, tallies[PROOFS_NAME])
         manifest["proofs"]["timestamps"] = attach_timestamps(conn, manifest["checkpoints"])
+        manifest["proofs"]["cosignatures"] = attach_cosignatures(conn, manifest["checkpoints"])
         manifest["proven"] = _statement(manifest, proven)
         if drawn is not None:
             manifest["sample"] = drawn.manifest(manifest["filters"], manifest["window"])

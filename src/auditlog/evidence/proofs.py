@@ -105,3 +105,34 @@ def attach_timestamps(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
             )
             n += 1
     return n
+
+
+def attach_cosignatures(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
+    """Add to each bundled checkpoint the witnesses' cosignatures stored for it
+    (``cosignatures``: witness, key hash and the 72-byte cosignature/v1 value, hex)."""
+    if not checkpoints:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('witness_cosignatures') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute(
+            "SELECT c.category, c.seq, c.count, w.witness, w.key_hash, w.signature"
+            " FROM witness_cosignatures w JOIN checkpoints c ON c.id = w.checkpoint_id"
+            " WHERE c.category = ANY(%s) ORDER BY w.received_at",
+            (sorted({cp["category"] for cp in checkpoints}),),
+        )
+        rows = cur.fetchall()
+    by_key = {(cp["category"], cp["seq"], cp.get("count")): cp for cp in checkpoints}
+    n = 0
+    for cat, seq, count, witness, khash, sig in rows:
+        cp = by_key.get((cat, seq, count))
+        if cp is not None:
+            item = {
+                "witness": witness,
+                "key_hash": bytes(khash).hex(),
+                "signature": bytes(sig).hex(),
+            }
+            cp.setdefault("cosignatures", []).append(item)
+            n += 1
+    return n

@@ -309,7 +309,7 @@ def vkey_public_key(text: str) -> tuple[str, bytes]:
         blob = base64.b64decode(b64, validate=True)
     except binascii.Error:
         blob = b""
-    if not name or len(hash_hex) != 8 or len(blob) != 33 or blob[0] != 1:
+    if not name or len(hash_hex) != 8 or len(blob) != 33 or blob[0] not in (1, 4):
         raise ValueError("is neither a PEM Ed25519 key nor a verifier key name+hex8+base64")
     digest = hashlib.sha256(name.encode() + b"\n" + blob).digest()[:4]
     if digest.hex() != hash_hex.lower() or decode_point(blob[1:]) is None:
@@ -477,6 +477,9 @@ class Report:
     manifest: dict[str, Any] | None = None
     signatures: int = 0
     trees: dict[tuple[str, int], bytes] = field(default_factory=dict)  # signed roots
+    notes: dict[str, tuple[int, bytes, list[Any]]] = field(default_factory=dict)  # newest v3:
+    # category -> (seq, signed note text, its cosignatures as the manifest lists them)
+    witnessed: dict[str, int] = field(default_factory=dict)  # category -> valid cosigners
     proven: int = 0  # rows whose inclusion proof checked
 
     @property
@@ -1027,6 +1030,9 @@ def check_checkpoints(manifest: dict[str, Any], keys: Mapping[str, bytes], pure:
         good.append(cp)
         if cp.root is not None:
             report.trees[(cp.category, cp.seq)] = cp.root
+            if cp.seq >= report.notes.get(cp.category, (0, b"", []))[0]:
+                cosigs = item.get("cosignatures") if isinstance(item, dict) else None
+                report.notes[cp.category] = (cp.seq, cp.message(), cosigs or [])
         if st is not None and cp.seq in st.hashes:
             if st.hashes[cp.seq] != cp.entry_hash:
                 report.add("checkpoint mismatch", "entry_hash differs from the signed checkpoint",
@@ -1050,6 +1056,32 @@ def _explain_file_change(report: Report) -> None:
             why = (f"{p.message}; yet every row's values still verify, so the change is in "
                    "quoting, line endings or encoding, not in a value")  # fmt: skip
             report.problems[n] = Problem(p.kind, why, p.file)
+
+
+def check_cosignatures(opts: Options, report: Report) -> None:
+    """Each chain's newest signed tree must carry valid cosignature/v1 signatures from at
+    least ``quorum`` of the witness keys given (c2sp.org/tlog-cosignature), else a finding."""
+    for cat, (seq, text, cosigs) in sorted(report.notes.items()):
+        valid = set()
+        for item in cosigs:
+            try:
+                raw = bytes.fromhex(item["signature"])
+                stamp = int.from_bytes(raw[:8], "big")
+                msg = b"cosignature/v1\ntime " + str(stamp).encode() + b"\n" + text
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            for name, public in opts.witnesses.items():
+                want = hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
+                if (item.get("witness") == name and item.get("key_hash") == want.hex()
+                        and len(raw) == 72 and stamp > 0
+                        and ed25519_verify(public, raw[8:], msg, opts.pure)):  # fmt: skip
+                    valid.add(name)
+        report.witnessed[cat] = len(valid)
+        if len(valid) < opts.quorum:
+            why = (
+                f"{cat} seq {seq}: {len(valid)} valid cosignature(s) of the {opts.quorum} required"
+            )
+            report.add("not witnessed", why, file=MANIFEST, category=cat, seq=seq)
 
 
 def cosignatures(manifest: dict[str, Any]) -> int:
@@ -1098,9 +1130,11 @@ def verify(path: Path, opts: Options) -> Report:
             check_checkpoints(manifest, keys, opts.pure, report)
             check_proofs(src, report)
             _explain_file_change(report)
-        if opts.quorum and cosignatures(manifest) < opts.quorum:
+        if opts.quorum and not report.notes:
             report.add("not witnessed", f"{opts.quorum} witness cosignature(s) required; this "
-                       "bundle carries none this verifier can check")  # fmt: skip
+                       "bundle carries no signed tree to check them on")  # fmt: skip
+        elif opts.witnesses:
+            check_cosignatures(opts, report)
     finally:
         src.close()
     return report
@@ -1282,8 +1316,13 @@ def _lines(path: Path, opts: Options, report: Report) -> Iterator[str]:
                f"{st.checkpoints} matching checkpoint(s)")  # fmt: skip
     yield "  (that no other row matches the filters is not proven: re-run them to check)"
     n = cosignatures(m)
-    yield ("witnesses: no cosignatures are present in this bundle yet" if not n
-           else f"witnesses: {n} cosignatures present, not checked by this version")  # fmt: skip
+    if not n:
+        yield "witnesses: no cosignatures are present in this bundle"
+    elif not report.witnessed:
+        yield f"witnesses: {n} cosignature(s) present, not checked (give --witness-key VKEY)"
+    else:
+        for cat, k in sorted(report.witnessed.items()):
+            yield f"  {cat}: newest signed tree cosigned by {k} of the witness keys given"
     for p in report.problems:
         yield f"FAIL {p}"
     first = next((p for p in report.problems if p.row), None)
