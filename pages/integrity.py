@@ -54,10 +54,30 @@ else:
 
 st.subheader("Latest signed checkpoint per category")
 try:
-    checkpoints, keys = xd.latest_checkpoints(s), xd.public_keys(s)
+    checkpoints, keys, chain_tiers = xd.latest_checkpoints(s), xd.public_keys(s), xd.chain_tiers(s)
 except AuditLogError as exc:
     session.stop_with_error(str(exc))
 st.dataframe(local_times(checkpoints, tz), hide_index=True, width="stretch")
+
+st.subheader("What vouches for each chain")
+st.caption(
+    "Tamper-detecting: signed by this log's own key only (whoever holds the database and the "
+    "key could rewrite what no outside copy saw). Witnessed: independent witnesses cosigned "
+    "it. Timestamped: a time-stamp authority vouches it existed by then. `auditlog verify "
+    "--witness-key ... --tsa-anchor ...` checks the signatures themselves."
+)
+for tier in chain_tiers:
+    st.markdown(f"**{tier.category}**: " + "; ".join(tier.tiers))
+    if tier.note is not None:
+        st.download_button(
+            f"Download the {tier.category} checkpoint note",
+            tier.note,
+            file_name=f"auditlog-{tier.category}-checkpoint.txt",
+            mime="text/plain",
+            on_click="ignore",
+            icon=":material/download:",
+            key=f"note-{tier.category}",
+        )
 
 st.subheader("Public key")
 if not keys:

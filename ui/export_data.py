@@ -21,6 +21,8 @@ from auditlog.evidence.bundle import write_bundle
 from auditlog.evidence.export import Export, export_filename
 from auditlog.evidence.sample import MAX_SAMPLE_SIZE, Sampling, sample_filename
 from auditlog.integrity import status as integrity
+from auditlog.integrity import tiers
+from auditlog.integrity.tiers import ChainTier
 from auditlog.integrity.verifier import VerifyReport
 from auditlog.model import CATEGORIES
 from auditlog.query.timeline import count
@@ -273,6 +275,12 @@ def verify(s: Settings, user: User) -> VerifyReport:
 @st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
 def latest_checkpoints(s: Settings) -> pl.DataFrame:
     return integrity.latest_checkpoints(data.reader(s))
+
+
+@st.cache_data(ttl=TTL, max_entries=8, show_spinner=False)
+def chain_tiers(s: Settings) -> list[ChainTier]:
+    quorum = s.witness.quorum or len(s.witness.servers)
+    return tiers.chain_tiers(data.reader(s), quorum, len(s.witness.servers))
 
 
 def public_keys(s: Settings) -> list[tuple[str, str, bool]]:

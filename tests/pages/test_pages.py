@@ -297,3 +297,16 @@ def test_timeline_offers_the_current_view_as_csv(
     at = app().run()
     assert not at.get("download_button")
     assert "more than a browser download holds" in at.info[0].value
+
+
+def test_integrity_page_labels_each_chains_tier_and_offers_its_checkpoint_note(
+    seeded: list[dict[str, Any]], log: AuditLog
+) -> None:
+    log.checkpoint()
+    at = app().run()
+    at.switch_page("pages/integrity.py").run()
+    assert not at.exception
+    labels = [m.value for m in at.markdown if m.value.startswith("**governance**")]
+    assert labels == ["**governance**: tamper-detecting (signed by the log's own key)"]
+    notes = [b for b in at.get("download_button") if "checkpoint note" in b.proto.label]
+    assert notes  # each chain's newest signed note, as text an auditor keeps

@@ -100,5 +100,21 @@ def chain_tiers(engine: Engine, witness_quorum: int = 0, witness_count: int = 0)
 
 
 def _cosignatures(conn: Any) -> dict[str, tuple[int, tuple[tuple[str, datetime], ...]]]:
-    """category -> (seq, ((witness, when), ...)) of its newest cosigned checkpoint."""
-    return {}
+    """category -> (seq, ((witness, when), ...)) of its newest cosigned checkpoint (as
+    stored: the submitter verified them; ``verify --witness-key`` checks them again)."""
+    if not _table(conn, "witness_cosignatures"):
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.category, c.seq, w.witness, w.cosigned_at FROM witness_cosignatures w"
+            " JOIN checkpoints c ON c.id = w.checkpoint_id"
+            " WHERE c.seq = (SELECT max(c2.seq) FROM witness_cosignatures w2"
+            "   JOIN checkpoints c2 ON c2.id = w2.checkpoint_id WHERE c2.category = c.category)"
+            " ORDER BY c.category, w.witness"
+        )
+    )
+    out: dict[str, tuple[int, tuple[tuple[str, datetime], ...]]] = {}
+    for cat, seq, witness, when in rows:
+        prev = out.get(cat, (int(seq), ()))[1]
+        out[cat] = (int(seq), (*prev, (witness, when)))
+    return out
