@@ -481,6 +481,7 @@ class Report:
     # category -> (seq, signed note text, its cosignatures as the manifest lists them)
     witnessed: dict[str, int] = field(default_factory=dict)  # category -> valid cosigners
     proven: int = 0  # rows whose inclusion proof checked
+    entries: dict[tuple[str, int], bytes] = field(default_factory=dict)  # rows that verified
 
     @property
     def ok(self) -> bool:
@@ -836,6 +837,7 @@ class RowCheck:
             why = f"prev_hash is not the entry_hash of seq {seq - 1}: a row before was replaced"
             return self._fail(st, "link broken", why, i, rec)
         st.accept(seq, entry, i)
+        self.report.entries[(cat, seq)] = entry
         return True
 
     def ndjson(self, i: int, line: bytes, rec: dict[str, Any] | None, rb: bytes) -> None:
@@ -1145,14 +1147,7 @@ def check_proofs(src: Source, report: Report) -> None:
     row is not in the bundle, or whose checkpoint's signature failed, is left to those checks."""
     if PROOFS not in src.names():
         return
-    entries: dict[tuple[str, int], bytes] = {}
-    with src.open(NDJSON_NAME) as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-                entries[(row["category"], int(row["seq"]))] = bytes.fromhex(row["entry_hash"])
-            except (ValueError, KeyError, TypeError):
-                continue
+    entries = report.entries  # every row whose record, hash and link verified
     with src.open(PROOFS) as fh:
         for n, line in enumerate(fh, start=1):
             try:
