@@ -57,7 +57,7 @@ def checkpoint_export(
         raise typer.Exit(2)
     with errors(), engine_session(_settings(), "reader") as engine:
         doc = export_checkpoints(engine)
-        notes, legacy = export_notes(engine) if fmt == "note" else ("", [])
+        notes, legacy = export_notes(doc) if fmt == "note" else ("", [])
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n" if fmt == "json" else notes
     for cat in legacy:
         typer.echo(

@@ -75,64 +75,50 @@ def write_proofs(
     return tally, summary
 
 
-def attach_timestamps(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
-    """Add to each bundled checkpoint its stored RFC 3161 tokens (``timestamps``: TSA URL,
-    genTime, the DER token in base64), so the time travels with the evidence; return how many."""
+def _attach(conn: Any, checkpoints: list[dict[str, Any]], key: str, sql: str, item: Any) -> int:
+    """Add to each bundled checkpoint, under ``key``, an ``item(row)`` for every row of
+    ``sql`` (category, seq, count, then the row's own columns) that belongs to it."""
     if not checkpoints:
         return 0
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('checkpoint_timestamps') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return 0
-        cur.execute(
-            "SELECT c.category, c.seq, c.count, t.tsa_url, t.gen_time, t.token"
-            " FROM checkpoint_timestamps t JOIN checkpoints c ON c.id = t.checkpoint_id"
-            " WHERE c.category = ANY(%s) ORDER BY t.id",
-            (sorted({cp["category"] for cp in checkpoints}),),
-        )
+        cur.execute(sql, (sorted({cp["category"] for cp in checkpoints}),))
         rows = cur.fetchall()
     by_key = {(cp["category"], cp["seq"], cp.get("count")): cp for cp in checkpoints}
     n = 0
-    for cat, seq, count, url, gen_time, token in rows:
+    for cat, seq, count, *rest in rows:
         cp = by_key.get((cat, seq, count))
         if cp is not None:
-            cp.setdefault("timestamps", []).append(
-                {
-                    "tsa_url": url,
-                    "gen_time": utc_text(gen_time),
-                    "token": base64.b64encode(bytes(token)).decode("ascii"),
-                }
-            )
+            cp.setdefault(key, []).append(item(*rest))
             n += 1
     return n
+
+
+def attach_timestamps(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
+    """Add to each bundled checkpoint its stored RFC 3161 tokens (``timestamps``: TSA URL,
+    genTime, the DER token in base64), so the time travels with the evidence; return how many."""
+    sql = (
+        "SELECT c.category, c.seq, c.count, t.tsa_url, t.gen_time, t.token"
+        " FROM checkpoint_timestamps t JOIN checkpoints c ON c.id = t.checkpoint_id"
+        " WHERE c.category = ANY(%s) ORDER BY t.id"
+    )
+
+    def item(url: str, gen_time: Any, token: bytes) -> dict[str, str]:
+        b64 = base64.b64encode(bytes(token)).decode("ascii")
+        return {"tsa_url": url, "gen_time": utc_text(gen_time), "token": b64}
+
+    return _attach(conn, checkpoints, "timestamps", sql, item)
 
 
 def attach_cosignatures(conn: Any, checkpoints: list[dict[str, Any]]) -> int:
     """Add to each bundled checkpoint the witnesses' cosignatures stored for it
     (``cosignatures``: witness, key hash and the 72-byte cosignature/v1 value, hex)."""
-    if not checkpoints:
-        return 0
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('witness_cosignatures') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return 0
-        cur.execute(
-            "SELECT c.category, c.seq, c.count, w.witness, w.key_hash, w.signature"
-            " FROM witness_cosignatures w JOIN checkpoints c ON c.id = w.checkpoint_id"
-            " WHERE c.category = ANY(%s) ORDER BY w.received_at",
-            (sorted({cp["category"] for cp in checkpoints}),),
-        )
-        rows = cur.fetchall()
-    by_key = {(cp["category"], cp["seq"], cp.get("count")): cp for cp in checkpoints}
-    n = 0
-    for cat, seq, count, witness, khash, sig in rows:
-        cp = by_key.get((cat, seq, count))
-        if cp is not None:
-            item = {
-                "witness": witness,
-                "key_hash": bytes(khash).hex(),
-                "signature": bytes(sig).hex(),
-            }
-            cp.setdefault("cosignatures", []).append(item)
-            n += 1
-    return n
+    sql = (
+        "SELECT c.category, c.seq, c.count, w.witness, w.key_hash, w.signature"
+        " FROM witness_cosignatures w JOIN checkpoints c ON c.id = w.checkpoint_id"
+        " WHERE c.category = ANY(%s) ORDER BY w.received_at"
+    )
+
+    def item(witness: str, khash: bytes, sig: bytes) -> dict[str, str]:
+        return {"witness": witness, "key_hash": bytes(khash).hex(), "signature": bytes(sig).hex()}
+
+    return _attach(conn, checkpoints, "cosignatures", sql, item)

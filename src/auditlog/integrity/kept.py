@@ -1,7 +1,7 @@
 """Checkpoints kept outside the database: the export an auditor keeps, and the check that
 today's log still holds and extends them (``auditlog verify --since FILE``).
 
-    export_notes(engine)               -> the C2SP checkpoint notes ``auditlog checkpoint export``
+    export_notes(doc)                  -> the C2SP checkpoint notes ``auditlog checkpoint export``
                                           prints (one per chain, blank-line separated)
     export_checkpoints(engine)         -> the same as a JSON document (``--format json``)
     load_kept(path)                    -> [Checkpoint] from an export, a bundle (ZIP or its
@@ -66,10 +66,10 @@ def export_checkpoints(engine: Any) -> dict[str, Any]:
     }
 
 
-def export_notes(engine: Any) -> tuple[str, list[str]]:
-    """(the newest version-3 checkpoint of each chain as its signed note, blank-line
-    separated; the chains whose newest checkpoint has no note form: version 1 or 2)."""
-    doc = export_checkpoints(engine)
+def export_notes(doc: dict[str, Any]) -> tuple[str, list[str]]:
+    """From an :func:`export_checkpoints` document: (the newest version-3 checkpoint of each
+    chain as its signed note, blank-line separated; the chains whose newest checkpoint has no
+    note form: version 1 or 2)."""
     notes, legacy = [], []
     for item in doc["checkpoints"]:
         cp = Checkpoint.from_json(item)
