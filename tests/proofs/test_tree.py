@@ -190,3 +190,30 @@ def test_the_readers_audit_paths_are_the_rfcs_for_every_leaf_and_size(
             tree.prefetch_for(list(range(size)), size)
             for i in sorted({0, 1, size // 2, size - 2, size - 1} & set(range(size))):
                 assert tree.inclusion(i, size) == inclusion_proof(i, size, node), (i, size)
+
+
+def test_a_node_the_writer_plants_before_its_subtree_exists_is_named_and_never_proven(
+    log: AuditLog, engine: Engine, admin_engine: Engine
+) -> None:
+    """The writer may insert nodes (its appends add them): one planted ahead of time is kept
+    (insert-only), so verify names it and a proof through it is refused, not handed out."""
+    from auditlog.errors import IntegrityFailure
+    from auditlog.integrity.database import verify_database
+    from auditlog.proofs.prove import inclusion
+
+    for idx, level in [(0, 8), (3, 9)]:  # every complete subtree is due; both will be
+        with engine.begin() as conn:  # as auditlog_ingest
+            conn.execute(
+                sa.text(
+                    "INSERT INTO merkle_nodes (category, level, idx, hash)"
+                    " VALUES ('governance', :lv, :i, sha256('forged'))"
+                ),
+                {"lv": level, "i": idx},
+            )
+    ids = [r.event_id for r in log.record_many([valid(category="governance") for _ in range(300)])]
+    log.checkpoint()
+    problem = verify_database(admin_engine).chains["governance"].problem
+    assert problem is not None
+    assert (problem.kind, problem.seq) == ("tree node wrong", 256)
+    with admin_engine.connect() as conn, pytest.raises(IntegrityFailure, match="does not prove"):
+        inclusion(conn.connection.driver_connection, ids[-1])  # its path holds node (8, 0)
