@@ -11,6 +11,7 @@ Sections (each a frozen dataclass; every field has a default and a help line)::
     timestamps  the RFC 3161 time-stamp authority of ``auditlog timestamp``
     witness     the witnesses ``auditlog witness submit`` asks to cosign, and the quorum
     roles       user / Entra group -> role (``[roles.users]``, ``[roles.groups]``)
+    api         the HTTP ingestion service: address, body and batch caps, rates, proxies
 
 Precedence, per setting: environment variable > ``auditlog.toml`` > default. The file is
 ``./auditlog.toml`` or the one ``AUDITLOG_CONFIG`` names; its tables are the sections
@@ -289,6 +290,55 @@ class WitnessSettings:
     )
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP ingestion service (``auditlog serve``, docs/api.md)."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address the service listens on"})
+    port: int = field(default=8600, metadata={"help": "port the service listens on"})
+    max_batch_events: int = field(
+        default=1000, metadata={"help": "most events one POST /v1/events may carry"}
+    )
+    max_body_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"help": "largest request body, checked while it streams in (413 past it)"},
+    )
+    read_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "seconds a client has to send its whole request body (408 after)"},
+    )
+    default_rate: float = field(
+        default=1000.0, metadata={"help": "events per second a new API key may send (--rate)"}
+    )
+    default_burst: int = field(
+        default=2000, metadata={"help": "events a new API key may send at once (--burst)"}
+    )
+    max_page_events: int = field(
+        default=1000, metadata={"help": "most events one GET /v1/events page returns"}
+    )
+    key_cache_seconds: float = field(
+        default=5.0,
+        metadata={
+            "help": "how long a looked-up API key is trusted before it is read again "
+            "(a revocation takes effect within this time)"
+        },
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "CIDRs of the reverse proxies whose X-Forwarded-For is believed"},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_events", "max_body_bytes", "max_page_events", "default_burst"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting api.{name}: must be at least 1")
+        for name in ("read_timeout_s", "default_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"setting api.{name}: must be greater than 0")
+        if self.key_cache_seconds < 0:
+            raise ConfigError("setting api.key_cache_seconds: must not be negative")
+
+
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -313,6 +363,7 @@ SECTIONS: dict[str, type] = {
     "timestamps": TimestampSettings,
     "witness": WitnessSettings,
     "roles": RolesSettings,
+    "api": ApiSettings,
 }
 
 
@@ -329,6 +380,7 @@ class Settings:
     timestamps: TimestampSettings = field(default_factory=TimestampSettings)
     witness: WitnessSettings = field(default_factory=WitnessSettings)
     roles: RolesSettings = field(default_factory=RolesSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some settings changed, by section: ``s.replace(store={"home": p})``.

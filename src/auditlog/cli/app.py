@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from auditlog.cli._common import fail
+from auditlog.cli.apikey import apikey_app, serve
 from auditlog.cli.db import db_app
 from auditlog.cli.demo import demo
 from auditlog.cli.export import export
@@ -46,6 +47,8 @@ app.command()(stream)
 app.add_typer(witness_app, name="witness")
 app.add_typer(proof_app, name="proof")
 app.command()(timestamp)
+app.add_typer(apikey_app, name="apikey")
+app.command()(serve)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ dashboard  auditlog_dashboard      auditlog_writer: the dashboard's self-audit a
 retention  auditlog_retention_admin auditlog_retention: policies, holds, archives, the purge
 keys       auditlog_key_admin      auditlog_keyadmin: register and retire signing keys
 stream     auditlog_stream         auditlog_streamer: the SIEM worker
+apikeys    auditlog_dashboard      auditlog_apikeys: create, rotate, revoke API keys (015)
 =========  ======================  ==============================================================
 
 On the embedded server, engines log in as the duty's login role. With a configured URL they log
@@ -39,7 +40,7 @@ from auditlog.db.migrate import upgrade
 from auditlog.errors import AuditLogError, DatabaseUnavailable, PermissionDenied, QueryTimeout
 from auditlog.settings import Settings
 
-Role = Literal["admin", "writer", "reader", "dashboard", "retention", "keys", "stream"]
+Role = Literal["admin", "writer", "reader", "dashboard", "retention", "keys", "stream", "apikeys"]
 ROLE_NAMES = {
     "writer": "auditlog_writer",
     "reader": "auditlog_reader",
@@ -47,6 +48,7 @@ ROLE_NAMES = {
     "retention": "auditlog_retention",
     "keys": "auditlog_keyadmin",
     "stream": "auditlog_streamer",
+    "apikeys": "auditlog_apikeys",
 }
 LOGIN_NAMES = {
     "writer": "auditlog_ingest",
@@ -55,6 +57,7 @@ LOGIN_NAMES = {
     "retention": "auditlog_retention_admin",
     "keys": "auditlog_key_admin",
     "stream": "auditlog_stream",
+    "apikeys": "auditlog_dashboard",
 }
 DEFAULT_DB = "auditlog"
 QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request) ended the statement
