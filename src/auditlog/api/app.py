@@ -310,6 +310,13 @@ def create_app() -> Starlette:
     return make_app(settings, *open_service(settings))
 
 
+def server_options(host: str, port: int) -> dict[str, Any]:
+    """uvicorn's options. Its own X-Forwarded-For handling is off: the client address is
+    taken from the header only when the peer is in ``api.trusted_proxies`` (:mod:`.auth`)."""
+    return {"host": host, "port": port, "log_level": "info", "proxy_headers": False,
+            "server_header": False}
+
+
 def serve(
     settings: Settings, host: str | None = None, port: int | None = None, workers: int = 1
 ) -> None:
@@ -317,14 +324,7 @@ def serve(
     starts that many processes (each with its own connections, rate buckets and metrics)."""
     import uvicorn
 
-    host, port = host or settings.api.host, port or settings.api.port
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_level": "info",
-        "proxy_headers": False,
-        "server_header": False,
-    }
+    options = server_options(host or settings.api.host, port or settings.api.port)
     if workers > 1:
         uvicorn.run("auditlog.api.app:create_app", factory=True, workers=workers, **options)
         return

@@ -115,7 +115,7 @@ class Buckets:
         """Seconds until ``key`` may send again; 0 when it may now."""
         with self._lock:
             level = self._level(key, self.clock())
-        return 0.0 if level > 0 else (1 - level) / key.rate
+        return 0.0 if level >= 1 else (1 - level) / key.rate
 
     def take(self, key: StoredKey, n: int) -> None:
         """Spend ``n`` events of ``key``'s bucket."""

@@ -118,7 +118,8 @@ def recorded_times(log: AuditLog, receipts: Sequence[Receipt]) -> dict[str, date
             "WHERE event_id = ANY(string_to_array(:ids, ',')::uuid[])"
         )
         with log.engine.connect() as conn:
-            times |= dict(conn.execute(sql, {"ids": ",".join(missing)}).tuples().all())
+            rows = conn.execute(sql, {"ids": ",".join(missing)}).all()
+            times |= {eid: at for eid, at in rows}
     return {k: v for k, v in times.items() if v is not None}
 
 
