@@ -42,7 +42,9 @@ def test_an_unknown_key_is_401_and_recorded_as_unknown(api: Api, token: str) -> 
     assert r.status_code == 401 and "not known" in r.json()["detail"]
     found = _refusals(api, 1)
     assert [d["reason"] for d in found] == ["unknown"]
-    rows = api.rows("SELECT outcome, category, actor->>'id' FROM events WHERE action = 'apikey.refused'")
+    rows = api.rows(
+        "SELECT outcome, category, actor->>'id' FROM events WHERE action = 'apikey.refused'"
+    )
     assert tuple(rows[0]) == ("denied", "user_activity", "unknown-api-key")
 
 

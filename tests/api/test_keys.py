@@ -23,7 +23,9 @@ def keys_log(keys_engine: Engine, log: AuditLog) -> AuditLog:
 
 def _row(admin: Engine, key_id: str) -> sa.Row[tuple[object, ...]]:
     with admin.connect() as conn:
-        return conn.execute(sa.text("SELECT * FROM api_keys WHERE key_id = :k"), {"k": key_id}).one()
+        return conn.execute(
+            sa.text("SELECT * FROM api_keys WHERE key_id = :k"), {"k": key_id}
+        ).one()
 
 
 def test_only_the_sha256_of_the_secret_is_stored(keys_log: AuditLog, admin_engine: Engine) -> None:
