@@ -34,7 +34,7 @@ from auditlog.api.metrics import Metrics
 from auditlog.api.problems import Problem, as_problem, problem_response
 from auditlog.api.schemas import openapi
 from auditlog.apikeys.keys import may_read, may_write
-from auditlog.apikeys.refusals import Refusal, Refusals
+from auditlog.apikeys.refusals import REASONS, Refusal, Refusals
 from auditlog.db.migrate import migrations
 from auditlog.settings import Settings
 from auditlog.store import AuditLog, prepare
@@ -43,6 +43,8 @@ _LOG = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 FLUSH_SECONDS = 5.0
 _TRUE = ("1", "true", "yes", "on")
+# problems counted where they arise (per refused key use, per invalid event), not again
+_COUNTED = {"invalid-events", *(r.replace("_", "-") for r in REASONS)}
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _timed(svc: Service, route: str, fn: Handler) -> Handler:
             response = await fn(request)
         except Exception as exc:
             problem = as_problem(exc)
-            if route == "/v1/events" and request.method == "POST":
+            if route == "/v1/events" and request.method == "POST" and problem.slug not in _COUNTED:
                 svc.metrics.rejected.labels(problem.slug).inc()
             response = problem_response(problem, request.url.path)
         took = time.perf_counter() - start
@@ -313,8 +315,13 @@ def create_app() -> Starlette:
 def server_options(host: str, port: int) -> dict[str, Any]:
     """uvicorn's options. Its own X-Forwarded-For handling is off: the client address is
     taken from the header only when the peer is in ``api.trusted_proxies`` (:mod:`.auth`)."""
-    return {"host": host, "port": port, "log_level": "info", "proxy_headers": False,
-            "server_header": False}
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": False,
+        "server_header": False,
+    }
 
 
 def serve(
