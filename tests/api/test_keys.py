@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.apikeys.admin import create_key, list_keys, revoke_key, rotate_key
-from auditlog.apikeys.keys import InvalidApiKeySetting, parse_token
-from auditlog.errors import NotFound
+from auditlog.apikeys.keys import parse_token
+from auditlog.errors import InvalidApiKeySetting, NotFound
 from auditlog.store import AuditLog
 from tests.support.api import ADMIN
 

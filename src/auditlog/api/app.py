@@ -31,11 +31,12 @@ from starlette.routing import Route
 from auditlog.api import body, ingest, read
 from auditlog.api.auth import Authenticator, KeyCache
 from auditlog.api.metrics import Metrics
-from auditlog.api.problems import Problem, as_problem, problem_response
+from auditlog.api.problems import as_problem, problem_response
 from auditlog.api.schemas import openapi
 from auditlog.apikeys.keys import may_read, may_write
 from auditlog.apikeys.refusals import REASONS, Refusal, Refusals
 from auditlog.db.migrate import migrations
+from auditlog.errors import ApiProblem
 from auditlog.settings import Settings
 from auditlog.store import AuditLog, prepare
 
@@ -154,7 +155,7 @@ def _idempotency_key(request: Request) -> str | None:
     if value is None:
         return None
     if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise Problem(400, "Idempotency-Key: 1 to 255 printable characters", "idempotency-key")
+        raise ApiProblem(400, "Idempotency-Key: 1 to 255 printable characters", "idempotency-key")
     return value
 
 
@@ -267,7 +268,7 @@ def _bind(
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "an unexpected error"
-    return problem_response(Problem(status, f"{request.method} {request.url.path}: {detail}"))
+    return problem_response(ApiProblem(status, f"{request.method} {request.url.path}: {detail}"))
 
 
 def make_app(settings: Settings, log: AuditLog, reader: Engine) -> Starlette:
