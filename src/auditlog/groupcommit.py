@@ -4,7 +4,9 @@ Callers validate their events in their own threads and :meth:`GroupCommitter.sub
 committer thread takes *everything queued at that moment* (up to the caps of a group), appends
 it as one batch and answers each request with its own results after the commit. A lone caller
 waits for nobody: there is no timer, only the queue that fills while the previous group
-commits.
+commits; and a blocking caller (:meth:`GroupCommitter.call`) that finds nothing queued and
+nothing being committed commits its own request in its own thread, with no hand-off at all.
+One group is committed at a time, whichever thread commits it.
 
 A failed group fails exactly its own requests: unless the database is unavailable (then every
 request of the group gets that error: the outcome of a lost commit is unknown, and a retry
@@ -94,6 +96,7 @@ class GroupCommitter(Generic[T, R]):
         self._queue: deque[_Request[T, R]] = deque()
         self._queued = 0
         self._closed = False
+        self._busy = False  # a group is being committed (by the committer or a caller)
         self._thread: threading.Thread | None = None
         self._stats = CommitStats()
 
@@ -134,6 +137,28 @@ class GroupCommitter(Generic[T, R]):
             self._work.notify()
         return future
 
+    def call(self, items: Sequence[T]) -> list[R]:
+        """``submit(items, block=True).result()``, but committed in the calling thread when
+        nothing is queued or being committed (a lone caller pays no hand-off).
+
+        Raises
+        ------
+        Exception
+            The request's own error, as its future would.
+        """
+        with self._lock:
+            lead = not (self._busy or self._queue or self._closed)
+            self._busy = self._busy or lead
+        if not lead:
+            return self.submit(items, block=True).result()
+        request: _Request[T, R] = _Request(list(items), 0, Future())
+        request.future.set_running_or_notify_cancel()
+        try:
+            self._commit([request])
+        finally:
+            self._done()
+        return request.future.result()
+
     def stats(self) -> CommitStats:
         """The counters now (see :class:`CommitStats`)."""
         with self._lock:
@@ -169,23 +194,37 @@ class GroupCommitter(Generic[T, R]):
     def _run(self) -> None:
         try:
             while (group := self._take()) is not None:
-                self._commit(group)
+                try:
+                    self._commit(group)
+                finally:
+                    self._done()
         finally:
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread = None  # ended by an error it could not answer: restart
 
     def _take(self) -> list[_Request[T, R]] | None:
-        """Everything queued now, up to a group's caps; None when closed or idle."""
+        """Everything queued now, up to a group's caps, once no other group is being
+        committed; None when closed or idle."""
         with self._lock:
-            while not self._queue:
-                if self._closed or (not self._work.wait(IDLE_SECONDS) and not self._queue):
-                    self._thread = None
+            while self._busy or not self._queue:
+                ended = self._closed and not self._queue
+                if ended or (not self._work.wait(IDLE_SECONDS) and not self._queue):
+                    self._thread = None  # closed, or idle: the next request starts another
                     return None
             group = self._pop_group()
+            self._busy = True
             self._space.notify_all()
         # a request cancelled while it waited is dropped: nothing of it is stored
         return [r for r in group if r.future.set_running_or_notify_cancel()]
+
+    def _done(self) -> None:
+        """A group is answered: the next may go (the committer is woken if one waits)."""
+        with self._lock:
+            self._busy = False
+            if self._queue:
+                self._start()
+                self._work.notify()
 
     def _pop_group(self) -> list[_Request[T, R]]:
         group: list[_Request[T, R]] = []

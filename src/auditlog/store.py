@@ -333,7 +333,7 @@ class AuditLog:
         with the same event_id) or WriterClosed (:meth:`close` came first).
         """
         prepared = prepare(event, self.settings, self.resolve)
-        return self._committer.submit([prepared], block=True).result()[0]
+        return self._committer.call([prepared])[0]
 
     def submit(self, prepared: Sequence[Prepared], *, block: bool = False) -> Future[list[Receipt]]:
         """Queue one request's validated events (:func:`prepare`) for the next group commit.
