@@ -17,6 +17,7 @@ FLAT = {
     "columns",
     "canonical",
     "store",
+    "groupcommit",
     "settings",
     "errors",
     "diff",

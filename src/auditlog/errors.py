@@ -40,7 +40,9 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     │   └── WitnessUnavailable    network error, time-out, or 502/503/504
     ├── ApiProblem                an HTTP API error answer (RFC 9457): status, detail, type
     ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
-    └── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
+    ├── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
+    ├── WriterBusy                the group-commit queue is full; retry shortly (status 503)
+    └── WriterClosed              the AuditLog was closed before the events were committed (503)
 
 :class:`QueryTimeout` and :class:`DatabaseUnavailable` are raised for every engine made by
 :func:`auditlog.db.server.make_engine`, which translates the driver's errors in one place.
@@ -429,3 +431,30 @@ class ApiProblem(AuditLogError):
 
 class InvalidApiKeySetting(FieldError):
     """An API key's name, scope, allow-list or rate is not usable; ``field`` names which."""
+
+
+class WriterBusy(AuditLogError):
+    """The group-commit queue holds its cap of events; nothing of the request was queued."""
+
+    status = 503
+    setting = "queue_max_events"
+
+    def __init__(self, queued: int, cap: int) -> None:
+        self.queued, self.cap = queued, cap
+        super().__init__(
+            f"the writer's queue is full ({queued:,} events waiting, setting queue_max_events "
+            f"= {cap:,}); nothing of this request was stored: retry shortly, or raise "
+            "AUDITLOG_QUEUE_MAX_EVENTS"
+        )
+
+
+class WriterClosed(AuditLogError):
+    """:meth:`AuditLog.close` was called before the request's events were committed."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the audit log was closed before these events were committed; nothing of them "
+            "was stored: send them again through an open AuditLog"
+        )

@@ -103,6 +103,25 @@ class StoreSettings:
         default=24,
         metadata={"help": "occurred_at at most this many hours after the validating clock"},
     )
+    # --- group commit (issue 12): the caps of one group and of the queue behind it -----------
+    group_max_events: int = field(
+        default=1000,
+        metadata={
+            "help": "most events one group commit (one transaction) holds; a single larger "
+            "request is committed alone"
+        },
+    )
+    group_max_bytes: int = field(
+        default=4 << 20,
+        metadata={"help": "most bytes of canonical record text one group commit holds"},
+    )
+    queue_max_events: int = field(
+        default=10_000,
+        metadata={
+            "help": "events waiting for the committer at most; when full, record() blocks "
+            "and submit() fails with WriterBusy"
+        },
+    )
     # --- proofs (issue 11) -------------------------------------------------------------------
     origin: str = field(
         default="auditlog.local",
@@ -123,6 +142,9 @@ class StoreSettings:
         for name, top in (("max_json_depth", 256), ("max_object_keys", 10**6)):
             if not 1 <= getattr(self, name) <= top:
                 raise ConfigError(f"setting store.{name}: must be between 1 and {top}")
+        for name in ("group_max_events", "group_max_bytes", "queue_max_events"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting store.{name}: must be at least 1")
         # the ceilings are a little over the span of years 1..9999 (all PostgreSQL stores here)
         for name, top in (("occurred_past_days", 4_000_000), ("occurred_future_hours", 10**8)):
             if not 0 <= getattr(self, name) <= top:

@@ -3,6 +3,10 @@
 One transaction per batch. For each category in the batch (in name order, so writers never
 deadlock) it takes an advisory lock, reads the chain head, assigns gapless ``seq`` and hashes,
 and COPYs the rows in. A NOTIFY on ``auditlog_events`` fires on commit.
+
+Single events (:meth:`AuditLog.record`) and requests (:meth:`AuditLog.submit`) from many
+threads go through one committer (:mod:`auditlog.groupcommit`), which appends whatever is
+queued as one batch: one transaction per chain lock hold, however many callers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.canonical import _encode, checked_text, jcs_text, screen_ok
+from auditlog.db.server import driver_errors
 from auditlog.errors import (
     AppendRefused,
     BatchRejected,
@@ -32,6 +38,7 @@ from auditlog.errors import (
     InvalidEvent,
     SigningKeyRefused,
 )
+from auditlog.groupcommit import CommitStats, GroupCaps, GroupCommitter
 from auditlog.integrity.checkpoints import Checkpoint, sign_checkpoint
 from auditlog.integrity.keys import Signer, key_status, load_signer, not_registered
 from auditlog.integrity.rule import ZERO_HASH
@@ -54,13 +61,15 @@ ActorResolver = Callable[[Actor], Actor]
 
 
 class Receipt(NamedTuple):
-    """Where an event landed. ``duplicate`` means it was already stored (idempotent repeat)."""
+    """Where an event landed. ``duplicate`` means it was already stored (idempotent repeat);
+    ``recorded_at`` is the row's server time (the stored row's, for a duplicate)."""
 
     event_id: str
     category: str
     seq: int
     entry_hash: bytes
     duplicate: bool = False
+    recorded_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +96,10 @@ class Prepared:
         """JCS(record) as text; its UTF-8 bytes equal ``integrity.record_bytes`` of the row."""
         flag = "true" if skew else "false"
         return f'{self.head}{flag}{self.middle}"{recorded_at}","seq":{seq}{self.tail}'
+
+    def size(self) -> int:
+        """About the bytes of its record (characters; the chain fields' width added)."""
+        return len(self.head) + len(self.middle) + len(self.tail) + 64
 
 
 def _byte_len(text: str) -> int:
@@ -277,6 +290,11 @@ class AuditLog:
         self._edges: dict[str, tuple[int, bytes, CompactRange]] = {}
         self._edges_lock = threading.Lock()
         self._check_key()
+        st = settings.store
+        caps = GroupCaps(st.group_max_events, st.group_max_bytes, st.queue_max_events)
+        self._committer: GroupCommitter[Prepared, Receipt] = GroupCommitter(
+            self._append_group, Prepared.size, caps
+        )
 
     @classmethod
     def open(
@@ -306,8 +324,41 @@ class AuditLog:
             )
 
     def record(self, event: Any) -> Receipt:
-        """Append one event (dict, JSON text or AuditEvent); return its receipt."""
-        return self.append_prepared([prepare(event, self.settings, self.resolve)])[0]
+        """Append one event (dict, JSON text or AuditEvent); return its receipt.
+
+        Validated in the calling thread, then committed with whatever other threads submitted
+        meanwhile (group commit); the receipt comes after the commit. When the queue is full
+        (setting ``queue_max_events``) this call waits for room. Raises InvalidEvent,
+        EventConflict, DatabaseUnavailable (the event may or may not be stored: send it again
+        with the same event_id) or WriterClosed (:meth:`close` came first).
+        """
+        prepared = prepare(event, self.settings, self.resolve)
+        return self._committer.call([prepared])[0]
+
+    def submit(self, prepared: Sequence[Prepared], *, block: bool = False) -> Future[list[Receipt]]:
+        """Queue one request's validated events (:func:`prepare`) for the next group commit.
+
+        They are stored together (all or none), in one transaction with the requests queued
+        meanwhile; another request's failure never fails this one. ``block``: when the queue
+        is full, wait for room, or (False, the default: a server answers 503 rather than pile
+        up requests) fail at once with :class:`~auditlog.errors.WriterBusy`.
+
+        Returns
+        -------
+        Future
+            The receipts in input order once committed (a repeated event_id with the same
+            content gets the stored row's, ``duplicate=True``), or this request's own error.
+        """
+        return self._committer.submit(prepared, block=block)
+
+    def commit_stats(self) -> CommitStats:
+        """How many group transactions, requests and events the committer has handled."""
+        return self._committer.stats()
+
+    def _append_group(self, prepared: list[Prepared]) -> list[Receipt]:
+        # the committer tells an unavailable database from a bad request by these errors
+        with driver_errors():
+            return self.append_prepared(prepared)
 
     def record_many(self, events: Sequence[Any]) -> list[Receipt]:
         """Append a batch atomically: all valid events are stored, or none if any is invalid.
@@ -434,10 +485,14 @@ class AuditLog:
         self._signing = stop
 
     def close(self) -> None:
-        """Stop signing heads (:meth:`sign_heads_every`) and close the connections."""
+        """Stop signing heads (:meth:`sign_heads_every`) and the committer, and close the
+        connections. A group being committed finishes (its callers get their receipts);
+        events still queued fail with :class:`~auditlog.errors.WriterClosed`, and so does
+        every later :meth:`record` or :meth:`submit`."""
         if self._signing is not None:
             self._signing.set()
             self._signing = None
+        self._committer.close()
         self.engine.dispose()
 
     def checkpoint(self, categories: Iterable[str] | None = None) -> list[Checkpoint]:
@@ -492,19 +547,19 @@ def _existing(cur: psycopg.Cursor[Any], batch: Sequence[Prepared]) -> dict[str, 
         return {}
     # One text parameter: far cheaper to send than a uuid[] built value by value.
     cur.execute(
-        "SELECT event_id::text, category, seq, entry_hash, record FROM events "
+        "SELECT event_id::text, category, seq, entry_hash, record, recorded_at FROM events "
         "WHERE event_id = ANY(string_to_array(%s, ',')::uuid[])",
         (",".join([p.event_id for p in batch]),),
     )
     rows = cur.fetchall()
     by_id = {p.event_id: p for p in batch}
     out = {}
-    for event_id, category, seq, entry_hash, record in rows:
+    for event_id, category, seq, entry_hash, record, at in rows:
         p = by_id[event_id]
         diff = _same_content(p, json.loads(record))
         if diff:
             raise EventConflict(p.event_id, f" (field {diff} differs)")
-        out[p.event_id] = Receipt(p.event_id, category, int(seq), bytes(entry_hash), True)
+        out[p.event_id] = Receipt(p.event_id, category, int(seq), bytes(entry_hash), True, at)
     return out
 
 
@@ -607,7 +662,7 @@ class _Batch:
                     self.nodes.setdefault(p.category, []).extend(done[STORED_LEVEL:])
             self.heads[p.category] = (seq, entry)
             self.written[p.category] = seq
-            receipt = Receipt(eid, p.category, seq, entry)
+            receipt = Receipt(eid, p.category, seq, entry, False, self.now)
             self.seen[eid] = (texts, receipt)
             self.receipts.append(receipt)
 
