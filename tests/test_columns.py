@@ -19,7 +19,7 @@ from auditlog.columns import (
     CSV_KINDS,
     EVENT_COLUMNS,
     HASHED_FIELDS,
-    OPTIONAL_FIELDS as OPTIONAL,
+    OPTIONAL_FIELDS,
     arrow_type,
     polars_type,
 )
@@ -47,7 +47,7 @@ def test_fast_record_text_holds_the_hashed_fields_in_order(settings: Settings) -
     text = p.record_text(True, RECORDED, 7)
     pairs = json.loads(text, object_pairs_hook=list)
     # no source: no such member, exactly as records were before the field existed
-    assert tuple(k for k, _ in pairs) == tuple(k for k in HASHED_FIELDS if k not in OPTIONAL)
+    assert tuple(k for k, _ in pairs) == tuple(k for k in HASHED_FIELDS if k not in OPTIONAL_FIELDS)
     assert record_bytes(json.loads(text)) == text.encode()
 
 

@@ -59,7 +59,7 @@ def test_a_producer_cannot_set_the_source(settings: Settings, as_json: bool, val
 
 def test_a_producer_source_is_refused_even_when_the_log_sets_one(settings: Settings) -> None:
     """The log's source does not launder a producer's: the event is refused, not merged."""
-    with pytest.raises(InvalidEvent, match="^source: set by the log"):
+    with pytest.raises(InvalidEvent, match=r"^source: set by the log"):
         prepare(valid(source={**KEY, "name": "someone else"}), settings, source=KEY)
 
 
@@ -90,7 +90,7 @@ def test_a_malformed_source_is_named_with_its_reason(
 
 
 def test_a_malformed_source_refuses_the_whole_batch_at_once(settings: Settings) -> None:
-    with pytest.raises(InvalidEvent, match="^source: "):
+    with pytest.raises(InvalidEvent, match=r"^source: "):
         prepare_many([valid(), valid()], settings, source={**KEY, "id": ""})
 
 

@@ -15,7 +15,8 @@ Each :class:`EventColumn` says how one field is stored and how every format carr
   escapes it (the other text columns cannot: enums, numbers, uuids, timestamps).
 
 The orders: :data:`COPY_COLUMNS` is the table's, :data:`HASHED_FIELDS` the record's (JCS sorts
-keys; those in :data:`OPTIONAL_FIELDS` are members only when not null), :data:`CSV_COLUMNS` and :data:`ARCHIVE_COLUMNS` are the files' (fixed by the formats).
+keys; those in :data:`OPTIONAL_FIELDS` are members only when not null), :data:`CSV_COLUMNS`
+and :data:`ARCHIVE_COLUMNS` are the files' (fixed by the formats).
 Everything here is computed at import time; nothing runs per row.
 """
 

@@ -149,7 +149,9 @@ def test_a_source_changed_in_the_column_is_named_by_verify(
     forged = json.dumps({**KEY, "name": "Payroll"})
     tamper(admin_engine, f"UPDATE events SET source = '{forged}' WHERE seq = 2")
     problems = verify_database(reader_engine).problems
-    assert [(p.category, p.seq, p.kind) for p in problems] == [("configuration", 2, "content changed")]
+    assert [(p.category, p.seq, p.kind) for p in problems] == [
+        ("configuration", 2, "content changed")
+    ]
     assert "column(s) source" in problems[0].message
 
 
@@ -173,7 +175,7 @@ def test_a_source_added_to_a_row_without_one_is_named_by_verify(
     tamper(
         admin_engine,
         f"UPDATE events SET source = '{key}', "
-        f"record = replace(record, ',\"source_ip\":', ',\"source\":{key},\"source_ip\":') "
+        f'record = replace(record, \',"source_ip":\', \',"source":{key},"source_ip":\') '
         "WHERE seq = 2",
     )
     problems = verify_database(reader_engine).problems

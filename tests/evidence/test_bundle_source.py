@@ -171,7 +171,9 @@ def test_a_malformed_source_cell_is_a_malformed_row_for_the_script(
     assert "FAIL events.csv row 2: malformed row: column source: is neither null nor" in out
 
 
-def resealed(path: Path, signer: Signer, edit: Callable[[dict[str, Any]], None] = lambda m: None) -> Path:
+def resealed(
+    path: Path, signer: Signer, edit: Callable[[dict[str, Any]], None] = lambda m: None
+) -> Path:
     """The manifest's file hashes brought up to date (and ``edit``) and signed again, as by
     the log's own key: what is left to find is in the rows."""
     z = zipfile.ZipFile(path)
@@ -184,7 +186,9 @@ def resealed(path: Path, signer: Signer, edit: Callable[[dict[str, Any]], None] 
     digest = hashlib.sha256(body).hexdigest()
     sig = signer.sign(manifest_message(digest, signer.key_id)).hex()
     seal = {"key_id": signer.key_id, "manifest_sha256": digest, "signature": sig}
-    return rewrite(path, {MANIFEST: lambda _: body, SIG: lambda _: json.dumps(seal).encode()}, "sealed.zip")
+    return rewrite(
+        path, {MANIFEST: lambda _: body, SIG: lambda _: json.dumps(seal).encode()}, "sealed.zip"
+    )
 
 
 def test_a_bundle_from_before_the_source_column_keeps_verifying(

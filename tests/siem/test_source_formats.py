@@ -44,7 +44,8 @@ def test_rfc5424_names_the_key_in_structured_data(items: dict[bool, Item]) -> No
     assert (sd["source_id"], sd["source_name"]) == (KEY["id"], KEY["name"])
     assert json.loads(msg.msg)["source"] == KEY
     (plain,) = parse_syslog(fmt.syslog(items[False])).sd.values()
-    assert "source_id" not in plain and "source_name" not in plain
+    assert "source_id" not in plain
+    assert "source_name" not in plain
 
 
 def test_cef_names_the_key_as_the_source_service(items: dict[bool, Item]) -> None:
@@ -54,7 +55,8 @@ def test_cef_names_the_key_as_the_source_service(items: dict[bool, Item]) -> Non
     assert "forged" not in ext
     assert json.loads(ext["cs6"])["source"] == KEY
     _, plain = parse_cef(cef_event(items[False].data))
-    assert "sourceServiceName" not in plain and "flexString1" not in plain
+    assert "sourceServiceName" not in plain
+    assert "flexString1" not in plain
 
 
 def test_ocsf_names_the_key_as_the_actors_app(items: dict[bool, Item]) -> None:

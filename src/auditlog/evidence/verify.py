@@ -306,7 +306,7 @@ class _RowCheck:
         )
         with text, zf.open(NDJSON_NAME) as nd:
             reader = csv.reader(text, strict=True)
-            header = tuple(next(reader, None) or ())
+            header = tuple(next(reader, []))
             if header not in (CSV_COLUMNS, LEGACY_CSV_COLUMNS):
                 want = ",".join(CSV_COLUMNS)
                 self.report.add("malformed file", f"the header is not {want}", file=CSV_NAME)
