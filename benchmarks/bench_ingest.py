@@ -71,7 +71,7 @@ def bare_copy(source, target_url, batch: int, settle) -> tuple[int, float]:  # t
     """COPY the stored rows, as they are, into a fresh events table with the append check off:
     no validation, no hashing, no check (their recorded_at is the past: the check refuses)."""
     with source.connect() as conn:
-        jsonb = {"actor", "target", "before", "after", "details", "source_ip"}
+        jsonb = {"actor", "target", "before", "after", "details", "source_ip", "source"}
         cols = ", ".join(f"{c}::text" if c in jsonb else c for c in COPY_COLUMNS)
         rows = conn.exec_driver_sql(f"SELECT {cols} FROM events").all()
     rows = [tuple(r) for r in rows]

@@ -14,6 +14,7 @@ FLAT = {
     "__init__",
     "__main__",
     "model",
+    "source",
     "columns",
     "canonical",
     "store",

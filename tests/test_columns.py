@@ -19,6 +19,7 @@ from auditlog.columns import (
     CSV_KINDS,
     EVENT_COLUMNS,
     HASHED_FIELDS,
+    OPTIONAL_FIELDS,
     arrow_type,
     polars_type,
 )
@@ -45,8 +46,20 @@ def test_fast_record_text_holds_the_hashed_fields_in_order(settings: Settings) -
     p = store.prepare(valid(user_agent="ua", correlation_id="c-1"), settings)
     text = p.record_text(True, RECORDED, 7)
     pairs = json.loads(text, object_pairs_hook=list)
-    assert tuple(k for k, _ in pairs) == HASHED_FIELDS
+    # no source: no such member, exactly as records were before the field existed
+    assert tuple(k for k, _ in pairs) == tuple(k for k in HASHED_FIELDS if k not in OPTIONAL_FIELDS)
     assert record_bytes(json.loads(text)) == text.encode()
+
+
+def test_fast_record_text_with_a_source_holds_every_hashed_field_in_order(
+    settings: Settings,
+) -> None:
+    key = {"type": "api_key", "id": "k-1", "name": "Billing"}
+    p = store.prepare(valid(user_agent="ua"), settings, source=key)
+    text = p.record_text(False, RECORDED, 7)
+    pairs = json.loads(text, object_pairs_hook=list)
+    assert tuple(k for k, _ in pairs) == HASHED_FIELDS
+    assert record_bytes(json.loads(text)) == text.encode() == rfc8785.dumps(json.loads(text))
 
 
 def test_copy_columns_are_the_events_table_in_order() -> None:

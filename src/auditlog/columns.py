@@ -15,7 +15,8 @@ Each :class:`EventColumn` says how one field is stored and how every format carr
   escapes it (the other text columns cannot: enums, numbers, uuids, timestamps).
 
 The orders: :data:`COPY_COLUMNS` is the table's, :data:`HASHED_FIELDS` the record's (JCS sorts
-keys), :data:`CSV_COLUMNS` and :data:`ARCHIVE_COLUMNS` are the files' (fixed by the formats).
+keys; those in :data:`OPTIONAL_FIELDS` are members only when not null), :data:`CSV_COLUMNS`
+and :data:`ARCHIVE_COLUMNS` are the files' (fixed by the formats).
 Everything here is computed at import time; nothing runs per row.
 """
 
@@ -70,19 +71,26 @@ EVENT_COLUMNS: tuple[EventColumn, ...] = (
     _c("entry_hash", BYTEA, False, None, "binary32", "hex"),
     # The exact text hashed: JCS(record) of the hashed columns above.
     _c("record", sa.Text, False, None, "string", None),
+    # The API key that submitted the event (014_event_source.sql); in the record only when set.
+    _c("source", JSONB, True, "json", "string", "json"),
 )
 BY_NAME = {col.name: col for col in EVENT_COLUMNS}
 
 COPY_COLUMNS = tuple(col.name for col in EVENT_COLUMNS)
 # Sorted as JCS sorts them (all ASCII), so a record can be assembled field by field.
 HASHED_FIELDS = tuple(sorted(col.name for col in EVENT_COLUMNS if col.record is not None))
+# Hashed fields the record holds only when they are not null (docs/integrity.md, section 2):
+# added after chains existed, so a row without one hashes exactly as before.
+OPTIONAL_FIELDS = ("source",)
 CHAIN_FIELDS = ("prev_hash", "entry_hash")
 # The evidence CSV's columns, in the order docs/evidence.md specifies.
 CSV_COLUMNS = (
     "category", "seq", "event_id", "occurred_at", "occurred_offset", "recorded_at",
-    "clock_skew", "action", "outcome", "actor", "target", "source_ip", "user_agent",
+    "clock_skew", "action", "outcome", "actor", "target", "source_ip", "source", "user_agent",
     "correlation_id", "before", "after", "details", "prev_hash", "entry_hash",
 )  # fmt: skip
+# The CSV header before ``source`` existed: bundles and exports written then still verify.
+LEGACY_CSV_COLUMNS = tuple(name for name in CSV_COLUMNS if name not in OPTIONAL_FIELDS)
 CSV_KINDS: dict[str, CsvKind] = {name: BY_NAME[name].csv for name in CSV_COLUMNS}  # type: ignore[misc]
 # An archive's Parquet columns: the record, its hashes, and typed columns for querying.
 ARCHIVE_COLUMNS = (

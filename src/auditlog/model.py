@@ -242,6 +242,12 @@ class AuditEvent(_Strict):
             raise ValueError(f"{v[:60]!r} is not an IPv4 or IPv6 address") from None
 
 
+# Fields of the stored event that the log sets and a producer cannot send (it gets this reason).
+SET_BY_LOG = {
+    "source": "set by the log from the API key that submitted it; a producer cannot send it",
+}
+
+
 def _loc(err: Any) -> str:
     path = ""
     for part in err["loc"]:
@@ -253,6 +259,8 @@ def _loc(err: Any) -> str:
 
 def _reason(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and err["loc"][0] in SET_BY_LOG:
+        msg = SET_BY_LOG[err["loc"][0]]
     if err["type"] == "string_pattern_mismatch" and err["loc"] == ("action",):
         msg = f"{str(err['input'])[:60]!r} is not a dotted lower-case verb like 'policy.updated'"
     return msg

@@ -17,7 +17,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +46,7 @@ from auditlog.model import CATEGORIES, Actor, AuditEvent, offset_minutes, parse_
 from auditlog.proofs.merkle import CompactRange, leaf_hash
 from auditlog.proofs.tree import STORED_LEVEL, TreeReader, store_nodes
 from auditlog.settings import Settings, load_settings
+from auditlog.source import source_text
 
 _LOG = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "auditlog_events"
@@ -183,7 +184,9 @@ def _checked_texts(ev: AuditEvent, event_id: str, a: Actor, resolved: bool) -> d
     return _fixed_texts(ev, event_id) | {k: checked_text(v, k) for k, v in free.items()}
 
 
-def _segments(t: dict[str, str]) -> tuple[str, str, str]:
+def _segments(t: dict[str, str], source: str = "") -> tuple[str, str, str]:
+    """The record's text around its chain fields; ``source`` (its JCS text, '' for none) is a
+    member only when given, between seq and source_ip (docs/integrity.md, section 2)."""
     head = (
         f'{{"action":{t["action"]},"actor":{t["actor"]},"after":{t["after"]},'
         f'"before":{t["before"]},"category":{t["category"]},"clock_skew":'
@@ -194,7 +197,7 @@ def _segments(t: dict[str, str]) -> tuple[str, str, str]:
         f'"occurred_offset":{t["occurred_offset"]},"outcome":{t["outcome"]},"recorded_at":'
     )
     tail = f',"source_ip":{t["source_ip"]},"target":{t["target"]},"user_agent":{t["user_agent"]}}}'
-    return head, middle, tail
+    return head, middle, f',"source":{source}{tail}' if source else tail
 
 
 def _check_sizes(
@@ -212,15 +215,45 @@ def _check_sizes(
         )
 
 
-def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) -> Prepared:
-    """Validate one event and compute its canonical field texts (no database access)."""
+def prepare(
+    raw: Any,
+    settings: Settings,
+    resolve: ActorResolver | None = None,
+    source: Mapping[str, str] | None = None,
+) -> Prepared:
+    """Validate one event and compute its canonical field texts (no database access).
+
+    Parameters
+    ----------
+    raw
+        The event as the producer sent it: a dict, JSON text or an ``AuditEvent``. It cannot
+        carry ``source`` (the model refuses it).
+    settings
+        The bounds (``settings.store``).
+    resolve
+        Looks the actor up in the directory, if given.
+    source
+        The API key that submitted the event, ``{"type", "id", "name"}``
+        (:mod:`auditlog.source`), or None (in-process, from a file): then the record has no
+        ``source`` member and hashes as events always did.
+
+    Raises
+    ------
+    InvalidEvent
+        Naming every bad field (``source`` when the source itself is malformed).
+    """
+    return _prepare(raw, settings, resolve, source_text(source))
+
+
+def _prepare(raw: Any, settings: Settings, resolve: ActorResolver | None, source: str) -> Prepared:
+    """:func:`prepare` with the source's JCS text already checked ('' for none)."""
     ev = parse_event(raw, settings.store)
     event_id = str(ev.event_id)
     actor = resolve(ev.actor) if resolve else ev.actor
     resolved = bool(resolve and actor.resolved)
     try:
         t = _fast_texts(ev, event_id, actor, resolved)
-        head, middle, tail = _segments(t)
+        head, middle, tail = _segments(t, source)
         # actor and target hold only validated strings; numbers can come in the free JSON
         text = head + middle + tail
         slow = not screen_ok(text, t["before"] + t["after"] + t["details"])
@@ -229,7 +262,7 @@ def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) 
     size: Callable[[str], int] = len  # the screen saw ASCII only: characters are bytes
     if slow:
         t = _checked_texts(ev, event_id, actor, resolved)
-        head, middle, tail = _segments(t)
+        head, middle, tail = _segments(t, source)
         size = _byte_len
         text = head + middle + tail
     total = size(text)
@@ -238,14 +271,19 @@ def prepare(raw: Any, settings: Settings, resolve: ActorResolver | None = None) 
 
 
 def prepare_many(
-    raws: Iterable[Any], settings: Settings, resolve: ActorResolver | None = None
+    raws: Iterable[Any],
+    settings: Settings,
+    resolve: ActorResolver | None = None,
+    source: Mapping[str, str] | None = None,
 ) -> tuple[list[Prepared], dict[int, InvalidEvent]]:
-    """Validate a batch; return the valid events and the errors by index."""
+    """Validate a batch, all submitted by ``source`` (see :func:`prepare`); return the valid
+    events and the errors by index. A malformed ``source`` raises InvalidEvent at once."""
+    text = source_text(source)  # once for the batch, not per event
     good: list[Prepared] = []
     bad: dict[int, InvalidEvent] = {}
     for i, raw in enumerate(raws):
         try:
-            good.append(prepare(raw, settings, resolve))
+            good.append(_prepare(raw, settings, resolve, text))
         except InvalidEvent as exc:
             bad[i] = exc
     return good, bad

@@ -146,3 +146,25 @@ def test_other_events_under_a_used_idempotency_key_are_409_not_stored(api: Api) 
     r = api.post(token, [event(outcome="failure")], headers=headers)
     assert r.status_code == 409
     assert _stored(api) == 1
+
+
+def test_the_submitting_key_is_the_events_source_in_the_hashed_record(api: Api) -> None:
+    token = api.key(name="billing-svc")
+    key_id = token.split("_")[1]
+    receipt = api.post(token, event()).json()["receipts"][0]
+    source, record = api.rows(
+        "SELECT source, record FROM events WHERE event_id = :e", e=receipt["event_id"]
+    )[0]
+    expected = {"type": "api_key", "id": key_id, "name": "billing-svc"}
+    assert source == expected
+    assert json.loads(record)["source"] == expected
+
+
+def test_a_producer_cannot_claim_another_source(api: Api) -> None:
+    forged = event() | {"source": {"type": "api_key", "id": "0" * 16, "name": "admin"}}
+    r = api.post(api.key(), forged)
+    assert r.status_code == 422
+    problem = r.json()
+    assert [e["field"] for e in problem["errors"]] == ["source"]
+    assert "set by the log" in problem["errors"][0]["reason"]
+    assert _stored(api) == 0

@@ -10,20 +10,17 @@ a repeat, else 201); with different content 409 names the event.
 ``Idempotency-Key``: an event without an event_id gets ``uuid5(key id, header, index)``, so
 a retried request stores nothing twice even when its producer sets no ids.
 
-Appends go through :func:`_append` only (one place to switch to group commit).
+Appends go through :func:`_append` only: the log's group commit (docs/ingestion.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from auditlog.api.auth import Caller
 from auditlog.api.body import Item
@@ -34,7 +31,6 @@ from auditlog.store import AuditLog, Prepared, Receipt, prepare
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5a52-8f0e-4b7e-9a53-4c1e2f8a9d10")
 MAX_PROBLEMS = 1000  # problems listed in one 422 answer; the count says how many in all
-_TAKES_SOURCE = "source" in inspect.signature(prepare).parameters
 
 
 def idempotent_id(key_id: str, idempotency_key: str, index: int) -> uuid.UUID:
@@ -43,15 +39,15 @@ def idempotent_id(key_id: str, idempotency_key: str, index: int) -> uuid.UUID:
 
 
 def _prepare(raw: Any, log: AuditLog, source: dict[str, str]) -> Prepared:
-    """``prepare``, recording the key as the event's source once ``prepare`` takes one."""
-    if _TAKES_SOURCE:
-        return prepare(raw, log.settings, log.resolve, source=source)  # type: ignore[call-arg]
-    return prepare(raw, log.settings, log.resolve)
+    """``prepare``, recording the key as the event's source (in the hashed record)."""
+    return prepare(raw, log.settings, log.resolve, source=source)
 
 
 async def _append(log: AuditLog, prepared: Sequence[Prepared]) -> list[Receipt]:
-    """Store ``prepared`` in one transaction; receipts in input order (committed)."""
-    return await asyncio.to_thread(log.append_prepared, prepared)
+    """Store ``prepared`` through the log's group commit: one request's events commit
+    together (with whatever other requests are queued), receipts in input order, answered
+    only after the commit. A full queue is a 503 at once (``WriterBusy``), not a wait."""
+    return await asyncio.wrap_future(log.submit(prepared))
 
 
 @dataclass
@@ -107,21 +103,6 @@ def out_of_scope(caller: Caller, checked: Checked) -> list[tuple[int, str]]:
     return [(i, p.category) for i, p in checked.good if not may_write(scopes, p.category)]
 
 
-def recorded_times(log: AuditLog, receipts: Sequence[Receipt]) -> dict[str, datetime]:
-    """recorded_at of each receipt's row (read back until receipts carry it)."""
-    missing = [r.event_id for r in receipts if getattr(r, "recorded_at", None) is None]
-    times = {r.event_id: getattr(r, "recorded_at", None) for r in receipts}
-    if missing:
-        sql = sa.text(
-            "SELECT event_id::text, recorded_at FROM events "
-            "WHERE event_id = ANY(string_to_array(:ids, ',')::uuid[])"
-        )
-        with log.engine.connect() as conn:
-            rows = conn.execute(sql, {"ids": ",".join(missing)}).all()
-            times |= {eid: at for eid, at in rows}
-    return {k: v for k, v in times.items() if v is not None}
-
-
 def receipt_json(index: int, r: Receipt, recorded: datetime | None) -> dict[str, Any]:
     """One receipt as the API answers it."""
     return {
@@ -141,8 +122,6 @@ async def store(log: AuditLog, checked: Checked) -> list[dict[str, Any]]:
     if not checked.good:
         return []
     receipts = await _append(log, [p for _, p in checked.good])
-    times = await asyncio.to_thread(recorded_times, log, receipts)
     return [
-        receipt_json(i, r, times.get(r.event_id))
-        for (i, _), r in zip(checked.good, receipts, strict=True)
+        receipt_json(i, r, r.recorded_at) for (i, _), r in zip(checked.good, receipts, strict=True)
     ]

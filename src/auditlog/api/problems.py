@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from starlette.responses import Response
 
 from auditlog.db.server import translate
-from auditlog.errors import ApiProblem, AuditLogError, DatabaseUnavailable, QueryTimeout
+from auditlog.errors import (
+    ApiProblem,
+    AuditLogError,
+    DatabaseUnavailable,
+    QueryTimeout,
+    WriterBusy,
+    WriterClosed,
+)
 
 _LOG = logging.getLogger(__name__)
 RETRY_DB_SECONDS = 5
@@ -50,6 +57,8 @@ def as_problem(exc: BaseException) -> ApiProblem:
     if db is not None:
         retry = {"Retry-After": str(RETRY_DB_SECONDS)}
         return ApiProblem(503, f"the database is unavailable: {db}; retry later", "database", retry)
+    if isinstance(exc, WriterBusy | WriterClosed):  # the writer's queue: a moment, not an outage
+        return ApiProblem(503, str(exc), "writer-busy", {"Retry-After": "1"})
     if isinstance(exc, AuditLogError):
         return ApiProblem(exc.status, str(exc), type(exc).__name__.lower())
     _LOG.error("unexpected error answering a request", exc_info=exc)

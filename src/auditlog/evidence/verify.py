@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from auditlog.columns import CSV_COLUMNS, CSV_KINDS
+from auditlog.columns import CSV_COLUMNS, CSV_KINDS, LEGACY_CSV_COLUMNS
 from auditlog.evidence.bundle import (
     CSV_NAME,
     MANIFEST,
@@ -97,19 +97,24 @@ def _json_cell(cell: str) -> Any:
     return json.loads(cell, parse_int=_json_number)
 
 
-def csv_record(cells: list[str]) -> dict[str, Any]:
+def csv_record(cells: list[str], columns: Sequence[str] = CSV_COLUMNS) -> dict[str, Any]:
     """One CSV data row in record form (the shape of ``integrity.row_to_record``).
 
-    Raises ValueError naming the column when a cell cannot be read.
+    ``columns`` is the file's header: :data:`~auditlog.columns.CSV_COLUMNS`, or the legacy
+    one without ``source`` (files written before it existed). Raises ValueError naming the
+    column when a cell cannot be read.
     """
-    if len(cells) != len(CSV_COLUMNS):
-        raise ValueError(f"has {len(cells)} cells, expected {len(CSV_COLUMNS)}")
+    if len(cells) != len(columns):
+        raise ValueError(f"has {len(cells)} cells, expected {len(columns)}")
     out = {}
-    for (name, kind), cell in zip(CSV_KINDS.items(), cells, strict=True):
+    for name, cell in zip(columns, cells, strict=True):
+        kind = CSV_KINDS[name]
         try:
             out[name] = _decode(kind, cell)
         except ValueError as exc:
             raise ValueError(f"column {name}: {exc}") from None
+    if out.get("source", "") is None:  # ``null``: the record has no source member
+        del out["source"]
     return out
 
 
@@ -289,6 +294,7 @@ class _RowCheck:
         self.report, self.chains = report, report.chains
         self.last_cat: str | None = None
         self.nd_failed = self.cross_failed = False
+        self.columns: Sequence[str] = CSV_COLUMNS
         self.watch: dict[str, set[int]] = {}
         for cp in manifest["checkpoints"]:
             if isinstance(cp, dict) and isinstance(cp.get("seq"), int):
@@ -300,10 +306,12 @@ class _RowCheck:
         )
         with text, zf.open(NDJSON_NAME) as nd:
             reader = csv.reader(text, strict=True)
-            if next(reader, None) != list(CSV_COLUMNS):
-                header = ",".join(CSV_COLUMNS)
-                self.report.add("malformed file", f"the header is not {header}", file=CSV_NAME)
+            header = tuple(next(reader, []))
+            if header not in (CSV_COLUMNS, LEGACY_CSV_COLUMNS):
+                want = ",".join(CSV_COLUMNS)
+                self.report.add("malformed file", f"the header is not {want}", file=CSV_NAME)
                 return
+            self.columns = header
             i = 0
             try:
                 for i, cells in enumerate(reader, start=1):
@@ -319,7 +327,7 @@ class _RowCheck:
 
     def row(self, i: int, cells: list[str], line: bytes) -> None:
         try:
-            rec = csv_record(cells)
+            rec = csv_record(cells, self.columns)
             rb = record_bytes(rec)
         except (ValueError, UnicodeEncodeError) as exc:  # surrogates: bytes that are not UTF-8
             self.report.add("malformed row", str(exc), file=CSV_NAME, row=i)

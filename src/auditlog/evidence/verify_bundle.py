@@ -49,11 +49,15 @@ CSV_KINDS = {
     "category": "text", "seq": "int", "event_id": "text", "occurred_at": "text",
     "occurred_offset": "int", "recorded_at": "text", "clock_skew": "bool", "action": "text",
     "outcome": "text", "actor": "json", "target": "json", "source_ip": "nullable",
-    "user_agent": "nullable", "correlation_id": "nullable", "before": "json", "after": "json",
-    "details": "json", "prev_hash": "hex", "entry_hash": "hex",
+    "source": "source", "user_agent": "nullable", "correlation_id": "nullable",
+    "before": "json", "after": "json", "details": "json", "prev_hash": "hex", "entry_hash": "hex",
 }  # fmt: skip
 CSV_COLUMNS = list(CSV_KINDS)
+# Bundles written before events had a source have no such column; they verify all the same.
+LEGACY_CSV_COLUMNS = [name for name in CSV_COLUMNS if name != "source"]
 HASHED_FIELDS = sorted(set(CSV_KINDS) - {"prev_hash", "entry_hash"})
+OPTIONAL_FIELDS = ("source",)  # a member of the record only when not null (integrity.md 2)
+SOURCE_KEYS = {"type", "id", "name"}
 NDJSON_TAIL = re.compile(rb',"prev_hash":"([0-9a-f]{64})","entry_hash":"([0-9a-f]{64})"\}$')
 ZERO_HASH = bytes(32)
 MAX_SAFE_INT = 2**53 - 1
@@ -597,23 +601,46 @@ def _json_cell(cell: str, screen: _Screen) -> Any:
     return screen.json(_text(cell, screen))
 
 
+def _source_cell(cell: str, screen: _Screen) -> Any:
+    """``null`` (no source) or the object of three strings type, id, name."""
+    value = _json_cell(cell, screen)
+    if value is not None and not (
+        isinstance(value, dict)
+        and set(value) == SOURCE_KEYS
+        and all(isinstance(v, str) for v in value.values())
+    ):
+        raise ValueError("is neither null nor an object of the strings type, id and name")
+    return value
+
+
 _DECODERS: dict[str, Callable[[str, _Screen], Any]] = {
     "text": _text, "nullable": _nullable, "int": _int_cell, "bool": _bool_cell,
-    "hex": _hex_cell, "json": _json_cell,
+    "hex": _hex_cell, "json": _json_cell, "source": _source_cell,
 }  # fmt: skip
-_COLUMNS = tuple((name, _DECODERS[kind]) for name, kind in CSV_KINDS.items())
+Columns = tuple[tuple[str, Callable[[str, _Screen], Any]], ...]
 
 
-def csv_record(cells: list[str], screen: _Screen | None = None) -> tuple[dict[str, Any], bool]:
+def decoders(header: Sequence[str]) -> Columns:
+    """How to read each cell of a file with ``header`` (its column names)."""
+    return tuple((name, _DECODERS[CSV_KINDS[name]]) for name in header)
+
+
+_COLUMNS = decoders(CSV_COLUMNS)
+
+
+def csv_record(
+    cells: list[str], screen: _Screen | None = None, columns: Columns = _COLUMNS
+) -> tuple[dict[str, Any], bool]:
     """One CSV data row in record form (docs/evidence.md section 2), and whether the fast JCS
-    path applies to it. ValueError naming the column when a cell cannot be read."""
-    if len(cells) != len(_COLUMNS):
-        raise ValueError(f"has {len(cells)} cells, expected {len(_COLUMNS)}")
+    path applies to it; ``columns`` from :func:`decoders` of the file's header. ValueError
+    naming the column when a cell cannot be read."""
+    if len(cells) != len(columns):
+        raise ValueError(f"has {len(cells)} cells, expected {len(columns)}")
     screen = screen or _Screen()
     screen.plain = True
     out, name = {}, ""
     try:
-        for (name, decode), cell in zip(_COLUMNS, cells, strict=True):
+        for (name, decode), cell in zip(columns, cells, strict=True):
             out[name] = decode(cell, screen)
     except ValueError as exc:
         raise ValueError(f"column {name}: {exc}") from None
@@ -621,8 +648,10 @@ def csv_record(cells: list[str], screen: _Screen | None = None) -> tuple[dict[st
 
 
 def record_bytes(rec: Mapping[str, Any], plain: bool = False) -> bytes:
-    """JCS of the 17 hashed members of a record (integrity.md section 2)."""
-    hashed = {k: rec[k] for k in HASHED_FIELDS}
+    """JCS of the hashed members of a record (integrity.md section 2): the 17, and source
+    when it is not null (absent from a legacy row)."""
+    hashed = {k: rec[k] for k in HASHED_FIELDS if k not in OPTIONAL_FIELDS}
+    hashed.update((k, rec[k]) for k in OPTIONAL_FIELDS if rec.get(k) is not None)
     return jcs_plain(hashed) if plain else jcs(hashed)
 
 
@@ -763,6 +792,7 @@ class RowCheck:
         self.last_cat: str | None = None
         self.nd_failed = self.cross_failed = False
         self.screen = _Screen()
+        self.columns = _COLUMNS
         self.watch: dict[str, set[int]] = {}
         for cp in manifest["checkpoints"] if isinstance(manifest["checkpoints"], list) else []:
             if isinstance(cp, dict) and isinstance(cp.get("seq"), int):
@@ -773,10 +803,12 @@ class RowCheck:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         with text, src.open(NDJSON_NAME) as nd:
             reader = csv.reader(text, strict=True)
-            if next(reader, None) != CSV_COLUMNS:
+            header = next(reader, None)
+            if header not in (CSV_COLUMNS, LEGACY_CSV_COLUMNS):
                 self.report.add("malformed file", f"the header is not {','.join(CSV_COLUMNS)}",
                                 file=CSV_NAME)  # fmt: skip
                 return
+            self.columns = decoders(header)
             i = 0
             try:
                 for i, cells in enumerate(reader, start=1):
@@ -791,7 +823,7 @@ class RowCheck:
 
     def row(self, i: int, cells: list[str], line: bytes) -> None:
         try:
-            rec, plain = csv_record(cells, self.screen)
+            rec, plain = csv_record(cells, self.screen, self.columns)
             rb = record_bytes(rec, plain)
         except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
             why = "nests too deeply" if isinstance(exc, RecursionError) else str(exc)

@@ -83,8 +83,8 @@ def _event_id(event_id: str) -> uuid.UUID:
 
 def get_event(engine: Engine, event_id: str) -> dict[str, Any]:
     """One event: the row's columns with occurred_at/recorded_at as aware UTC datetimes,
-    source_ip as text, actor/target/before/after/details as Python values, entry_hash as hex.
-    Raises NotFound."""
+    source_ip as text, actor/target/before/after/details and source (the API key that
+    submitted it, or None) as Python values, entry_hash as hex. Raises NotFound."""
     stmt = sa.select(
         *ROW_COLUMNS,
         c.clock_skew,
@@ -93,6 +93,7 @@ def get_event(engine: Engine, event_id: str) -> dict[str, Any]:
         c.before,
         c.after,
         c.details,
+        c.source,
         sa.func.encode(c.entry_hash, "hex").label("entry_hash"),
     ).where(c.event_id == _event_id(event_id))
     with engine.connect() as conn:

@@ -25,6 +25,7 @@ HOUR = timedelta(hours=1)
 _JSON_KEYS = {
     "actor": {"type", "id", "upn", "display_name", "entra_object_id", "tenant_id"},
     "target": {"type", "id", "name"},
+    "source": {"type", "id", "name"},
 }
 
 
@@ -58,6 +59,7 @@ ROW_SCHEMA: dict[str, pl.DataType] = {
     "target_id": pl.String(),
     "target_name": pl.String(),
     "source_ip": pl.String(),  # host(inet): the address as text
+    "source_name": pl.String(),  # the name of the API key that submitted it, or null
     "user_agent": polars_type("user_agent"),
     "correlation_id": polars_type("correlation_id"),
     "has_before": pl.Boolean(),
@@ -81,6 +83,7 @@ ROW_COLUMNS: list[sa.ColumnElement[Any]] = [
     field("target", "id").label("target_id"),
     field("target", "name").label("target_name"),
     sa.func.host(c.source_ip).label("source_ip"),
+    field("source", "name").label("source_name"),
     c.user_agent,
     c.correlation_id,
     c.before.isnot(None).label("has_before"),

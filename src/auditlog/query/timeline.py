@@ -71,7 +71,8 @@ class Page:
     ``rows`` columns are :data:`ROW_SCHEMA`: event_id, occurred_at (UTC), occurred_offset
     (minutes east of UTC as sent), recorded_at, category, seq, action, outcome, actor_type,
     actor_id, actor_upn, actor_name, actor_oid, target_type, target_id, target_name, source_ip,
-    user_agent, correlation_id, has_before, has_after. ``next_cursor`` is None on the last page.
+    source_name (the name of the API key that submitted it, or null), user_agent,
+    correlation_id, has_before, has_after. ``next_cursor`` is None on the last page.
     """
 
     rows: pl.DataFrame

@@ -157,6 +157,10 @@ def _event_sd(record: dict[str, Any], pen: int) -> str:
     # come from uuid and bigint columns: nothing in them to escape.
     cid = record.get("correlation_id")
     tail = "" if cid is None else f' correlation_id="{sd_escape(cid)}"'
+    src = record.get("source")
+    if isinstance(src, dict):  # the API key that submitted it: its id and its name
+        tail += f' source_id="{sd_escape(str(src.get("id")))}"'
+        tail += f' source_name="{sd_escape(str(src.get("name")))}"'
     e = sd_escape
     return (
         f'[auditlog@{pen} event_id="{record["event_id"]}" category="{e(record["category"])}" '
@@ -214,6 +218,18 @@ def _cef_source(ip: str | None) -> dict[str, Any]:
     return {"src": ip}
 
 
+def _cef_submitter(source: Any) -> dict[str, Any]:
+    """The API key that submitted the event: its name as ``sourceServiceName`` ("the service
+    responsible for generating this event"), its id in ``flexString1``."""
+    if not isinstance(source, dict):
+        return {}
+    return {
+        "sourceServiceName": source.get("name"),
+        "flexString1Label": "sourceKeyId",
+        "flexString1": source.get("id"),
+    }
+
+
 def cef_event(record: dict[str, Any]) -> str:
     """The CEF line of one event; ``cs6`` holds the full record as JSON."""
     target = record["target"]
@@ -227,6 +243,7 @@ def cef_event(record: dict[str, Any]) -> str:
         **_cef_actor(record["actor"]),
         **_cef_source(record.get("source_ip")),
         "requestClientApplication": record.get("user_agent"),
+        **_cef_submitter(record.get("source")),
         "cs1Label": "targetType",
         "cs1": target.get("type"),
         "cs2Label": "targetId",

@@ -2,7 +2,9 @@
 Activity (6003), chosen from the action; checkpoints and test messages as Base Event (0).
 
 ``metadata.uid`` is the event_id, ``metadata.correlation_uid`` the correlation_id,
-``metadata.sequence`` the seq and ``metadata.log_name`` the category. ``unmapped.auditlog``
+``metadata.sequence`` the seq and ``metadata.log_name`` the category; the API key that
+submitted the event (``source``) is ``actor.app_name`` (its name) and ``actor.app_uid`` (its
+id). ``unmapped.auditlog``
 holds the full stored record, so the SIEM copy verifies with the rule of docs/integrity.md.
 """
 
@@ -163,6 +165,17 @@ def _class_fields(cls: int, record: dict[str, Any], src: dict[str, Any]) -> dict
     }
 
 
+def _actor(record: dict[str, Any]) -> dict[str, Any]:
+    """The OCSF actor: the user, and the service that submitted the event (its API key) as
+    ``app_name`` / ``app_uid``, "the client application or service that initiated the
+    activity", beside the user."""
+    out: dict[str, Any] = {"user": user(record["actor"])}
+    src = record.get("source")
+    if isinstance(src, dict):
+        out |= _drop_none({"app_name": src.get("name"), "app_uid": src.get("id")})
+    return out
+
+
 def event(record: dict[str, Any], product_version: str) -> dict[str, Any]:
     """The OCSF event of one audit record (record form, with its hashes)."""
     cls, cls_name, cat, cat_name, act, act_name = classify(record["action"])
@@ -188,7 +201,7 @@ def event(record: dict[str, Any], product_version: str) -> dict[str, Any]:
         "timezone_offset": record.get("occurred_offset", 0),
         "message": record["action"],
         "metadata": _metadata(record, product_version),
-        "actor": {"user": user(record["actor"])},
+        "actor": _actor(record),
         **_class_fields(cls, record, src),
         "unmapped": {"auditlog": record},
     }
