@@ -45,7 +45,9 @@ from auditlog.evidence.export import (
     snapshot,
 )
 from auditlog.evidence.proofs import (
+    PROOFS_FORMAT,
     PROOFS_NAME,
+    PROOFS_RULE,
     attach_cosignatures,
     attach_timestamps,
     write_proofs,
@@ -255,10 +257,10 @@ def _proofs_section(proven: dict[str, Any], tally: Tally) -> dict[str, Any]:
         "file": PROOFS_NAME,
         "sha256": tally.sha256,
         "bytes": tally.size,
+        "format": PROOFS_FORMAT,
         "rows": tally.rows,
         "by_category": proven,
-        "rule": "RFC 9162 inclusion of SHA-256(0x00 || entry_hash) at index seq - 1 in the tree "
-        "of the checkpoint's size, against its signed root (docs/integrity.md sections 8, 9)",
+        "rule": PROOFS_RULE,
     }
 
 
@@ -319,7 +321,7 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
     ):
         drawn = job.sample.draw(conn, job.filters, job.now) if job.sample else None
         _write_data(zf, job, conn, tallies, runs, drawn)
-        tallies[PROOFS_NAME], proven = write_proofs(zf, conn, runs, 2000)
+        tallies[PROOFS_NAME], proven = write_proofs(zf, conn, runs)
         script = VERIFIER_PATH.read_bytes() if job.verifier else None
         if script is not None:
             zf.writestr(VERIFIER, script)
