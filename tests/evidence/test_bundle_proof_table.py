@@ -7,6 +7,7 @@ verify, and a forged line in one is still named."""
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -257,3 +258,51 @@ def _key_id(pem: str) -> str:
     from auditlog.integrity.keys import key_id_of
 
     return key_id_of(load_public_key(pem.encode()))
+
+
+def test_the_proofs_take_the_exported_entries_and_the_signed_root_checks_them(
+    log: AuditLog, reader_engine: Engine
+) -> None:
+    """The writer reads each row's entry_hash off its NDJSON line (not the database again);
+    an entry that is not the stored one cannot lead to the signed root, so it is refused."""
+    from auditlog.evidence.bundle import Runs
+    from auditlog.evidence.export import snapshot
+    from auditlog.evidence.proofs import EntryTap, write_proofs
+
+    fill(log, 300)
+    log.checkpoint()
+    with reader_engine.connect() as conn:
+        stored = [bytes(h) for h in conn.execute(sa.text(
+            "SELECT entry_hash FROM events WHERE category = 'governance' ORDER BY seq"
+        )).scalars()]  # fmt: skip
+    lines = [b'{"seq":%d,"entry_hash":"%s"}\n' % (s, h.hex().encode()) for s, h in
+             enumerate(stored, start=1)]  # fmt: skip
+    for forged in (None, 120):
+        tap = EntryTap(Runs())
+        for seq in range(1, 301):
+            tap.row(GOV, seq)
+        blobs = [b"".join(lines[k : k + 7]) for k in range(0, 300, 7)]  # lines across blobs
+        if forged is not None:
+            blobs[forged // 7] = blobs[forged // 7].replace(stored[forged].hex().encode(),
+                                                            b"00" * 32)  # fmt: skip
+        assert b"".join(tap.tap(blobs)) == b"".join(blobs)
+        entries = tap.entries(GOV, list(range(1, 301)))
+        assert len(entries) == 300
+        assert (entries[forged] != stored[forged]) if forged else entries == dict(enumerate(stored))
+        with snapshot(reader_engine, LIMITS) as conn, zipfile.ZipFile(io.BytesIO(), "w") as zf:
+            if forged is None:
+                assert write_proofs(zf, conn, tap.runs, tap)[0].rows == 300
+            else:
+                with pytest.raises(IntegrityFailure, match="does not prove the governance rows"):
+                    write_proofs(zf, conn, tap.runs, tap)
+
+
+def test_a_tap_whose_lines_do_not_add_up_leaves_the_entries_to_the_database() -> None:
+    from auditlog.evidence.bundle import Runs
+    from auditlog.evidence.proofs import EntryTap
+
+    tap = EntryTap(Runs())
+    for seq in (1, 2, 3):
+        tap.row(GOV, seq)
+    list(tap.tap([b'{"entry_hash":"' + b"ab" * 32 + b'"}\n']))  # one line for three rows
+    assert tap.entries(GOV, [1, 2, 3]) == {}

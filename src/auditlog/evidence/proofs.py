@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from auditlog.errors import IntegrityFailure
@@ -41,6 +43,7 @@ PROOFS_RULE = (
     "checkpoint's size, against its signed root, the audit path read from the tree's node "
     "table (docs/evidence.md section 4, docs/integrity.md sections 8, 9)"
 )
+_TAIL = re.compile(rb'"entry_hash":"([0-9a-f]{64})"\}\n')  # an NDJSON line's end
 TABLE_LINE = 50_000  # nodes per node-table line: a line stays a few MB
 
 
@@ -71,8 +74,53 @@ def node_lines(category: str, size: int, level: int, nodes: dict[int, bytes]) ->
         yield f'{head}{",".join(map(str, part))}],"hashes":"{hashes}"}}\n'.encode()
 
 
+class EntryTap:
+    """The entry_hash of each exported row, read off the NDJSON lines as they stream into
+    the bundle (each ends in the fixed tail ``,"entry_hash":"<64 hex>"}``, docs/evidence.md
+    section 3), so the proofs need not read those entries from the database again. Rows are
+    counted by ``row`` (the export's ``on_row``), in the order their lines follow."""
+
+    def __init__(self, runs: Any) -> None:
+        self.runs = runs
+        self.by_cat: dict[str, bytearray] = {}
+        self._pending: deque[list[Any]] = deque()  # [category, its rows not yet read off]
+
+    def row(self, category: str, seq: int) -> None:
+        self.runs.add(category, seq)
+        if self._pending and self._pending[-1][0] == category:
+            self._pending[-1][1] += 1
+        else:
+            self._pending.append([category, 1])
+
+    def tap(self, blobs: Iterable[bytes]) -> Iterator[bytes]:
+        """``blobs`` unchanged; their lines' entry hashes kept, in order, by category."""
+        for blob in blobs:
+            hexes = _TAIL.findall(blob)
+            k = 0
+            while k < len(hexes) and self._pending:
+                cat, n = self._pending[0]
+                m = min(n, len(hexes) - k)
+                raw = bytes.fromhex(b"".join(hexes[k : k + m]).decode("ascii"))
+                self.by_cat.setdefault(cat, bytearray()).extend(raw)
+                k += m
+                if m == n:
+                    self._pending.popleft()
+                else:
+                    self._pending[0][1] -= m
+            yield blob
+
+    def entries(self, category: str, seqs: Sequence[int]) -> dict[int, bytes]:
+        """Leaf index -> entry_hash of ``seqs`` (the category's first exported seqs, in
+        order); empty when the lines read off do not add up (then all is read again)."""
+        data = self.by_cat.get(category, bytearray())
+        total = sum(b - a + 1 for a, b in self.runs.pairs(category))
+        if len(data) != 32 * total:
+            return {}
+        return {s - 1: bytes(data[32 * k : 32 * k + 32]) for k, s in enumerate(seqs)}
+
+
 def _prove(member: IO[bytes], tally: Tally, conn: Any, cat: str, cp: Checkpoint,
-           runs: list[list[int]]) -> None:  # fmt: skip
+           runs: list[list[int]], tap: EntryTap | None) -> None:  # fmt: skip
     """Write the lines proving ``runs`` in ``cp``'s tree; the table must lead to its root."""
     n = sum(b - a + 1 for a, b in runs)
     member.write(tally.take(rows_line(cat, cp.seq, runs), n))
@@ -81,9 +129,10 @@ def _prove(member: IO[bytes], tally: Tally, conn: Any, cat: str, cp: Checkpoint,
         for line in node_lines(cat, cp.seq, level, nodes):
             member.write(tally.take(line, 0))
 
+    seqs = [s for a, b in runs for s in range(a, b + 1)]
+    known = tap.entries(cat, seqs) if tap is not None else {}
     with conn.cursor() as cur:
-        leaves = [s - 1 for a, b in runs for s in range(a, b + 1)]
-        root = TreeReader(cur, cat).audit_table(leaves, cp.seq, emit)
+        root = TreeReader(cur, cat).audit_table([s - 1 for s in seqs], cp.seq, emit, known)
     if root != cp.root:
         raise IntegrityFailure(
             f"the stored tree does not prove the {cat} rows in {cp.name()}: run "
@@ -91,10 +140,13 @@ def _prove(member: IO[bytes], tally: Tally, conn: Any, cat: str, cp: Checkpoint,
         )
 
 
-def write_proofs(zf: zipfile.ZipFile, conn: Any, runs: Any) -> tuple[Tally, dict[str, Any]]:
+def write_proofs(
+    zf: zipfile.ZipFile, conn: Any, runs: Any, tap: EntryTap | None = None
+) -> tuple[Tally, dict[str, Any]]:
     """Write ``proofs.ndjson`` for the rows in ``runs``; return its tally (``rows``: the rows
     proven) and, per category, the checkpoint the proofs lead to and how many rows are (not)
-    proven. Raises IntegrityFailure when the stored tree does not lead to a signed root."""
+    proven. ``tap`` holds the rows' entry hashes as exported (else they are read). Raises
+    IntegrityFailure when the stored tree and the entries do not lead to the signed root."""
     tally, summary = Tally(), {}
     info = zipfile.ZipInfo(PROOFS_NAME, date_time=time.localtime()[:6])
     info.compress_type = zipfile.ZIP_STORED  # hashes do not compress: spare the time
@@ -112,7 +164,7 @@ def write_proofs(zf: zipfile.ZipFile, conn: Any, runs: Any) -> tuple[Tally, dict
                 "rows_unproven": total - n,
             }
             if cp is not None and proven:
-                _prove(member, tally, conn, cat, cp, proven)
+                _prove(member, tally, conn, cat, cp, proven, tap)
     return tally, summary
 
 

@@ -8,7 +8,7 @@ its tile; a stored node that is missing (a database older than the tree) from it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -40,6 +40,7 @@ class TreeReader:
         self._levels: dict[int, list[list[bytes]]] = {}  # tile -> its low subtrees, by level
         self._partials: dict[tuple[int, int], bytes] = {}  # (lo, size) of right-edge subtrees
         self._all_up_to = -1  # prefetch_for loaded every stored node of a tree this large
+        self._known: Mapping[int, bytes] = {}  # leaf index -> entry_hash a caller holds
 
     # --- reading -----------------------------------------------------------------------
     def prefetch(self, wanted: Iterable[tuple[int, int]]) -> None:
@@ -64,7 +65,7 @@ class TreeReader:
         # LATERAL join forces (a plain join on "seq BETWEEN" over an unnest gets a default
         # selectivity that grows with the table: at 1M rows, a full scan of ~350 ms); binary
         # results spare the hex decoding of each entry_hash
-        los, his = _seq_spans(tiles)
+        los, his = _seq_spans(tiles, self._known)
         self.cur.execute(
             "SELECT e.seq, e.entry_hash FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
             " LATERAL (SELECT seq, entry_hash FROM events WHERE category = %s"
@@ -85,13 +86,14 @@ class TreeReader:
             data = bytes(blob)
             for k in range(len(data) // 32):
                 found.setdefault(int(first) - 1 + k, data[32 * k : 32 * k + 32])
+        known = self._known
         for t in tiles:
-            lo = t * TILE
             leaves = []
-            for i in range(lo, lo + TILE):
-                if i not in found:
+            for i in range(t * TILE, (t + 1) * TILE):
+                entry = known.get(i) or found.get(i)
+                if entry is None:
                     break
-                leaves.append(leaf_hash(found[i]))
+                leaves.append(leaf_hash(entry))
             self._tiles[t] = leaves
 
     def node(self, level: int, index: int) -> bytes:
@@ -137,6 +139,10 @@ class TreeReader:
         """Load, in a few queries, everything the inclusion proofs of ``indexes`` in the tree
         of ``size`` leaves need: every stored node below ``size`` and the tiles of the leaves
         and of the tree's right edge (for proofs of many rows, as a bundle has)."""
+        tiles = {i // TILE for i in indexes} | {(size - 1) // TILE} if size else set()
+        self._prefetch(tiles, size)
+
+    def _prefetch(self, tiles: set[int], size: int) -> None:
         self.cur.execute(
             "SELECT level, idx, hash FROM merkle_nodes WHERE category = %s"
             " AND (idx + 1) * (1::bigint << level) <= %s",
@@ -145,7 +151,6 @@ class TreeReader:
         for lv, i, h in self.cur.fetchall():
             self._nodes[(int(lv), int(i))] = bytes(h)
         self._all_up_to = size
-        tiles = {i // TILE for i in indexes} | {(size - 1) // TILE} if size else set()
         self._load_tiles(sorted(t for t in tiles if t not in self._tiles))
 
     # --- what proofs need ------------------------------------------------------------------
@@ -193,13 +198,21 @@ class TreeReader:
         lo = index << level
         return self.node(level, index) if lo + (1 << level) <= size else self._partial(lo, size)
 
-    def audit_table(self, indexes: Sequence[int], size: int, emit: Emit) -> bytes:
+    def audit_table(
+        self,
+        indexes: Sequence[int],
+        size: int,
+        emit: Emit,
+        entries: Mapping[int, bytes] | None = None,
+    ) -> bytes:
         """The node table of the audit paths of leaves ``indexes`` (sorted, each < ``size``)
         in the tree of ``size`` leaves, handed to ``emit(level, {index: hash})`` level by
         level, indices ascending (``merkle.path_nodes``); returns the root those paths lead
         to, computed from the leaves up (a caller compares it with the signed root: when it
-        is equal, every path of the table checks)."""
-        self.prefetch_for(indexes, size)
+        is equal, every path of the table checks). ``entries`` (leaf index -> entry_hash)
+        are the leaves' entries as the caller holds them; the rest is read."""
+        self._known = entries or {}
+        self._prefetch(_tiles_needed(indexes, size, self._known), size)
         held = {i: self._leaf(i) for i in indexes}  # the leaves' ancestors at this level
         level = 0
         while (size - 1) >> level:
@@ -219,6 +232,9 @@ class TreeReader:
         return held[0] if held else EMPTY_ROOT
 
     def _leaf(self, index: int) -> bytes:
+        entry = self._known.get(index)
+        if entry is not None:
+            return leaf_hash(entry)
         leaves = self._tiles.get(index // TILE)
         if leaves is None or index % TILE >= len(leaves):
             raise KeyError(f"{self.category}: leaf {index} is not stored")
@@ -235,16 +251,33 @@ class TreeReader:
         return CompactRange(size, [self.node(lv, i) for lv, i in cover])
 
 
-def _seq_spans(tiles: Sequence[int]) -> tuple[list[int], list[int]]:
-    """The seqs of ``tiles`` (ascending) as [lo], [hi] of runs of consecutive tiles."""
+def _tiles_needed(indexes: Sequence[int], size: int, known: Mapping[int, bytes]) -> set[int]:
+    """The tiles whose entries the paths of ``indexes`` need beyond ``known``: those of the
+    leaves not known, of each low sibling that no leaf of ``indexes`` is under (it is
+    computed from its tile), and of the tree's right edge."""
+    tiles = {(size - 1) // TILE} if size else set()
+    tiles |= {i // TILE for i in indexes if i not in known}
+    held, level = set(indexes), 0
+    while level < STORED_LEVEL and (size - 1) >> level:
+        last = (size - 1) >> level
+        tiles |= {((i ^ 1) << level) // TILE for i in held if i ^ 1 <= last and i ^ 1 not in held}
+        held, level = {i >> 1 for i in held}, level + 1
+    return tiles
+
+
+def _seq_spans(tiles: Sequence[int], known: Mapping[int, bytes]) -> tuple[list[int], list[int]]:
+    """The seqs of ``tiles`` (ascending) whose entries are not ``known``, as [lo], [hi] runs."""
     lo: list[int] = []
     hi: list[int] = []
     for t in tiles:
-        if hi and hi[-1] == t * TILE:
-            hi[-1] = (t + 1) * TILE
-        else:
-            lo.append(t * TILE + 1)
-            hi.append((t + 1) * TILE)
+        for i in range(t * TILE, (t + 1) * TILE):
+            if i in known:
+                continue
+            if hi and hi[-1] == i:  # seq i + 1 follows the run's last seq
+                hi[-1] = i + 1
+            else:
+                lo.append(i + 1)
+                hi.append(i + 1)
     return lo, hi
 
 
