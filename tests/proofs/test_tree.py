@@ -225,6 +225,7 @@ def test_the_readers_node_table_holds_each_leafs_audit_path_and_the_signed_root(
     from auditlog.proofs.merkle import path_nodes
 
     fill_batches(log, [600])
+    stored = entries(reader_engine, "governance")
     rnd = random.Random(5)
     conn, tree = reader(reader_engine, "governance")
     with conn:
@@ -239,3 +240,9 @@ def test_the_readers_node_table_holds_each_leafs_audit_path_and_the_signed_root(
                 path = [levels[lv][(i >> lv) ^ 1] for lv in sorted(levels)
                         if (i >> lv) ^ 1 in levels[lv]]  # fmt: skip
                 assert path == tree.inclusion(i, size), (i, size)
+            # given the leaves' entries (as a bundle holds them): the same table and root
+            given = {i: stored[i] for i in picks}
+            again: dict[int, dict[int, bytes]] = {}
+            fresh = TreeReader(tree.cur, "governance")
+            assert fresh.audit_table(picks, size, again.__setitem__, given) == root
+            assert again == levels
