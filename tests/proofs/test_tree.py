@@ -217,3 +217,32 @@ def test_a_node_the_writer_plants_before_its_subtree_exists_is_named_and_never_p
     assert (problem.kind, problem.seq) == ("tree node wrong", 256)
     with admin_engine.connect() as conn, pytest.raises(IntegrityFailure, match="does not prove"):
         inclusion(conn.connection.driver_connection, ids[-1])  # its path holds node (8, 0)
+
+
+def test_the_readers_node_table_holds_each_leafs_audit_path_and_the_signed_root(
+    log: AuditLog, reader_engine: Engine
+) -> None:
+    from auditlog.proofs.merkle import path_nodes
+
+    fill_batches(log, [600])
+    stored = entries(reader_engine, "governance")
+    rnd = random.Random(5)
+    conn, tree = reader(reader_engine, "governance")
+    with conn:
+        for size in (1, 2, 3, 256, 257, 300, 512, 600):
+            picks = sorted({*rnd.sample(range(size), min(size, 40)), size - 1})
+            levels: dict[int, dict[int, bytes]] = {}
+            root = tree.audit_table(picks, size, levels.__setitem__)
+            assert root == tree.root(size)
+            assert [set(levels[lv]) for lv in sorted(levels)] == path_nodes(picks, size)
+            assert all(list(nodes) == sorted(nodes) for nodes in levels.values())
+            for i in picks:
+                path = [levels[lv][(i >> lv) ^ 1] for lv in sorted(levels)
+                        if (i >> lv) ^ 1 in levels[lv]]  # fmt: skip
+                assert path == tree.inclusion(i, size), (i, size)
+            # given the leaves' entries (as a bundle holds them): the same table and root
+            given = {i: stored[i] for i in picks}
+            again: dict[int, dict[int, bytes]] = {}
+            fresh = TreeReader(tree.cur, "governance")
+            assert fresh.audit_table(picks, size, again.__setitem__, given) == root
+            assert again == levels

@@ -45,7 +45,10 @@ from auditlog.evidence.export import (
     snapshot,
 )
 from auditlog.evidence.proofs import (
+    PROOFS_FORMAT,
     PROOFS_NAME,
+    PROOFS_RULE,
+    EntryTap,
     attach_cosignatures,
     attach_timestamps,
     write_proofs,
@@ -255,10 +258,10 @@ def _proofs_section(proven: dict[str, Any], tally: Tally) -> dict[str, Any]:
         "file": PROOFS_NAME,
         "sha256": tally.sha256,
         "bytes": tally.size,
+        "format": PROOFS_FORMAT,
         "rows": tally.rows,
         "by_category": proven,
-        "rule": "RFC 9162 inclusion of SHA-256(0x00 || entry_hash) at index seq - 1 in the tree "
-        "of the checkpoint's size, against its signed root (docs/integrity.md sections 8, 9)",
+        "rule": PROOFS_RULE,
     }
 
 
@@ -294,7 +297,7 @@ def _write_data(
     job: _Job,
     conn: Any,
     tallies: dict[str, Tally],
-    runs: Runs,
+    tap: EntryTap,
     drawn: Drawn | None = None,
 ) -> None:
     where = drawn.where() if drawn else ()  # a sample: only its rows, same snapshot
@@ -303,8 +306,8 @@ def _write_data(
     args = (conn, job.filters, job.now)
     chunk = job.limits.export_chunk_bytes
     _write_member(zf, CSV_NAME, csv_blobs(*args, tallies[CSV_NAME], chunk, where))
-    nd = ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=runs.add, where=where)
-    _write_member(zf, NDJSON_NAME, nd)
+    nd = ndjson_blobs(*args, tallies[NDJSON_NAME], chunk, on_row=tap.row, where=where)
+    _write_member(zf, NDJSON_NAME, tap.tap(nd))  # the proofs take the entries from here
     if not tallies[CSV_NAME].rows == tallies[NDJSON_NAME].rows == expected:
         raise AuditLogError("bundle files disagree on the row count; nothing valid was written")
 
@@ -315,11 +318,13 @@ def _write_zip(out: io.RawIOBase | IO[bytes], job: _Job) -> tuple[dict[str, Any]
     signer = job.log.signer
     with (
         snapshot(job.engine, job.limits) as conn,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf,
+        # level 3: half the CPU of the default 6 on events.csv/.ndjson, ~14% larger
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=3) as zf,
     ):
         drawn = job.sample.draw(conn, job.filters, job.now) if job.sample else None
-        _write_data(zf, job, conn, tallies, runs, drawn)
-        tallies[PROOFS_NAME], proven = write_proofs(zf, conn, runs, 2000)
+        tap = EntryTap(runs)
+        _write_data(zf, job, conn, tallies, tap, drawn)
+        tallies[PROOFS_NAME], proven = write_proofs(zf, conn, runs, tap)
         script = VERIFIER_PATH.read_bytes() if job.verifier else None
         if script is not None:
             zf.writestr(VERIFIER, script)

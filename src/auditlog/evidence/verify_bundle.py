@@ -25,11 +25,12 @@ import binascii
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +46,7 @@ except Exception:  # ImportError, or a broken binding: the standard library path
 CSV_NAME, NDJSON_NAME = "events.csv", "events.ndjson"
 MANIFEST, SIGNATURE, SCRIPT = "manifest.json", "manifest.sig.json", "verify_bundle.py"
 PROOFS = "proofs.ndjson"  # each row's RFC 9162 inclusion proof (docs/evidence.md)
+PROOFS_FORMAT = "auditlog-proofs/2"  # its first line, when the paths share one node table
 CSV_KINDS = {
     "category": "text", "seq": "int", "event_id": "text", "occurred_at": "text",
     "occurred_offset": "int", "recorded_at": "text", "clock_skew": "bool", "action": "text",
@@ -386,6 +388,52 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+def path_nodes(indexes: Iterable[int], size: int) -> list[set[int]]:
+    """Per level, the indices of the nodes on the leaves' audit paths (docs/evidence.md 4)."""
+    out: list[set[int]] = []
+    held, level = set(indexes), 0
+    while (size - 1) >> level:
+        last = (size - 1) >> level
+        out.append({i ^ 1 for i in held if i ^ 1 <= last})
+        held = {i >> 1 for i in held}
+        level += 1
+    return out
+
+
+class TableCheck:
+    """Many leaves' inclusion in one tree, each audit path read from one node table; a node a
+    checked path carried to the root is remembered, so each distinct node is hashed once."""
+
+    def __init__(self, size: int, root: bytes, table: Mapping[tuple[int, int], bytes]) -> None:
+        self.size, self.root, self.table = size, root, table
+        self.known: dict[tuple[int, int], bytes] = {}
+
+    def check(self, index: int, leaf: bytes) -> str:
+        """``""`` when ``leaf`` at ``index`` leads to the root; else why not."""
+        size, table, known = self.size, self.table, self.known
+        if not 0 <= index < size:
+            return f"leaf index {index} is outside the tree of {size} leaves"
+        h, i, level, walked = leaf, index, 0, []
+        while (size - 1) >> level:
+            got = known.get((level, i))
+            if got is not None:
+                if got != h:
+                    return "does not lead to the signed root"
+                break
+            walked.append(((level, i), h))
+            if (i ^ 1) <= (size - 1) >> level:
+                sib = table.get((level, i ^ 1))
+                if sib is None:
+                    return f"node (level {level}, index {i ^ 1}) is not in the node table"
+                h = node_hash(sib, h) if i & 1 else node_hash(h, sib)
+            level, i = level + 1, i >> 1
+        else:
+            if h != self.root:
+                return "does not lead to the signed root"
+        known.update(walked)
+        return ""
 
 
 # --- reading a bundle: a ZIP or its unpacked directory ------------------------------------------
@@ -1175,28 +1223,144 @@ def verify(path: Path, opts: Options) -> Report:
 
 
 def check_proofs(src: Source, report: Report) -> None:
-    """Each line of proofs.ndjson proves its row's entry_hash into a signed tree; a line whose
-    row is not in the bundle, or whose checkpoint's signature failed, is left to those checks."""
+    """Each row listed in proofs.ndjson is proven into a signed tree (format 2: by its tree's
+    node table; format 1: by the path on its line); a row not in the bundle, or whose
+    checkpoint's signature failed, is left to those checks."""
     if PROOFS not in src.names():
         return
-    entries = report.entries  # every row whose record, hash and link verified
     with src.open(PROOFS) as fh:
-        for n, line in enumerate(fh, start=1):
-            try:
-                item = json.loads(line)
-                cat, seq, size = str(item["category"]), int(item["seq"]), int(item["size"])
-                proof = [bytes.fromhex(h) for h in item["proof"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                report.add("proof fails", f"not a proof line ({exc})", file=PROOFS, row=n)
-                continue
-            entry, root = entries.get((cat, seq)), report.trees.get((cat, size))
-            if entry is None or root is None:
-                continue  # the row check or the checkpoint check names why
-            if not verify_inclusion(seq - 1, size, leaf_hash(entry), proof, root):
-                why = f"does not prove {cat} seq {seq} in the tree of {size} entries"
-                report.add("proof fails", why, file=PROOFS, row=n, category=cat, seq=seq)
+        first = fh.readline()
+        if _proofs_header(first):
+            proven = check_tables(read_tables(fh, report), report)
+            report.proven += sum(proven.values())
+            return
+        for n, line in enumerate(itertools.chain([first], fh), start=1):
+            check_proof_line(n, line, report)
+
+
+def check_proof_line(n: int, line: bytes, report: Report) -> None:
+    """Format 1: one row's proof on its own line."""
+    try:
+        item = json.loads(line)
+        cat, seq, size = str(item["category"]), int(item["seq"]), int(item["size"])
+        proof = [bytes.fromhex(h) for h in item["proof"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        report.add("proof fails", f"not a proof line ({exc})", file=PROOFS, row=n)
+        return
+    entry, root = report.entries.get((cat, seq)), report.trees.get((cat, size))
+    if entry is None or root is None:
+        return  # the row check or the checkpoint check names why
+    if not verify_inclusion(seq - 1, size, leaf_hash(entry), proof, root):
+        why = f"does not prove {cat} seq {seq} in the tree of {size} entries"
+        report.add("proof fails", why, file=PROOFS, row=n, category=cat, seq=seq)
+    else:
+        report.proven += 1
+
+
+def _proofs_header(line: bytes) -> bool:
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(item, dict) and item.get("format") == PROOFS_FORMAT
+
+
+@dataclass
+class NodeTable:
+    """One tree's part of a format-2 proofs file: the rows listed (seq, line), its nodes."""
+
+    rows: list[tuple[int, int]] = field(default_factory=list)
+    nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    twice: set[tuple[int, int]] = field(default_factory=set)
+
+
+def read_tables(fh: IO[bytes], report: Report) -> dict[tuple[str, int], NodeTable]:
+    """The format-2 lines after the header, by tree (category, size); a node listed twice
+    is named and counts as absent."""
+    tables: dict[tuple[str, int], NodeTable] = {}
+    for n, line in enumerate(fh, start=2):
+        try:
+            item = json.loads(line)
+            key = (_string(item["category"]), _count(item["size"], "size", 1))
+            table = tables.setdefault(key, NodeTable())
+            if "rows" in item:
+                _table_rows(table, item["rows"], n)
             else:
-                report.proven += 1
+                _table_nodes(table, item, key, report, n)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            report.add("proof fails", f"not a proof line ({exc})", file=PROOFS, row=n)
+    for table in tables.values():
+        for k in table.twice:
+            table.nodes.pop(k, None)
+    return tables
+
+
+def _count(value: Any, name: str, least: int = 0) -> int:
+    if type(value) is not int or value < least:
+        raise ValueError(f"{name}: {value!r} is not a whole number >= {least}")
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+def _table_rows(table: NodeTable, runs: Any, line: int) -> None:
+    last, seqs = table.rows[-1][0] if table.rows else 0, []
+    for a, b in runs:
+        if not last < _count(a, "rows", 1) <= _count(b, "rows", 1):
+            raise ValueError(f"rows [{a}, {b}] do not ascend past seq {last}")
+        seqs.append(range(a, b + 1))
+        last = b
+    table.rows.extend((s, line) for r in seqs for s in r)
+
+
+def _table_nodes(table: NodeTable, item: Any, tree: tuple[str, int], report: Report,
+                 line: int) -> None:  # fmt: skip
+    level, index = _count(item["level"], "level"), item["index"]
+    raw = bytes.fromhex(_string(item["hashes"]))
+    if not isinstance(index, list) or len(raw) != 32 * len(index):
+        raise ValueError("index and hashes differ in length (32 bytes a node)")
+    for k, i in enumerate(index):
+        key = (level, _count(i, "index"))
+        if key in table.nodes:
+            table.twice.add(key)
+            why = f"the {tree[0]} tree of {tree[1]} entries lists node {key} twice"
+            report.add("proof fails", why, file=PROOFS, row=line, category=tree[0])
+        table.nodes[key] = raw[32 * k : 32 * k + 32]
+
+
+def check_tables(tables: dict[tuple[str, int], NodeTable], report: Report) -> dict[str, int]:
+    """Each listed row's path, from its tree's table, must lead to the signed root; a table
+    must hold no node off the listed rows' paths. Rows proven per category."""
+    proven: set[tuple[str, int]] = set()
+    for (cat, size), table in sorted(tables.items()):
+        root = report.trees.get((cat, size))
+        if root is None:
+            continue  # no trusted tree: the checkpoint check says why
+        check = TableCheck(size, root, table.nodes)
+        for seq, line in table.rows:
+            entry = report.entries.get((cat, seq))
+            if entry is None:
+                continue  # not a row that verified: the row check names it
+            why = check.check(seq - 1, leaf_hash(entry))
+            if why:
+                msg = f"does not prove {cat} seq {seq} in the tree of {size} entries: {why}"
+                report.add("proof fails", msg, file=PROOFS, row=line, category=cat, seq=seq)
+            else:
+                proven.add((cat, seq))
+        used = path_nodes([s - 1 for s, _ in table.rows if s <= size], size)
+        extra = sorted(k for k in table.nodes if k[0] >= len(used) or k[1] not in used[k[0]])
+        if extra:
+            why = (f"the {cat} tree of {size} entries lists {len(extra)} node(s) on no listed "
+                   f"row's path, the first (level {extra[0][0]}, index {extra[0][1]})")  # fmt: skip
+            report.add("proof fails", why, file=PROOFS, category=cat)
+    out: dict[str, int] = {}
+    for cat, _ in proven:
+        out[cat] = out.get(cat, 0) + 1
+    return out
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ what the store keeps (docs/integrity.md, section 8).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 NodeSource = Callable[[int, int], bytes]  # (level, index) of a perfect subtree -> its hash
@@ -223,3 +223,62 @@ class CompactRange:
         for left in reversed(self.nodes[:-1]):
             h = node_hash(left, h)
         return h
+
+
+# --- many leaves of one tree: the node table of a bundle's proofs (docs/evidence.md) ---------
+#
+# Node (level, index) of the tree of ``size`` leaves is the MTH of leaves
+# [index * 2**level, min((index + 1) * 2**level, size)), for index * 2**level < size: a perfect
+# subtree, or on the right edge what of it there is. The audit path of leaf m is, level by
+# level from 0 while (size - 1) >> level, the node (level, (m >> level) ^ 1) where that
+# exists (a node without a sibling is carried up unchanged): the RFC's path, bottom first.
+
+
+def path_nodes(indexes: Iterable[int], size: int) -> list[set[int]]:
+    """Per level (0 first), the indices of the nodes on the audit paths of the leaves
+    ``indexes`` (each < ``size``) in the tree of ``size`` leaves: the node table they need."""
+    out: list[set[int]] = []
+    held, level = set(indexes), 0
+    while (size - 1) >> level:
+        last = (size - 1) >> level
+        out.append({i ^ 1 for i in held if i ^ 1 <= last})
+        held = {i >> 1 for i in held}
+        level += 1
+    return out
+
+
+class TableCheck:
+    """Inclusion of many leaves in one signed tree, every audit path read from one node table
+    ``(level, index) -> hash``. Each leaf is judged exactly as on its own (RFC 9162 2.1.3.2
+    over the path the table gives it); a node that a checked path already carried to the
+    root is remembered, so a path that reaches it with the same hash stops there: with many
+    leaves of a range, each distinct node is hashed about once."""
+
+    def __init__(self, size: int, root: bytes, table: Mapping[tuple[int, int], bytes]) -> None:
+        self.size, self.root, self.table = size, root, table
+        self.known: dict[tuple[int, int], bytes] = {}  # nodes shown to lead to the root
+
+    def check(self, index: int, leaf: bytes) -> str:
+        """``""`` when ``leaf`` (a leaf hash) at ``index`` leads to the root; else why not."""
+        size, table, known = self.size, self.table, self.known
+        if not 0 <= index < size:
+            return f"leaf index {index} is outside the tree of {size} leaves"
+        h, i, level, walked = leaf, index, 0, []
+        while (size - 1) >> level:
+            got = known.get((level, i))
+            if got is not None:
+                if got != h:
+                    return "does not lead to the signed root"
+                break
+            walked.append(((level, i), h))
+            if (i ^ 1) <= (size - 1) >> level:
+                sib = table.get((level, i ^ 1))
+                if sib is None:
+                    return f"node (level {level}, index {i ^ 1}) is not in the node table"
+                h = node_hash(sib, h) if i & 1 else node_hash(h, sib)
+            level, i = level + 1, i >> 1
+        else:
+            if h != self.root:
+                return "does not lead to the signed root"
+        known.update(walked)
+        return ""

@@ -8,12 +8,13 @@ its tile; a stored node that is missing (a database older than the tree) from it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 
 from auditlog.proofs.merkle import (
+    EMPTY_ROOT,
     CompactRange,
     consistency_ranges,
     inclusion_ranges,
@@ -26,6 +27,7 @@ from auditlog.proofs.merkle import (
 STORED_LEVEL = 8  # subtrees of 256 leaves and more are stored
 TILE = 1 << STORED_LEVEL
 Cursor = psycopg.Cursor[Any]
+Emit = Callable[[int, dict[int, bytes]], None]  # one level of a node table
 
 
 class TreeReader:
@@ -35,8 +37,10 @@ class TreeReader:
         self.cur, self.category = cur, category
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._tiles: dict[int, list[bytes]] = {}
+        self._levels: dict[int, list[list[bytes]]] = {}  # tile -> its low subtrees, by level
         self._partials: dict[tuple[int, int], bytes] = {}  # (lo, size) of right-edge subtrees
         self._all_up_to = -1  # prefetch_for loaded every stored node of a tree this large
+        self._known: Mapping[int, bytes] = {}  # leaf index -> entry_hash a caller holds
 
     # --- reading -----------------------------------------------------------------------
     def prefetch(self, wanted: Iterable[tuple[int, int]]) -> None:
@@ -56,33 +60,40 @@ class TreeReader:
     def _load_tiles(self, tiles: Sequence[int]) -> None:
         if not tiles:
             return
-        # entries are seq = leaf index + 1; a tile is leaves [t*TILE, (t+1)*TILE). The seqs
-        # go as one explicit list: the planner counts its elements (an index scan of the
-        # (category, seq) key), where "seq BETWEEN tile*256+1 AND ..." over an unnest gets a
-        # default selectivity that grows with the table and, at 1M rows, a full scan (~350 ms)
-        seqs = [s for t in tiles for s in range(t * TILE + 1, (t + 1) * TILE + 1)]
+        # entries are seq = leaf index + 1; a tile is leaves [t*TILE, (t+1)*TILE). The tiles
+        # go as runs of seqs, each one index range scan of the (category, seq) key: OFFSET 0
+        # keeps the LATERAL subquery from being pulled up into a join, which the planner,
+        # guessing a default selectivity for "seq BETWEEN", turns into a full scan (at 1M
+        # rows ~800 ms for two runs). Binary results spare decoding each entry_hash's hex
+        los, his = _seq_spans(tiles, self._known)
         self.cur.execute(
-            "SELECT seq, entry_hash FROM events WHERE category = %s AND seq = ANY(%s::bigint[])",
-            (self.category, seqs),
+            "SELECT e.seq, e.entry_hash FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
+            " LATERAL (SELECT seq, entry_hash FROM events WHERE category = %s"
+            " AND seq BETWEEN r.lo AND r.hi OFFSET 0) AS e",
+            (los, his, self.category),
+            binary=True,
         )
         found: dict[int, bytes] = {int(s) - 1: bytes(h) for s, h in self.cur.fetchall()}
         # a purged run starts at some seq of its tile and stays within it
         self.cur.execute(
-            "SELECT first_seq, entry_hashes FROM merkle_purged_leaves"
-            " WHERE category = %s AND first_seq = ANY(%s::bigint[])",
-            (self.category, seqs),
+            "SELECT p.first_seq, p.entry_hashes FROM unnest(%s::bigint[], %s::bigint[])"
+            " AS r(lo, hi), LATERAL (SELECT first_seq, entry_hashes FROM merkle_purged_leaves"
+            " WHERE category = %s AND first_seq BETWEEN r.lo AND r.hi OFFSET 0) AS p",
+            (los, his, self.category),
+            binary=True,
         )
         for first, blob in self.cur.fetchall():
             data = bytes(blob)
             for k in range(len(data) // 32):
                 found.setdefault(int(first) - 1 + k, data[32 * k : 32 * k + 32])
+        known = self._known
         for t in tiles:
-            lo = t * TILE
             leaves = []
-            for i in range(lo, lo + TILE):
-                if i not in found:
+            for i in range(t * TILE, (t + 1) * TILE):
+                entry = known.get(i) or found.get(i)
+                if entry is None:
                     break
-                leaves.append(leaf_hash(found[i]))
+                leaves.append(leaf_hash(entry))
             self._tiles[t] = leaves
 
     def node(self, level: int, index: int) -> bytes:
@@ -102,22 +113,36 @@ class TreeReader:
     def _low(self, level: int, index: int) -> bytes:
         lo = index << level
         tile = lo // TILE
-        if tile not in self._tiles:
-            self._load_tiles([tile])
-        leaves = self._tiles[tile]
-        start, end = lo - tile * TILE, lo - tile * TILE + (1 << level)
-        if end > len(leaves):
+        levels = self._tile_levels(tile)
+        k = index - ((tile * TILE) >> level)
+        if level >= len(levels) or k >= len(levels[level]):
             last = lo + (1 << level) - 1
             raise KeyError(f"{self.category}: leaves {lo}..{last} are not all stored")
-        part = leaves[start:end]
-        while len(part) > 1:
-            part = [node_hash(part[i], part[i + 1]) for i in range(0, len(part), 2)]
-        return part[0]
+        return levels[level][k]
+
+    def _tile_levels(self, tile: int) -> list[list[bytes]]:
+        """Every complete subtree below STORED_LEVEL in ``tile``, level by level (computed
+        once a tile: a bundle's many paths cross the same low nodes)."""
+        levels = self._levels.get(tile)
+        if levels is None:
+            if tile not in self._tiles:
+                self._load_tiles([tile])
+            part = self._tiles[tile]
+            levels = [part]
+            while len(part) > 1:
+                part = [node_hash(part[i], part[i + 1]) for i in range(0, len(part) - 1, 2)]
+                levels.append(part)
+            self._levels[tile] = levels
+        return levels
 
     def prefetch_for(self, indexes: Sequence[int], size: int) -> None:
         """Load, in a few queries, everything the inclusion proofs of ``indexes`` in the tree
         of ``size`` leaves need: every stored node below ``size`` and the tiles of the leaves
         and of the tree's right edge (for proofs of many rows, as a bundle has)."""
+        tiles = {i // TILE for i in indexes} | {(size - 1) // TILE} if size else set()
+        self._prefetch(tiles, size)
+
+    def _prefetch(self, tiles: set[int], size: int) -> None:
         self.cur.execute(
             "SELECT level, idx, hash FROM merkle_nodes WHERE category = %s"
             " AND (idx + 1) * (1::bigint << level) <= %s",
@@ -126,10 +151,7 @@ class TreeReader:
         for lv, i, h in self.cur.fetchall():
             self._nodes[(int(lv), int(i))] = bytes(h)
         self._all_up_to = size
-        tiles = {i // TILE for i in indexes} | {(size - 1) // TILE} if size else set()
-        todo = sorted(t for t in tiles if t not in self._tiles)
-        for k in range(0, len(todo), 2000):
-            self._load_tiles(todo[k : k + 2000])
+        self._load_tiles(sorted(t for t in tiles if t not in self._tiles))
 
     # --- what proofs need ------------------------------------------------------------------
     def hash_of(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -170,6 +192,54 @@ class TreeReader:
             self._partials[key] = range_hash(lo, size, self.node)
         return self._partials[key]
 
+    def subtree(self, level: int, index: int, size: int) -> bytes:
+        """Node ``(level, index)`` of the tree of ``size`` leaves: the perfect subtree, or on
+        the right edge the hash of what of it there is (``merkle.path_nodes``)."""
+        lo = index << level
+        return self.node(level, index) if lo + (1 << level) <= size else self._partial(lo, size)
+
+    def audit_table(
+        self,
+        indexes: Sequence[int],
+        size: int,
+        emit: Emit,
+        entries: Mapping[int, bytes] | None = None,
+    ) -> bytes:
+        """The node table of the audit paths of leaves ``indexes`` (sorted, each < ``size``)
+        in the tree of ``size`` leaves, handed to ``emit(level, {index: hash})`` level by
+        level, indices ascending (``merkle.path_nodes``); returns the root those paths lead
+        to, computed from the leaves up (a caller compares it with the signed root: when it
+        is equal, every path of the table checks). ``entries`` (leaf index -> entry_hash)
+        are the leaves' entries as the caller holds them; the rest is read."""
+        self._known = entries or {}
+        self._prefetch(_tiles_needed(indexes, size, self._known), size)
+        held = {i: self._leaf(i) for i in indexes}  # the leaves' ancestors at this level
+        level = 0
+        while (size - 1) >> level:
+            last = (size - 1) >> level
+            sibs = {s: held.get(s) or self.subtree(level, s, size)
+                    for s in sorted({i ^ 1 for i in held if i ^ 1 <= last})}  # fmt: skip
+            emit(level, sibs)
+            up: dict[int, bytes] = {}
+            for i in held:
+                if i >> 1 not in up:
+                    left = held.get(i & ~1) or sibs[i & ~1]
+                    right = i | 1
+                    up[i >> 1] = (
+                        left if right > last else node_hash(left, held.get(right) or sibs[right])
+                    )
+            held, level = up, level + 1
+        return held[0] if held else EMPTY_ROOT
+
+    def _leaf(self, index: int) -> bytes:
+        entry = self._known.get(index)
+        if entry is not None:
+            return leaf_hash(entry)
+        leaves = self._tiles.get(index // TILE)
+        if leaves is None or index % TILE >= len(leaves):
+            raise KeyError(f"{self.category}: leaf {index} is not stored")
+        return leaves[index % TILE]
+
     def consistency(self, old: int, new: int) -> list[bytes]:
         """The consistency proof from the tree of ``old`` leaves to that of ``new``."""
         return self.hash_of(consistency_ranges(old, new))
@@ -179,6 +249,36 @@ class TreeReader:
         cover = perfect_cover(0, size)
         self.prefetch(cover)
         return CompactRange(size, [self.node(lv, i) for lv, i in cover])
+
+
+def _tiles_needed(indexes: Sequence[int], size: int, known: Mapping[int, bytes]) -> set[int]:
+    """The tiles whose entries the paths of ``indexes`` need beyond ``known``: those of the
+    leaves not known, of each low sibling that no leaf of ``indexes`` is under (it is
+    computed from its tile), and of the tree's right edge."""
+    tiles = {(size - 1) // TILE} if size else set()
+    tiles |= {i // TILE for i in indexes if i not in known}
+    held, level = set(indexes), 0
+    while level < STORED_LEVEL and (size - 1) >> level:
+        last = (size - 1) >> level
+        tiles |= {((i ^ 1) << level) // TILE for i in held if i ^ 1 <= last and i ^ 1 not in held}
+        held, level = {i >> 1 for i in held}, level + 1
+    return tiles
+
+
+def _seq_spans(tiles: Sequence[int], known: Mapping[int, bytes]) -> tuple[list[int], list[int]]:
+    """The seqs of ``tiles`` (ascending) whose entries are not ``known``, as [lo], [hi] runs."""
+    lo: list[int] = []
+    hi: list[int] = []
+    for t in tiles:
+        for i in range(t * TILE, (t + 1) * TILE):
+            if i in known:
+                continue
+            if hi and hi[-1] == i:  # seq i + 1 follows the run's last seq
+                hi[-1] = i + 1
+            else:
+                lo.append(i + 1)
+                hi.append(i + 1)
+    return lo, hi
 
 
 def store_nodes(cur: Cursor, category: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
