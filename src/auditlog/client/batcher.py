@@ -70,7 +70,7 @@ class Batcher:
             self._hurry = False
             if not done:
                 raise TimeoutError(
-                    f"{len(self._items) + self._busy} events are still unanswered after "
+                    f"{len(self._items) + self._busy} event(s) still unanswered after "
                     f"{timeout:g} s; the service is slow or unreachable"
                 )
 

@@ -103,8 +103,8 @@ class AuditLogClient:
                 "AuditLogClient api_key: empty; pass the token `apikey create` printed"
             )
         least = {"batch_size": 1, "max_queue": 1, "retries": 0, "timeout": 0, "backoff": 0}
-        given = {"batch_size": batch_size, "max_queue": max_queue, "retries": retries}
-        given |= {"timeout": timeout, "backoff": backoff}
+        given: dict[str, float] = {"batch_size": batch_size, "max_queue": max_queue}
+        given |= {"retries": retries, "timeout": timeout, "backoff": backoff}
         for name, value in given.items():
             _positive(name, value, least[name])
         _positive("linger", linger, 0)
