@@ -19,10 +19,9 @@ install: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# The dashboard and the HTTP API (port 8600), with a demo API key printed (scripts/run.sh).
 run: install
-	$(BIN)/auditlog db upgrade
-	$(BIN)/auditlog demo --events 5000 --if-empty
-	$(BIN)/streamlit run app.py --server.headless=true
+	BIN=$(BIN) bash scripts/run.sh
 
 test: install system-deps
 	$(BIN)/python -m pytest -q

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from auditlog.apikeys.admin import create_key, revoke_key, rotate_key
+from auditlog.apikeys.refusals import Refusal, refusal_event
 from auditlog.db.server import make_engine
 from auditlog.errors import InvalidEvent, PermissionDenied
 from auditlog.evidence.export import export_event
@@ -273,6 +275,20 @@ def _key_and_rule_events(log: AuditLog, db_url: URL) -> None:
         owner.dispose()
 
 
+def _api_key_events(log: AuditLog, db_url: URL) -> None:
+    """An API key's life (created, rotated, revoked, as the key administrator) and a refused
+    use (as the ingestion service writes it)."""
+    keys = make_engine(db_url.set(username="auditlog_key_admin"), "keys")
+    try:
+        admin_log = AuditLog(keys, log.settings, signer=log.signer)
+        create_key(admin_log, LEAD, "svc", ["read"])
+        rotate_key(admin_log, LEAD, "svc")
+        revoke_key(admin_log, LEAD, "svc")
+    finally:
+        keys.dispose()
+    log.record(refusal_event(Refusal("unknown", path="/v1/events"), {}))
+
+
 def test_every_action_the_log_writes_is_in_the_vocabulary_and_every_entry_is_written(
     db_url: URL, log: AuditLog, settings: Settings, signer: Signer, tmp_path: Path
 ) -> None:
@@ -283,6 +299,7 @@ def test_every_action_the_log_writes_is_in_the_vocabulary_and_every_entry_is_wri
         ret_engine.dispose()
     _other_events(log)
     _key_and_rule_events(log, db_url)
+    _api_key_events(log, db_url)
     with log.engine.connect() as conn:
         written = set(conn.execute(sa.text("SELECT DISTINCT action, category FROM events")).all())
     assert written == {(name, spec.category) for name, spec in ACTIONS.items()}

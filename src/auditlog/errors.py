@@ -10,6 +10,7 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     │   ├── InvalidPolicy         a retention setting outside its bounds or malformed
     │   ├── InvalidFile           an input file (principals CSV) has a bad row (line, column)
     │   ├── InvalidKey            a PEM key is unreadable or not Ed25519
+    │   ├── InvalidApiKeySetting  an API key's name, scope, allow-list or rate is wrong
     │   ├── NoteError             a signed note, checkpoint, vkey or proof text is malformed
     │   └── InvalidDestination    a SIEM destination setting is wrong (also a ConfigError)
     ├── BatchRejected             invalid events of a batch, by index; nothing stored
@@ -37,12 +38,13 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     │   ├── WitnessConflict       409: the witness is at another tree ``size``
     │   ├── WitnessRefused        any other refusal: ``status`` and the witness's ``reason``
     │   └── WitnessUnavailable    network error, time-out, or 502/503/504
+    ├── ApiProblem                an HTTP API error answer (RFC 9457): status, detail, type
     ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
     ├── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
     └── ClientError               the HTTP client (:mod:`auditlog.client`) failed
         ├── ClientQueueFull       its background queue holds ``max_queue`` events
         ├── ClientClosed          ``enqueue`` after ``close()``
-        ├── ApiProblem            the service refused: its RFC 9457 problem (``status``,
+        ├── ApiRefused            the service refused: its RFC 9457 problem (``status``,
         │                         ``title``, ``detail``, per-event ``errors``), never retried
         └── ApiUnavailable        retries ran out: connection errors, 429, 503 (``problem``:
                                   the last answer, if any; ``retry_after``)
@@ -53,7 +55,7 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -384,6 +386,58 @@ class WitnessUnavailable(WitnessError):
     status = 503
 
 
+# The HTTP API's problem types and titles (RFC 9457), by status.
+PROBLEM_TYPE = "https://auditlog.dev/problems/"  # + slug; a name, not a page to fetch
+_TITLES = {
+    400: "Malformed request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request body too slow",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid events",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class ApiProblem(AuditLogError):
+    """An error answer of the HTTP API: ``status``, a one-line ``detail``, the problem type's
+    ``slug``, response ``headers`` and extension members (RFC 9457; :mod:`auditlog.api`)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        slug: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+        self.slug = slug or _TITLES.get(status, "error").lower().replace(" ", "-")
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": PROBLEM_TYPE + self.slug,
+            "title": _TITLES.get(self.status, "Error"),
+        }
+        doc |= {"status": self.status, "detail": self.detail}
+        if instance:
+            doc["instance"] = instance
+        return doc | self.extra
+
+
+class InvalidApiKeySetting(FieldError):
+    """An API key's name, scope, allow-list or rate is not usable; ``field`` names which."""
+
+
 class ClientError(AuditLogError):
     """The HTTP client could not have events stored or read."""
 
@@ -409,7 +463,7 @@ class ClientClosed(ClientError):
         super().__init__("the client is closed: open a new AuditLogClient to send more events")
 
 
-class ApiProblem(ClientError):
+class ApiRefused(ClientError):
     """The service refused a request with an RFC 9457 problem (retrying would not help).
 
     ``problem`` is the whole document; ``status``, ``title``, ``detail`` and ``errors`` (each

@@ -39,10 +39,13 @@ def test_no_key_is_401_with_a_bearer_challenge_and_is_recorded(api: Api) -> None
 )
 def test_an_unknown_key_is_401_and_recorded_as_unknown(api: Api, token: str) -> None:
     r = api.post(token, event())
-    assert r.status_code == 401 and "not known" in r.json()["detail"]
+    assert r.status_code == 401
+    assert "not known" in r.json()["detail"]
     found = _refusals(api, 1)
     assert [d["reason"] for d in found] == ["unknown"]
-    rows = api.rows("SELECT outcome, category, actor->>'id' FROM events WHERE action = 'apikey.refused'")
+    rows = api.rows(
+        "SELECT outcome, category, actor->>'id' FROM events WHERE action = 'apikey.refused'"
+    )
     assert tuple(rows[0]) == ("denied", "user_activity", "unknown-api-key")
 
 
@@ -60,14 +63,16 @@ def test_a_revoked_key_is_refused(api: Api) -> None:
     assert api.post(token, event()).status_code == 201
     revoke_key(api.keys_log, ADMIN, "billing")
     r = api.post(token, event())
-    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    assert r.status_code == 401
+    assert "revoked" in r.json()["detail"]
     assert [d["reason"] for d in _refusals(api, 1)] == ["revoked"]
 
 
 def test_a_key_from_an_address_outside_its_allow_list_is_403(api: Api) -> None:
     token = api.key("office", allow=["10.0.0.0/8"])
     r = api.post(token, event())
-    assert r.status_code == 403 and "127.0.0.1" in r.json()["detail"]
+    assert r.status_code == 403
+    assert "127.0.0.1" in r.json()["detail"]
     assert [d["reason"] for d in _refusals(api, 1)] == ["ip_not_allowed"]
     assert api.post(api.key("local", allow=["127.0.0.0/8"]), event()).status_code == 201
 
@@ -107,7 +112,8 @@ def test_repeats_are_summarised_once_their_minute_is_over() -> None:
     assert refusals.due() == []
     now[0] += 60
     (summary,) = refusals.due()
-    assert summary["details"]["repeats"] == 41 and summary["outcome"] == "denied"
+    assert summary["details"]["repeats"] == 41
+    assert summary["outcome"] == "denied"
     assert refusals.due() == []
     assert len(refusals.refused(r)) == 1  # a new minute opens a new bucket
 

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from auditlog.apikeys.admin import create_key, list_keys, revoke_key, rotate_key
-from auditlog.apikeys.keys import InvalidApiKeySetting, parse_token
-from auditlog.errors import NotFound
+from auditlog.apikeys.keys import parse_token
+from auditlog.errors import InvalidApiKeySetting, NotFound
 from auditlog.store import AuditLog
 from tests.support.api import ADMIN
 
@@ -23,7 +23,9 @@ def keys_log(keys_engine: Engine, log: AuditLog) -> AuditLog:
 
 def _row(admin: Engine, key_id: str) -> sa.Row[tuple[object, ...]]:
     with admin.connect() as conn:
-        return conn.execute(sa.text("SELECT * FROM api_keys WHERE key_id = :k"), {"k": key_id}).one()
+        return conn.execute(
+            sa.text("SELECT * FROM api_keys WHERE key_id = :k"), {"k": key_id}
+        ).one()
 
 
 def test_only_the_sha256_of_the_secret_is_stored(keys_log: AuditLog, admin_engine: Engine) -> None:
@@ -34,7 +36,8 @@ def test_only_the_sha256_of_the_secret_is_stored(keys_log: AuditLog, admin_engin
     row = _row(admin_engine, key_id)
     assert bytes(row.secret_hash) == hashlib.sha256(secret.encode()).digest()
     assert secret not in str(tuple(row))
-    assert row.prefix == created.info.prefix and created.token.startswith(row.prefix)
+    assert row.prefix == created.info.prefix
+    assert created.token.startswith(row.prefix)
 
 
 def test_creation_rotation_and_revocation_are_audit_events(
@@ -60,7 +63,8 @@ def test_creation_rotation_and_revocation_are_audit_events(
     for token in (created.token, rotated.token):
         assert token.split("_")[2] not in " ".join(r[4] for r in rows)
     assert _row(admin_engine, rotated.info.key_id).rotated_from == created.info.key_id
-    assert rotated.info.allow == ("10.1.2.3/32",) and rotated.info.rate == 5
+    assert rotated.info.allow == ("10.1.2.3/32",)
+    assert rotated.info.rate == 5
 
 
 def test_an_active_name_is_unique_but_a_revoked_name_can_be_reused(keys_log: AuditLog) -> None:
@@ -126,9 +130,11 @@ def test_not_even_the_owner_changes_a_key_other_than_by_revoking_it(
         "DELETE FROM api_keys",
         "UPDATE api_keys SET revoked_at = now(), revoked_by = 'x', name = 'other'",
     ):
-        with pytest.raises(sa.exc.DBAPIError, match="only revoked once"):
-            with admin_engine.begin() as conn:
-                conn.execute(sa.text(statement))
+        with (
+            pytest.raises(sa.exc.DBAPIError, match="only revoked once"),
+            admin_engine.begin() as conn,
+        ):
+            conn.execute(sa.text(statement))
     revoke_key(keys_log, ADMIN, "billing")
     with pytest.raises(sa.exc.DBAPIError, match="only revoked once"), admin_engine.begin() as c:
         c.execute(sa.text("UPDATE api_keys SET revoked_at = NULL, revoked_by = NULL"))
@@ -140,9 +146,11 @@ def test_the_reader_lists_keys_but_never_reads_a_hash(
 ) -> None:
     create_key(keys_log, ADMIN, "billing", ["read"])
     assert [k.name for k in list_keys(reader_engine)] == ["billing"]
-    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-        with reader_engine.connect() as conn:
-            conn.execute(sa.text("SELECT secret_hash FROM api_keys"))
+    with (
+        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+        reader_engine.connect() as conn,
+    ):
+        conn.execute(sa.text("SELECT secret_hash FROM api_keys"))
 
 
 def test_the_dashboard_manages_keys_through_its_own_role(

@@ -6,7 +6,7 @@ from concurrent.futures import wait
 
 import pytest
 
-from auditlog.errors import ApiProblem, ApiUnavailable, ClientClosed, ClientQueueFull
+from auditlog.errors import ApiRefused, ApiUnavailable, ClientClosed, ClientQueueFull
 from tests.client.conftest import MakeClient
 from tests.client.helpers import Blackhole, Counting, closed_port, stored
 from tests.support.api import Api, event
@@ -33,7 +33,7 @@ def test_an_invalid_event_fails_only_its_own_future(api: Api, make_client: MakeC
     client.flush(timeout=30)
     assert all(f.result(0).seq for f in good)
     error = bad.exception(0)
-    assert isinstance(error, ApiProblem)
+    assert isinstance(error, ApiRefused)
     assert error.status == 422
     assert [e["field"] for e in error.errors] == ["actor.type"]
     assert "actor.type" in str(error)

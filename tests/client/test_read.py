@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from auditlog.errors import ApiProblem
+from auditlog.errors import ApiRefused
 from tests.client.conftest import MakeClient
 from tests.support.api import Api, event
 
@@ -29,14 +29,14 @@ def test_events_iterates_every_page_newest_first_with_the_chain_fields(
 
 def test_a_bad_filter_raises_the_problem_naming_it(api: Api, make_client: MakeClient) -> None:
     reader = make_client(api.url, api.key("siem", ["read"]))
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         list(reader.events(limit=0))
     assert caught.value.status == 422
     assert "limit" in caught.value.detail
 
 
 def test_a_write_key_cannot_read_events(api: Api, make_client: MakeClient) -> None:
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         list(make_client(api.url, api.key()).events())
     assert caught.value.status == 403
 

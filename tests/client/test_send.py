@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from auditlog.client import AuditLogClient
-from auditlog.errors import ApiProblem, InvalidEvent
+from auditlog.errors import ApiRefused, InvalidEvent
 from auditlog.model import AuditEvent
 from tests.client.conftest import MakeClient, Start
 from tests.client.helpers import Counting, stored
@@ -75,7 +75,7 @@ def test_invalid_events_raise_the_problem_with_field_paths_across_batches(
     counting = Counting()
     client = make_client(api.url, api.key(), batch_size=2, transport=counting)
     events = [event(), event(), event(), event(actor={"type": "robot", "id": "r"})]
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         client.send_many(events)
     problem = caught.value
     assert problem.status == 422
@@ -110,7 +110,7 @@ def test_a_reused_event_id_with_other_content_raises_409_once(
     client = make_client(api.url, api.key(), transport=counting)
     eid = str(uuid.uuid4())
     client.send(event(event_id=eid))
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         client.send(event(event_id=eid, outcome="failure"))
     assert caught.value.status == 409
     assert eid in caught.value.detail
@@ -127,7 +127,7 @@ def test_a_refused_key_raises_its_status_without_a_retry(
 ) -> None:
     counting = Counting()
     client = make_client(api.url, token or api.key("siem", ["read"]), transport=counting)
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         client.send(event())
     assert caught.value.status == status
     assert caught.value.detail
@@ -140,7 +140,7 @@ def test_a_batch_over_the_service_cap_raises_413_naming_the_setting(
 ) -> None:
     api = start_api(api={"max_batch_events": 3})
     client = make_client(api.url, api.key(), batch_size=5)
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiRefused) as caught:
         client.send_many([event() for _ in range(5)])
     assert caught.value.status == 413
     assert "api.max_batch_events" in caught.value.detail

@@ -58,9 +58,7 @@ class Api:
 
     def refusals(self) -> list[dict[str, Any]]:
         """details of every apikey.refused event, oldest first."""
-        found = self.rows(
-            "SELECT details FROM events WHERE action = 'apikey.refused' ORDER BY seq"
-        )
+        found = self.rows("SELECT details FROM events WHERE action = 'apikey.refused' ORDER BY seq")
         return [r[0] for r in found]
 
     def stop(self) -> None:

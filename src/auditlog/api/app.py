@@ -31,11 +31,12 @@ from starlette.routing import Route
 from auditlog.api import body, ingest, read
 from auditlog.api.auth import Authenticator, KeyCache
 from auditlog.api.metrics import Metrics
-from auditlog.api.problems import Problem, as_problem, problem_response
+from auditlog.api.problems import as_problem, problem_response
 from auditlog.api.schemas import openapi
 from auditlog.apikeys.keys import may_read, may_write
-from auditlog.apikeys.refusals import Refusal, Refusals
+from auditlog.apikeys.refusals import REASONS, Refusal, Refusals
 from auditlog.db.migrate import migrations
+from auditlog.errors import ApiProblem
 from auditlog.settings import Settings
 from auditlog.store import AuditLog, prepare
 
@@ -43,6 +44,8 @@ _LOG = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 FLUSH_SECONDS = 5.0
 _TRUE = ("1", "true", "yes", "on")
+# problems counted where they arise (per refused key use, per invalid event), not again
+_COUNTED = {"invalid-events", *(r.replace("_", "-") for r in REASONS)}
 
 
 @dataclass
@@ -95,7 +98,7 @@ def _timed(svc: Service, route: str, fn: Handler) -> Handler:
             response = await fn(request)
         except Exception as exc:
             problem = as_problem(exc)
-            if route == "/v1/events" and request.method == "POST":
+            if route == "/v1/events" and request.method == "POST" and problem.slug not in _COUNTED:
                 svc.metrics.rejected.labels(problem.slug).inc()
             response = problem_response(problem, request.url.path)
         took = time.perf_counter() - start
@@ -152,7 +155,7 @@ def _idempotency_key(request: Request) -> str | None:
     if value is None:
         return None
     if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise Problem(400, "Idempotency-Key: 1 to 255 printable characters", "idempotency-key")
+        raise ApiProblem(400, "Idempotency-Key: 1 to 255 printable characters", "idempotency-key")
     return value
 
 
@@ -265,7 +268,7 @@ def _bind(
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "an unexpected error"
-    return problem_response(Problem(status, f"{request.method} {request.url.path}: {detail}"))
+    return problem_response(ApiProblem(status, f"{request.method} {request.url.path}: {detail}"))
 
 
 def make_app(settings: Settings, log: AuditLog, reader: Engine) -> Starlette:
@@ -313,8 +316,13 @@ def create_app() -> Starlette:
 def server_options(host: str, port: int) -> dict[str, Any]:
     """uvicorn's options. Its own X-Forwarded-For handling is off: the client address is
     taken from the header only when the peer is in ``api.trusted_proxies`` (:mod:`.auth`)."""
-    return {"host": host, "port": port, "log_level": "info", "proxy_headers": False,
-            "server_header": False}
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": False,
+        "server_header": False,
+    }
 
 
 def serve(

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
-from auditlog.api.problems import Problem
 from auditlog.apikeys.keys import (
     address_allowed,
     digest,
@@ -31,6 +30,7 @@ from auditlog.apikeys.keys import (
     secret_matches,
 )
 from auditlog.apikeys.refusals import Refusal
+from auditlog.errors import ApiProblem
 from auditlog.settings import ApiSettings
 
 _LOOKUP = sa.text(
@@ -157,7 +157,7 @@ class Authenticator:
 
     def refuse(
         self, request: Request, reason: str, status: int, detail: str, key: StoredKey | None = None
-    ) -> Problem:
+    ) -> ApiProblem:
         """Report the refusal and return the problem to raise."""
         address = client_address(request, self.settings.trusted_proxies)
         self.on_refused(
@@ -171,10 +171,10 @@ class Authenticator:
             )
         )
         headers = {"WWW-Authenticate": 'Bearer realm="auditlog"'} if status == 401 else {}
-        return Problem(status, detail, reason.replace("_", "-"), headers)
+        return ApiProblem(status, detail, reason.replace("_", "-"), headers)
 
     async def caller(self, request: Request, read: bool = False) -> Caller:
-        """The request's :class:`Caller`; Problem 401/403/429 otherwise. ``read``: the
+        """The request's :class:`Caller`; ApiProblem 401/403/429 otherwise. ``read``: the
         request needs the read scope (write scopes are checked per event, later)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -207,7 +207,7 @@ class Authenticator:
     def _rate(self, key: StoredKey) -> None:
         wait = self.buckets.wait(key)
         if wait > 0:
-            raise Problem(
+            raise ApiProblem(
                 429,
                 f"API key {key.name!r} is over its rate ({key.rate:g} events/s, burst "
                 f"{key.burst}); retry after the Retry-After seconds",

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from auditlog.api.problems import Problem
+from auditlog.errors import ApiProblem
 from auditlog.model import deep_path
 
 JSON_TYPES = ("application/json",)
@@ -53,7 +53,7 @@ _SCAN = json.JSONDecoder(
 
 
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
-    """The whole body, or Problem 413 (over ``max_bytes``) / 408 (not in ``timeout`` s)."""
+    """The whole body, or ApiProblem 413 (over ``max_bytes``) / 408 (not in ``timeout`` s)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -66,7 +66,7 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
                     raise _too_large(max_bytes)
                 chunks.append(chunk)
     except TimeoutError:
-        raise Problem(
+        raise ApiProblem(
             408,
             f"the request body did not arrive within {timeout:g} s (setting api.read_timeout_s)",
             "body-timeout",
@@ -75,8 +75,8 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large(max_bytes: int) -> Problem:
-    return Problem(
+def _too_large(max_bytes: int) -> ApiProblem:
+    return ApiProblem(
         413,
         f"the request body is over {max_bytes} bytes (setting api.max_body_bytes); "
         "send fewer events per request",
@@ -86,13 +86,13 @@ def _too_large(max_bytes: int) -> Problem:
 
 
 def media_type(content_type: str | None) -> str:
-    """``json`` or ``ndjson`` from a Content-Type header, else Problem 415."""
+    """``json`` or ``ndjson`` from a Content-Type header, else ApiProblem 415."""
     mt = (content_type or "").split(";", 1)[0].strip().lower()
     if mt in JSON_TYPES:
         return "json"
     if mt in NDJSON_TYPES:
         return "ndjson"
-    raise Problem(
+    raise ApiProblem(
         415,
         f"Content-Type {mt or '(none)'!r}: send application/json (one event or an array) or "
         "application/x-ndjson (one event per line)",
@@ -101,11 +101,11 @@ def media_type(content_type: str | None) -> str:
 
 
 def decode(body: bytes) -> str:
-    """The body as text; Problem 400 naming the first byte that is not UTF-8."""
+    """The body as text; ApiProblem 400 naming the first byte that is not UTF-8."""
     try:
         return body.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise Problem(
+        raise ApiProblem(
             400,
             f"the body is not UTF-8: byte {exc.start} ({exc.reason})",
             "utf-8",
@@ -117,15 +117,15 @@ def split(text: str, kind: str, max_events: int, depth: int) -> list[Item]:
     """The events of a body of ``kind`` (``json`` or ``ndjson``), at most ``max_events``."""
     items = _ndjson(text, max_events, depth) if kind == "ndjson" else _json(text, max_events, depth)
     if not items:
-        raise Problem(400, "the body holds no event", "empty")
+        raise ApiProblem(400, "the body holds no event", "empty")
     return items
 
 
 def _syntax(
     text: str, exc: json.JSONDecodeError, line_base: int = 0, offset_base: int = 0
-) -> Problem:
+) -> ApiProblem:
     line, col = exc.lineno + line_base, exc.colno
-    return Problem(
+    return ApiProblem(
         400,
         f"malformed JSON at line {line}, column {col} (offset {exc.pos + offset_base}): {exc.msg}",
         "malformed-json",
@@ -135,9 +135,9 @@ def _syntax(
     )
 
 
-def _too_deep(text: str, start: int, index: int, depth: int) -> Problem:
+def _too_deep(text: str, start: int, index: int, depth: int) -> ApiProblem:
     path = deep_path(text[start:], depth) or "event"
-    return Problem(
+    return ApiProblem(
         422,
         f"event {index}: nesting deeper than {depth} (setting max_json_depth)",
         "invalid-events",
@@ -156,7 +156,7 @@ def _value(text: str, pos: int, index: int, depth: int) -> tuple[Any, int]:
 
 def _count(n: int, max_events: int) -> None:
     if n > max_events:
-        raise Problem(
+        raise ApiProblem(
             413,
             f"more than {max_events} events in one request (setting api.max_batch_events); "
             "split the batch",

@@ -27,9 +27,8 @@ import sqlalchemy as sa
 
 from auditlog.api.auth import Caller
 from auditlog.api.body import Item
-from auditlog.api.problems import Problem
 from auditlog.apikeys.keys import may_write
-from auditlog.errors import InvalidEvent
+from auditlog.errors import ApiProblem, InvalidEvent
 from auditlog.model import utc_text
 from auditlog.store import AuditLog, Prepared, Receipt, prepare
 
@@ -90,10 +89,10 @@ def problems_of(bad: dict[int, InvalidEvent], items: Sequence[Item]) -> list[dic
     return out[:MAX_PROBLEMS]
 
 
-def invalid(bad: dict[int, InvalidEvent], items: Sequence[Item]) -> Problem:
+def invalid(bad: dict[int, InvalidEvent], items: Sequence[Item]) -> ApiProblem:
     """The 422 answer naming every invalid event."""
     first = min(bad)
-    return Problem(
+    return ApiProblem(
         422,
         f"{len(bad)} of {len(items)} event(s) are invalid, first event {first}: {bad[first]}; "
         "nothing was stored (send ?partial=true to store the valid ones)",

@@ -23,14 +23,13 @@ from sqlalchemy.engine import Engine
 
 from auditlog.access import Identity
 from auditlog.apikeys.keys import (
-    InvalidApiKeySetting,
     check_name,
     check_networks,
     check_rate,
     check_scopes,
     new_secret,
 )
-from auditlog.errors import NotFound
+from auditlog.errors import InvalidApiKeySetting, NotFound
 from auditlog.model import new_event
 from auditlog.store import AuditLog
 

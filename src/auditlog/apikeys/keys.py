@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from auditlog.errors import FieldError
+from auditlog.errors import InvalidApiKeySetting
 from auditlog.model import CATEGORIES
 
 KEY_PREFIX = "alk"
@@ -26,10 +26,6 @@ READ = "read"
 WRITE_ALL = "write:*"
 SCOPES = (READ, WRITE_ALL, *(f"write:{c}" for c in CATEGORIES))
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class InvalidApiKeySetting(FieldError):
-    """A key's name, scope, allow-list or rate is not usable; ``field`` names which."""
 
 
 @dataclass(frozen=True)

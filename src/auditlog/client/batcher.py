@@ -15,13 +15,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from auditlog.client.receipts import EventError, Partial, Receipt
-from auditlog.errors import ApiProblem, ClientClosed, ClientQueueFull
+from auditlog.errors import ApiRefused, ClientClosed, ClientQueueFull
 
 Item = tuple[dict[str, Any], "Future[Receipt]"]
 SendPartial = Callable[[list[dict[str, Any]]], Partial]
 
 
-def _refused(event_id: Any, errors: list[EventError]) -> ApiProblem:
+def _refused(event_id: Any, errors: list[EventError]) -> ApiRefused:
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
     doc = {
         "title": "Invalid events",
@@ -29,7 +29,7 @@ def _refused(event_id: Any, errors: list[EventError]) -> ApiProblem:
         "detail": f"event {event_id} was refused, nothing of it stored: {detail}",
         "errors": [{"index": 0, "field": e.field, "reason": e.reason} for e in errors],
     }
-    return ApiProblem(422, doc)
+    return ApiRefused(422, doc)
 
 
 class Batcher:

@@ -8,7 +8,7 @@ gets its event_id before the first attempt, so retries store nothing twice. Erro
     ClientError
     ├── ClientQueueFull   enqueue: max_queue events already wait
     ├── ClientClosed      enqueue after close()
-    ├── ApiProblem        the service refused (400/401/403/409/413/422...): never retried
+    ├── ApiRefused        the service refused (400/401/403/409/413/422...): never retried
     └── ApiUnavailable    connection errors, 429, 503 on every attempt
 """
 
@@ -27,7 +27,7 @@ from auditlog.client.batcher import Batcher
 from auditlog.client.encode import Event, encode_batch, with_event_id, with_event_ids
 from auditlog.client.receipts import EventError, Partial, Receipt
 from auditlog.client.session import RetryPolicy, Session
-from auditlog.errors import ApiProblem, ClientClosed
+from auditlog.errors import ApiRefused, ClientClosed
 
 FilterValue = str | int | datetime | Sequence[str]
 JSON_BATCH = {"Content-Type": "application/json"}
@@ -48,12 +48,12 @@ def _query(filters: Mapping[str, FilterValue]) -> list[tuple[str, str]]:
     return out
 
 
-def _shifted(exc: ApiProblem, offset: int, stored: list[Receipt]) -> ApiProblem:
+def _shifted(exc: ApiRefused, offset: int, stored: list[Receipt]) -> ApiRefused:
     """``exc`` with its per-event indexes counted over every event handed in."""
     problem = dict(exc.problem)
     if offset and exc.errors:
         problem["errors"] = [e | {"index": int(e.get("index", 0)) + offset} for e in exc.errors]
-    return ApiProblem(exc.status, problem, stored)
+    return ApiRefused(exc.status, problem, stored)
 
 
 class AuditLogClient:
@@ -127,7 +127,7 @@ class AuditLogClient:
 
         Raises
         ------
-        ApiProblem
+        ApiRefused
             The service refused it (422 names each field, 409 a reused event_id...).
         ApiUnavailable
             Every attempt met a connection error, 429 or 503.
@@ -147,7 +147,7 @@ class AuditLogClient:
     ) -> list[Receipt] | Partial:
         """Store ``events``, one request per ``batch_size``; their receipts in order.
 
-        Each request is all-or-nothing: an invalid event raises ApiProblem (``errors`` index
+        Each request is all-or-nothing: an invalid event raises ApiRefused (``errors`` index
         it among ``events``; ``stored`` holds the receipts of earlier requests). With
         ``partial=True`` the valid events are stored and a :class:`Partial` names the rest.
         """
@@ -172,7 +172,7 @@ class AuditLogClient:
             response = self._session.request(
                 "POST", "/v1/events", stored, content=body, headers=JSON_BATCH, params=params
             )
-        except ApiProblem as exc:
+        except ApiRefused as exc:
             raise _shifted(exc, offset, stored) from None
         doc = response.json()
         receipts = {offset + int(r["index"]): Receipt.from_json(r) for r in doc["receipts"]}
@@ -184,7 +184,7 @@ class AuditLogClient:
     def enqueue(self, event: Event) -> Future[Receipt]:
         """Queue ``event`` to be sent in the background; a Future of its receipt.
 
-        The Future fails with ApiProblem when the service refused the event (or its whole
+        The Future fails with ApiRefused when the service refused the event (or its whole
         batch), ApiUnavailable when it could not be reached. Raises ClientQueueFull when
         ``max_queue`` events already wait, ClientClosed after :meth:`close`.
         """

@@ -3,7 +3,7 @@
 Connection errors and the statuses of :data:`~auditlog.client.retry.RETRY_STATUSES` are
 tried again (Retry-After honoured, else exponential backoff with jitter) up to ``retries``
 times, then :class:`~auditlog.errors.ApiUnavailable`. Every other error status raises
-:class:`~auditlog.errors.ApiProblem` at once, carrying the RFC 9457 problem.
+:class:`~auditlog.errors.ApiRefused` at once, carrying the RFC 9457 problem.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from auditlog.client.retry import RETRY_STATUSES, backoff_delay, retry_after
-from auditlog.errors import ApiProblem, ApiUnavailable
+from auditlog.errors import ApiRefused, ApiUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Session:
     def request(
         self, method: str, path: str, stored: Sequence[Any] = (), **kw: Any
     ) -> httpx.Response:
-        """The first answer below 400; ApiProblem / ApiUnavailable otherwise. ``stored``
+        """The first answer below 400; ApiRefused / ApiUnavailable otherwise. ``stored``
         (receipts of earlier batches) is carried by the error raised."""
         reason, problem, asked = "no attempt made", None, None
         attempt = 0
@@ -75,7 +75,7 @@ class Session:
                 return response
             problem = problem_of(response)
             if response.status_code not in RETRY_STATUSES:
-                raise ApiProblem(response.status_code, problem, stored)
+                raise ApiRefused(response.status_code, problem, stored)
             asked = retry_after(response.headers.get("retry-after"))
             reason = f"{response.status_code} {problem.get('title')}: {problem.get('detail')}"
             if asked is not None and asked > self.policy.max_wait:

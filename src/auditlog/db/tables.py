@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, CIDR, JSONB, UUID
 
 from auditlog.columns import EVENT_COLUMNS
 
@@ -362,4 +362,23 @@ witness_state = sa.Table(
     _col("last_error_at", _TS, nullable=True),
     _col("error_count", sa.BigInteger, server_default=sa.text("0")),
     _col("retry_at", _TS, nullable=True),
+)
+# --- 015_api_keys ---------------------------------------------------------------------------
+# Keys of the HTTP API: SHA-256 of the secret only; changed only by a revocation, once.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _col("key_id", sa.Text, primary_key=True),
+    _col("name", sa.Text),
+    _col("secret_hash", BYTEA),
+    _col("prefix", sa.Text),
+    _col("scopes", ARRAY(sa.Text)),
+    _col("allow_cidrs", ARRAY(CIDR), server_default=sa.text("'{}'")),
+    _col("rate", sa.Double),
+    _col("burst", sa.Integer),
+    _col("created_at", _TS, server_default=_NOW),
+    _col("created_by", sa.Text),
+    _col("revoked_at", _TS, nullable=True),
+    _col("revoked_by", sa.Text, nullable=True),
+    _col("rotated_from", sa.Text, sa.ForeignKey("api_keys.key_id"), nullable=True),
 )
