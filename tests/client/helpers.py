@@ -192,3 +192,31 @@ def stored(api: Api, action: str = "policy.updated") -> list[Any]:
     return api.rows(
         "SELECT event_id::text, seq FROM events WHERE action = :a ORDER BY seq", a=action
     )
+
+
+class Canned:
+    """A loopback HTTP server answering every request with the same status and body: a
+    replayed or misdirected answer, as an attacker in the middle (or a wrong base_url) gives."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json"):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

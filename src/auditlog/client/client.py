@@ -15,6 +15,8 @@ gets its event_id before the first attempt, so retries store nothing twice. Erro
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
@@ -54,6 +56,39 @@ def _shifted(exc: ApiRefused, offset: int, stored: list[Receipt]) -> ApiRefused:
     if offset and exc.errors:
         problem["errors"] = [e | {"index": int(e.get("index", 0)) + offset} for e in exc.errors]
     return ApiRefused(exc.status, problem, stored)
+
+
+def _not_receipts(response: httpx.Response, why: str) -> ApiRefused:
+    detail = f"{why}: is base_url the audit log API? (answered {response.text[:120]!r})"
+    problem = {"title": "Not an audit log answer", "status": response.status_code}
+    return ApiRefused(response.status_code, problem | {"detail": detail})
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    try:
+        return uuid.UUID(str(a)) == uuid.UUID(str(b))
+    except ValueError:
+        return False
+
+
+def _answer(
+    response: httpx.Response, chunk: list[dict[str, Any]], offset: int, partial: bool
+) -> Partial:
+    """The receipts and errors of an answer, checked against what was sent: a receipt for
+    another event, or a missing one, is refused rather than handed on as proof of storage."""
+    try:
+        doc = response.json()
+        receipts = {int(r["index"]): Receipt.from_json(r) for r in doc["receipts"]}
+        rejected = [EventError.from_json(e, offset) for e in doc.get("rejected") or []]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _not_receipts(response, f"no receipts in the answer ({exc!r})") from None
+    for i, r in receipts.items():
+        if not 0 <= i < len(chunk) or uuid.UUID(r.event_id) != uuid.UUID(str(chunk[i]["event_id"])):
+            raise _not_receipts(response, f"receipt {i} is not for the event sent at {i}")
+    refused = {e.index - offset for e in rejected}
+    if len(receipts) + len(refused) != len(chunk) or (refused and not partial):
+        raise _not_receipts(response, f"{len(receipts)} receipts for {len(chunk)} events")
+    return Partial({offset + i: r for i, r in receipts.items()}, rejected)
 
 
 class AuditLogClient:
@@ -118,6 +153,7 @@ class AuditLogClient:
         self._session = Session(http, RetryPolicy(retries, backoff, max_wait))
         self.batch_size, self.max_queue, self.linger = batch_size, max_queue, linger
         self._batcher: Batcher | None = None
+        self._started = threading.Lock()  # one background thread, however many producers
         self._closed = False
 
     # -- sending -------------------------------------------------------------------------------
@@ -174,10 +210,7 @@ class AuditLogClient:
             )
         except ApiRefused as exc:
             raise _shifted(exc, offset, stored) from None
-        doc = response.json()
-        receipts = {offset + int(r["index"]): Receipt.from_json(r) for r in doc["receipts"]}
-        rejected = [EventError.from_json(e, offset) for e in doc.get("rejected") or []]
-        return Partial(receipts, rejected)
+        return _answer(response, chunk, offset, partial)
 
     # -- background mode -----------------------------------------------------------------------
 
@@ -190,10 +223,10 @@ class AuditLogClient:
         """
         if self._closed:
             raise ClientClosed()
-        if self._batcher is None:
-            self._batcher = Batcher(
-                self._send_partial, self.batch_size, self.max_queue, self.linger
-            )
+        with self._started:
+            if self._batcher is None:
+                size, most = self.batch_size, self.max_queue
+                self._batcher = Batcher(self._send_partial, size, most, self.linger)
         return self._batcher.put(with_event_id(event))
 
     def _send_partial(self, events: list[dict[str, Any]]) -> Partial:
