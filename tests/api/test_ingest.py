@@ -137,3 +137,12 @@ def test_an_unknown_media_type_is_415(api: Api) -> None:
     r = api.post(api.key(), None, content=b"<event/>", headers={"Content-Type": "text/xml"})
     assert r.status_code == 415
     assert "application/x-ndjson" in r.json()["detail"]
+
+
+def test_other_events_under_a_used_idempotency_key_are_409_not_stored(api: Api) -> None:
+    token = api.key()
+    headers = {"Idempotency-Key": "order-1"}
+    assert api.post(token, [event()], headers=headers).status_code == 201
+    r = api.post(token, [event(outcome="failure")], headers=headers)
+    assert r.status_code == 409
+    assert _stored(api) == 1

@@ -43,6 +43,7 @@ from auditlog.store import AuditLog, prepare
 _LOG = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 FLUSH_SECONDS = 5.0
+INLINE_SPLIT = 64 * 1024  # characters of body split on the event loop itself
 _TRUE = ("1", "true", "yes", "on")
 # problems counted where they arise (per refused key use, per invalid event), not again
 _COUNTED = {"invalid-events", *(r.replace("_", "-") for r in REASONS)}
@@ -114,7 +115,11 @@ async def post_events(svc: Service, request: Request) -> Response:
     caller = await svc.auth.caller(request)
     kind = body.media_type(request.headers.get("content-type"))
     text = body.decode(await body.read_body(request, api.max_body_bytes, api.read_timeout_s))
-    items = body.split(text, kind, api.max_batch_events, svc.settings.store.max_json_depth)
+    split = (kind, api.max_batch_events, svc.settings.store.max_json_depth)
+    if len(text) > INLINE_SPLIT:  # a big body is split in a thread: the loop serves others
+        items = await asyncio.to_thread(body.split, text, *split)
+    else:
+        items = body.split(text, *split)
     idem = _idempotency_key(request)
     checked = await asyncio.to_thread(ingest.validate, items, svc.log, caller, idem)
     outside = ingest.out_of_scope(caller, checked)
