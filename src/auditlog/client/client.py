@@ -83,7 +83,7 @@ def _answer(
     except (ValueError, KeyError, TypeError) as exc:
         raise _not_receipts(response, f"no receipts in the answer ({exc!r})") from None
     for i, r in receipts.items():
-        if not 0 <= i < len(chunk) or uuid.UUID(r.event_id) != uuid.UUID(str(chunk[i]["event_id"])):
+        if not 0 <= i < len(chunk) or not _same_id(r.event_id, chunk[i]["event_id"]):
             raise _not_receipts(response, f"receipt {i} is not for the event sent at {i}")
     refused = {e.index - offset for e in rejected}
     if len(receipts) + len(refused) != len(chunk) or (refused and not partial):
