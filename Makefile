@@ -26,6 +26,8 @@ run: install
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
+# WORKERS: uvicorn processes of benchmarks/bench_http.py (`make bench WORKERS=2`).
+bench: export AUDITLOG_BENCH_WORKERS = $(or $(WORKERS),1)
 bench: install system-deps
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 

@@ -42,7 +42,14 @@ catch :class:`AuditLogError`; ``status`` is the HTTP status an API answers with.
     ├── QueryTimeout              a query ran past statement_timeout_ms (status 503)
     ├── DatabaseUnavailable       PostgreSQL refused or lost the connection (status 503)
     ├── WriterBusy                the group-commit queue is full; retry shortly (status 503)
-    └── WriterClosed              the AuditLog was closed before the events were committed (503)
+    ├── WriterClosed              the AuditLog was closed before the events were committed (503)
+    └── ClientError               the HTTP client (:mod:`auditlog.client`) failed
+        ├── ClientQueueFull       its background queue holds ``max_queue`` events
+        ├── ClientClosed          ``enqueue`` after ``close()``
+        ├── ApiRefused            the service refused: its RFC 9457 problem (``status``,
+        │                         ``title``, ``detail``, per-event ``errors``), never retried
+        └── ApiUnavailable        retries ran out: connection errors, 429, 503 (``problem``:
+                                  the last answer, if any; ``retry_after``)
 
 :class:`QueryTimeout` and :class:`DatabaseUnavailable` are raised for every engine made by
 :func:`auditlog.db.server.make_engine`, which translates the driver's errors in one place.
@@ -457,4 +464,72 @@ class WriterClosed(AuditLogError):
         super().__init__(
             "the audit log was closed before these events were committed; nothing of them "
             "was stored: send them again through an open AuditLog"
+        )
+
+
+class ClientError(AuditLogError):
+    """The HTTP client could not have events stored or read."""
+
+
+class ClientQueueFull(ClientError):
+    """The client's background queue is full: ``waiting`` events not yet sent."""
+
+    status = 503
+
+    def __init__(self, waiting: int, max_queue: int) -> None:
+        self.waiting, self.max_queue = waiting, max_queue
+        super().__init__(
+            f"the client's queue holds {waiting} events waiting to be sent (max_queue="
+            f"{max_queue}): the service is slower than this producer or unreachable; call "
+            "flush() to wait for them, slow down, or raise max_queue"
+        )
+
+
+class ClientClosed(ClientError):
+    """An event was enqueued on a client after ``close()``."""
+
+    def __init__(self) -> None:
+        super().__init__("the client is closed: open a new AuditLogClient to send more events")
+
+
+class ApiRefused(ClientError):
+    """The service refused a request with an RFC 9457 problem (retrying would not help).
+
+    ``problem`` is the whole document; ``status``, ``title``, ``detail`` and ``errors`` (each
+    ``{index, field, reason}``, ``index`` counted over the events handed to the client) are
+    read from it. ``stored`` holds the receipts of the batches stored before this one.
+    """
+
+    def __init__(self, status: int, problem: dict[str, Any], stored: Sequence[Any] = ()) -> None:
+        self.status = status
+        self.problem = problem
+        self.title = str(problem.get("title") or f"HTTP {status}")
+        self.detail = str(problem.get("detail") or "")
+        self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
+        self.stored = list(stored)
+        super().__init__(f"the audit log service answered {status} {self.title}: {self.detail}")
+
+
+class ApiUnavailable(ClientError):
+    """Every attempt failed with a connection error, 429 or 503; ``problem`` is the last
+    answer (None after a connection error), ``retry_after`` what it asked for."""
+
+    status = 503
+
+    def __init__(
+        self,
+        url: str,
+        attempts: int,
+        reason: str,
+        problem: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+        stored: Sequence[Any] = (),
+    ) -> None:
+        self.url, self.attempts, self.reason = url, attempts, reason
+        self.problem, self.retry_after = problem, retry_after
+        self.stored = list(stored)
+        super().__init__(
+            f"the audit log service at {url} did not take the request after {attempts} "
+            f"attempt(s): {reason}; nothing more was sent (the events keep their event_id, so "
+            "sending them again later stores each once)"
         )
