@@ -61,6 +61,13 @@ ACTOR_KEYS = ("type", "id", "display_name", "upn", "entra_object_id", "tenant_id
 ActorResolver = Callable[[Actor], Actor]
 
 
+class _Unread:
+    """``_maybe_checkpoint``'s default: the caller has not read the newest checkpoint."""
+
+
+_UNREAD = _Unread()
+
+
 class Receipt(NamedTuple):
     """Where an event landed. ``duplicate`` means it was already stored (idempotent repeat);
     ``recorded_at`` is the row's server time (the stored row's, for a duplicate)."""
@@ -459,14 +466,17 @@ class AuditLog:
         head: bytes,
         clock: datetime | None,
         edge: CompactRange | None,
+        last: _LastCheckpoint | _Unread | None = _UNREAD,
     ) -> None:
         """Sign the head if due: N entries or T seconds (server clock) since the last one.
 
         ``clock`` is a reading of the server clock in this transaction (the batch's, when its
         recorded_at is one), else it is read here: it judges whether T seconds have passed and
-        is the signed_at (the database refuses any other time).
+        is the signed_at (the database refuses any other time). ``last`` is the newest
+        checkpoint when the caller read it under this transaction's chain lock.
         """
-        last = _last_checkpoint(cur, category)
+        if isinstance(last, _Unread):
+            last = _last_checkpoint(cur, category)
         if last is not None and last.seq >= seq:
             return
         clock = clock or _server_clock(cur)
@@ -616,6 +626,7 @@ class _Batch:
         # batch must say the same; the Prepared itself is let go once its row is written
         self.seen: dict[str, tuple[tuple[str, str, str], Receipt]] = {}
         self.heads: dict[str, tuple[int, bytes]] = {}
+        self.lasts: dict[str, _LastCheckpoint | None] = {}  # read under the lock, at start
         self.edges: dict[str, CompactRange | None] = {}
         self.nodes: dict[str, list[tuple[int, int, bytes]]] = {}  # completed, to store
         self.written: dict[str, int] = {}
@@ -630,14 +641,25 @@ class _Batch:
         return good
 
     def start(self, cur: psycopg.Cursor[Any], categories: Sequence[str]) -> None:
+        """Lock each chain (in name order), then read its head, its newest checkpoint and the
+        server clock: one round trip (a pipeline; each statement runs after the one before,
+        with its own snapshot, so every read sees what was committed before its lock)."""
+        conn = cur.connection
+        asked: list[tuple[str, psycopg.Cursor[Any], psycopg.Cursor[Any]]] = []
+        with conn.pipeline():
+            for cat in categories:
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
+                head_cur = conn.execute(_HEAD_SQL, (cat,))
+                asked.append((cat, head_cur, conn.execute(_LAST_SQL, (cat,))))
+            clock = conn.execute("SELECT clock_timestamp()") if self.log.clock is None else None
         last_at = None
-        for cat in categories:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"auditlog:{cat}",))
-            seq, head, at = _head(cur, cat)
+        for cat, head_cur, last_cur in asked:
+            seq, head, at = _head_of(head_cur.fetchone())
+            self.lasts[cat] = _last_of(last_cur.fetchone())
             self.heads[cat] = (seq, head)
             self.edges[cat] = self.log._edge(cur, cat, seq, head)
             last_at = at if last_at is None or (at and at > last_at) else last_at
-        now = self.log._now(cur)
+        now = self.log._now(cur) if clock is None else clock.fetchone()[0]  # type: ignore[index]
         self.now = max(now, last_at) if last_at else now
         # the server's own reading, for signing checkpoints without asking again
         self.server_now = now if self.log.clock is None else None
@@ -709,11 +731,13 @@ class _Batch:
             store_nodes(cur, cat, nodes)
         for cat, seq in sorted(self.written.items()):
             head, edge = self.heads[cat][1], self.edges[cat]
-            self.log._maybe_checkpoint(cur, cat, seq, head, self.server_now, edge)
-            cur.execute(
-                "SELECT pg_notify(%s, %s)",
-                (NOTIFY_CHANNEL, json.dumps({"category": cat, "seq": seq})),
+            self.log._maybe_checkpoint(
+                cur, cat, seq, head, self.server_now, edge, self.lasts.get(cat, _UNREAD)
             )
+        if self.written:  # one statement for every chain this batch extended
+            notes = [json.dumps({"category": c, "seq": q}) for c, q in sorted(self.written.items())]
+            sql = "SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n"
+            cur.execute(sql, (NOTIFY_CHANNEL, notes))
 
 
 def _driver(sa_conn: sa.Connection) -> psycopg.Connection[Any]:
@@ -722,12 +746,20 @@ def _driver(sa_conn: sa.Connection) -> psycopg.Connection[Any]:
     return driver
 
 
+_HEAD_SQL = "SELECT seq, entry_hash, recorded_at FROM auditlog_chain_head(%s)"
+_LAST_SQL = "SELECT seq, signed_at, hash, count FROM auditlog_last_checkpoint(%s)"
+
+
 def _head(cur: psycopg.Cursor[Any], category: str) -> tuple[int, bytes, datetime | None]:
     """(seq, entry_hash, recorded_at) of the chain head; a purge anchor if all was purged.
 
     The database's own definition (auditlog_chain_head), the one its append check uses."""
-    cur.execute("SELECT seq, entry_hash, recorded_at FROM auditlog_chain_head(%s)", (category,))
-    seq, head, at = cur.fetchone()  # type: ignore[misc]
+    cur.execute(_HEAD_SQL, (category,))
+    return _head_of(cur.fetchone())
+
+
+def _head_of(row: Any) -> tuple[int, bytes, datetime | None]:
+    seq, head, at = row
     return int(seq), bytes(head), at
 
 
@@ -742,8 +774,11 @@ class _LastCheckpoint:
 
 
 def _last_checkpoint(cur: psycopg.Cursor[Any], category: str) -> _LastCheckpoint | None:
-    cur.execute("SELECT seq, signed_at, hash, count FROM auditlog_last_checkpoint(%s)", (category,))
-    row = cur.fetchone()
+    cur.execute(_LAST_SQL, (category,))
+    return _last_of(cur.fetchone())
+
+
+def _last_of(row: Any) -> _LastCheckpoint | None:
     return None if row is None else _LastCheckpoint(int(row[0]), row[1], bytes(row[2]), row[3])
 
 
