@@ -27,6 +27,7 @@ PAGES: list[PageSpec] = [
     PageSpec("retention", "pages/retention.py", "Retention", ":material/inventory_2:", "Govern"),
     PageSpec("export", "pages/export_siem.py", "Export & SIEM", ":material/output:", "Evidence"),
     PageSpec("integrity", "pages/integrity.py", "Integrity", ":material/verified:", "Evidence"),
+    PageSpec("api_keys", "pages/api_keys.py", "API keys", ":material/key:", "Administer"),
 ]
 
 

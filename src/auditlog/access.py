@@ -52,6 +52,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "integrity": _ALL,
     "export": _ALL,
     "retention": _ALL,
+    # DESIGN.md: API keys are the platform admin's to configure; nobody else sees the page.
+    "api_keys": frozenset({"admin"}),
     # actions
     "export.download": _ALL,
     "integrity.verify": _ALL,

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from auditlog.apikeys.keys import parse_token
 from auditlog.demo import demo_events
 from auditlog.settings import Settings
 from auditlog.store import AuditLog
@@ -57,15 +59,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
     raise AssertionError(f"streamlit did not become healthy in {timeout}s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free localhost port against this test's database."""
-    log.record_many(list(demo_events(400, seed=11, days=20)))
+@contextmanager
+def streamlit_app(settings: Settings, tmp_path: Path, roles: str, user: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free localhost port against the test's database, as ``user``."""
     config = tmp_path / "auditlog.toml"
-    config.write_text(ROLES, "utf-8")
+    config.write_text(roles, "utf-8")
     env = {**os.environ, "AUDITLOG_DATABASE_URL": str(settings.store.database_url),
            "AUDITLOG_HOME": str(settings.store.home), "AUDITLOG_CONFIG": str(config),
-           "AUDITLOG_USER": "auditor@contoso.com"}  # fmt: skip
+           "AUDITLOG_USER": user}  # fmt: skip
     port = free_port()
     out = tmp_path / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
@@ -84,6 +85,22 @@ def server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """The dashboard over 400 demo events, as an auditor."""
+    log.record_many(list(demo_events(400, seed=11, days=20)))
+    with streamlit_app(settings, tmp_path, ROLES, "auditor@contoso.com") as url:
+        yield url
+
+
+@pytest.fixture
+def admin_server(log: AuditLog, settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """The dashboard as an admin (ops@contoso.com)."""
+    with streamlit_app(settings, tmp_path, '[roles.users]\n"ops@contoso.com" = "admin"\n',
+                       "ops@contoso.com") as url:  # fmt: skip
+        yield url
 
 
 def test_filter_then_open_a_diff_and_its_correlation(server: str) -> None:
@@ -146,3 +163,37 @@ def _diff_then_correlation(page) -> None:  # type: ignore[no-untyped-def]
     expect(page.get_by_text("approval.requested")).to_be_visible()
     page.wait_for_timeout(300)
     page.screenshot(path=ARTIFACTS / "correlation.png", full_page=True)
+
+
+def test_an_admin_creates_an_api_key_and_sees_it_once(admin_server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=20_000)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{admin_server}/")
+            expect(page.get_by_text("events match")).to_be_visible()  # the app's own menu is up
+            page.get_by_role("link", name="API keys", exact=True).click()  # section Administer
+            page.wait_for_url("**/api_keys")
+            expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+            page.get_by_label("Name", exact=True).fill("billing-svc")
+            page.get_by_label("Allowed source addresses", exact=True).fill("10.20.0.0/16")
+            page.locator('[data-testid="stMultiSelect"]').first.click()  # Scopes
+            page.get_by_role("option", name="write:configuration").click()
+            page.keyboard.press("Escape")
+            page.get_by_role("button", name="Create key").click()
+            expect(page.get_by_text("Store it now: it is not shown again")).to_be_visible()
+            token = page.locator('[data-testid="stCode"] code').first.inner_text().strip()
+            assert parse_token(token), token
+            page.screenshot(path=ARTIFACTS / "api_keys.png", full_page=True)
+            page.get_by_role("link", name="Timeline", exact=True).click()
+            expect(page.get_by_text("events match")).to_be_visible()
+            page.get_by_role("link", name="API keys", exact=True).click()  # back: not shown again
+            expect(page.get_by_text("Rotate or revoke a key")).to_be_visible()
+            expect(page.get_by_text("Store it now")).to_have_count(0)
+            assert token not in page.content()
+        finally:
+            browser.close()
